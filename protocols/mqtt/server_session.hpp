@@ -1,0 +1,135 @@
+// The server side of one MQTT connection as a socket-free state machine: bytes, timer events and
+// close notices go in; "send", "deliver", "arm timer" and "close" come out through the handler.
+// Serves MQTT 3.1.1 and 5.0. Not thread safe: one connection, one thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "protocols/mqtt/types.hpp"
+
+namespace citygate::mqtt {
+
+struct server_limits {
+    std::uint32_t maximum_packet_size = 256 * 1024;  // inbound; larger packets are refused
+    std::uint16_t maximum_topic_length = 1024;
+    std::uint16_t receive_maximum = 256;     // QoS 1/2 PUBLISHes awaiting our ack
+    std::uint16_t topic_alias_maximum = 64;  // v5 aliases the client may use
+    std::uint16_t server_keep_alive = 0;     // v5: override the client's keep-alive when non-zero
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    std::uint32_t maximum_session_expiry = 0;  // v5 seconds; sessions are not kept past close
+};
+
+enum class timer_kind : std::uint8_t { connect_timeout, keep_alive };
+
+// What the client presented in CONNECT, for the authentication hook. Views are valid only
+// during the call.
+struct connect_request {
+    protocol_version version = protocol_version::v3_1_1;
+    std::string_view client_id;  // the assigned id when the client sent an empty one (v5)
+    bool client_id_assigned = false;
+    std::optional<std::string_view> username;
+    std::optional<std::span<const std::uint8_t>> password;
+    bool clean_start = true;
+    std::uint16_t keep_alive_s = 0;
+};
+
+// Identifies one QoS 1/2 PUBLISH waiting for the application to finish with it.
+using delivery_token = std::uint64_t;
+
+// A PUBLISH handed to the application. Views point into the bytes passed to on_bytes() and are
+// valid only during the call. The topic is resolved (v5 topic aliases already applied).
+struct inbound_publish {
+    std::string_view topic;
+    std::span<const std::uint8_t> payload;
+    mqtt::qos qos = qos::at_most_once;
+    bool retain = false;
+    bool payload_is_utf8 = false;  // v5 payload format indicator
+    delivery_token token = 0;      // 0 for QoS 0
+};
+
+struct subscribe_request {
+    std::uint16_t packet_id = 0;
+    struct entry {
+        std::string_view filter;
+        mqtt::qos max_qos = qos::at_most_once;
+    };
+    std::vector<entry> entries;
+};
+
+class session_handler {
+public:
+    virtual ~session_handler() = default;
+
+    // Bytes to write to the peer, in order. The span is valid only during the call: copy it.
+    virtual void send(std::span<const std::uint8_t> bytes) = 0;
+
+    // A validated PUBLISH. For QoS 1 and 2 the session acknowledges (PUBACK / PUBREC) only once
+    // the application calls server_session::complete(token); acks go out in arrival order.
+    virtual void deliver(const inbound_publish& message) = 0;
+
+    // Decides a CONNECT: reason_code::success accepts, anything else is sent back in CONNACK
+    // (mapped to the nearest 3.1.1 return code for 3.1.1 clients) and the connection closes.
+    virtual reason_code authenticate(const connect_request& request) = 0;
+
+    // A validated SUBSCRIBE; returns one reason code per entry (a granted QoS or a failure).
+    virtual std::vector<reason_code> subscribe(const subscribe_request& request) = 0;
+
+    // A validated UNSUBSCRIBE.
+    virtual void unsubscribe(std::span<const std::string_view> filters) = 0;
+
+    // (Re)arms the timer of this kind: call server_session::on_timer(kind) once `after` elapses
+    // unless it is re-armed or cancelled first.
+    virtual void arm_timer(timer_kind kind, std::chrono::milliseconds after) = 0;
+    virtual void cancel_timer(timer_kind kind) = 0;
+
+    // The session is over: close the socket once the bytes already passed to send() are written.
+    // `reason` says why (success for a normal DISCONNECT). Called once; nothing follows it.
+    virtual void close(reason_code reason) = 0;
+};
+
+class server_session {
+public:
+    server_session(session_handler& handler, const server_limits& limits);
+    ~server_session();
+    server_session(const server_session&) = delete;
+    server_session& operator=(const server_session&) = delete;
+
+    // Call once the socket is open: arms the connect timeout.
+    void start();
+
+    // Feeds bytes read from the socket. Processes every complete packet and returns how many
+    // bytes were consumed; the unconsumed tail is the start of an incomplete packet that the
+    // caller keeps and passes again, followed by more bytes. After close() nothing is consumed.
+    std::size_t on_bytes(std::span<const std::uint8_t> bytes);
+
+    void on_timer(timer_kind kind);
+
+    // The peer closed the socket or it failed. No handler call follows except nothing.
+    void on_peer_closed();
+
+    // The application is done with a QoS 1/2 PUBLISH. `stored` false acknowledges with
+    // unspecified_error (v5) or closes the connection (3.1.1, which has no negative ack).
+    void complete(delivery_token token, bool stored);
+
+    // Server-initiated end: DISCONNECT with the reason (v5) or a plain close (3.1.1).
+    void disconnect(reason_code reason);
+
+    // QoS 1/2 PUBLISHes delivered but not yet completed.
+    [[nodiscard]] std::size_t inflight() const;
+    [[nodiscard]] bool connected() const;  // CONNECT accepted and not closed
+    [[nodiscard]] protocol_version version() const;
+    [[nodiscard]] std::string_view client_id() const;
+
+private:
+    struct state;
+    std::unique_ptr<state> state_;
+};
+
+}  // namespace citygate::mqtt
