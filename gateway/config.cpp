@@ -1,0 +1,200 @@
+// TOML configuration with strict keys, typed values and clear messages.
+#include "gateway/config.hpp"
+
+#include <charconv>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "protocols/payload/topic_template.hpp"
+
+namespace citygate::gateway {
+namespace {
+
+[[noreturn]] void fail(std::string_view option, std::string_view problem) {
+    throw ConfigError(std::string(option) + ": " + std::string(problem));
+}
+
+template <typename Int>
+Int integer(const toml::node& node, std::string_view option, std::int64_t min, std::int64_t max) {
+    auto value = node.value<std::int64_t>();
+    if (!node.is_integer() || !value) fail(option, "expected an integer");
+    if (*value < min || *value > max) {
+        fail(option, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                         ", got " + std::to_string(*value));
+    }
+    return static_cast<Int>(*value);
+}
+
+std::string string(const toml::node& node, std::string_view option) {
+    if (!node.is_string()) fail(option, "expected a string");
+    return *node.value<std::string>();
+}
+
+std::chrono::milliseconds duration(const toml::node& node, std::string_view option) {
+    return parse_duration(string(node, option), option);
+}
+
+using Setter = std::function<void(const toml::node&, Config&, std::string_view option)>;
+
+// Every option the file may set, by its dotted name.
+const std::map<std::string, Setter, std::less<>>& setters() {
+    static const std::map<std::string, Setter, std::less<>> table = {
+        {"mqtt.listen", [](auto& n, Config& c, auto o) { c.mqtt.listen = string(n, o); }},
+        {"mqtt.port",
+         [](auto& n, Config& c, auto o) { c.mqtt.port = integer<std::uint16_t>(n, o, 0, 65535); }},
+        {"mqtt.max_packet_size",
+         [](auto& n, Config& c, auto o) {
+             c.mqtt.max_packet_size = integer<std::uint32_t>(n, o, 64, 268'435'455);
+         }},
+        {"mqtt.max_topic_length",
+         [](auto& n, Config& c, auto o) {
+             c.mqtt.max_topic_length = integer<std::uint16_t>(n, o, 8, 65535);
+         }},
+        {"mqtt.receive_maximum",
+         [](auto& n, Config& c, auto o) {
+             c.mqtt.receive_maximum = integer<std::uint16_t>(n, o, 1, 65535);
+         }},
+        {"mqtt.connect_timeout",
+         [](auto& n, Config& c, auto o) { c.mqtt.connect_timeout = duration(n, o); }},
+        {"mqtt.max_connections",
+         [](auto& n, Config& c, auto o) {
+             c.mqtt.max_connections = integer<std::size_t>(n, o, 1, 100'000'000);
+         }},
+        {"http.listen", [](auto& n, Config& c, auto o) { c.http.listen = string(n, o); }},
+        {"http.port",
+         [](auto& n, Config& c, auto o) { c.http.port = integer<std::uint16_t>(n, o, 0, 65535); }},
+        {"http.threads",
+         [](auto& n, Config& c, auto o) { c.http.threads = integer<unsigned>(n, o, 1, 64); }},
+        {"storage.data_dir", [](auto& n, Config& c, auto o) { c.storage.data_dir = string(n, o); }},
+        {"storage.shards",
+         [](auto& n, Config& c, auto o) { c.storage.shards = integer<unsigned>(n, o, 0, 256); }},
+        {"storage.queue_capacity",
+         [](auto& n, Config& c, auto o) {
+             c.storage.queue_capacity = integer<std::size_t>(n, o, 16, 100'000'000);
+         }},
+        {"storage.fsync",
+         [](auto& n, Config& c, auto o) {
+             std::string policy = string(n, o);
+             if (policy == "none") {
+                 c.storage.fsync = storage::FsyncPolicy::none;
+             } else if (policy == "batch") {
+                 c.storage.fsync = storage::FsyncPolicy::batch;
+             } else {
+                 fail(o, "must be \"none\" or \"batch\", got \"" + policy + "\"");
+             }
+         }},
+        {"storage.partition_window",
+         [](auto& n, Config& c, auto o) { c.storage.partition_window = duration(n, o); }},
+        {"storage.out_of_order_window",
+         [](auto& n, Config& c, auto o) { c.storage.out_of_order_window = duration(n, o); }},
+        {"storage.retention",
+         [](auto& n, Config& c, auto o) { c.storage.retention = duration(n, o); }},
+        {"ingest.topic_templates",
+         [](auto& n, Config& c, auto o) {
+             const toml::array* array = n.as_array();
+             if (!array) fail(o, "expected an array of strings");
+             c.ingest.topic_templates.clear();
+             for (const toml::node& item : *array)
+                 c.ingest.topic_templates.push_back(string(item, o));
+         }},
+        {"server.io_threads",
+         [](auto& n, Config& c, auto o) {
+             c.server.io_threads = integer<unsigned>(n, o, 0, 1024);
+         }},
+        {"server.log_level",
+         [](auto& n, Config& c, auto o) {
+             std::string level = string(n, o);
+             if (!log::parse_level(level, c.server.log_level)) {
+                 fail(o, "must be debug, info, warn or error, got \"" + level + "\"");
+             }
+         }},
+        {"server.shutdown_timeout",
+         [](auto& n, Config& c, auto o) { c.server.shutdown_timeout = duration(n, o); }},
+    };
+    return table;
+}
+
+void apply(const toml::table& table, const std::string& prefix, Config& config) {
+    for (const auto& [key, node] : table) {
+        std::string name =
+            prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+        if (const toml::table* section = node.as_table(); section && prefix.empty()) {
+            apply(*section, name, config);
+            continue;
+        }
+        auto setter = setters().find(name);
+        if (setter == setters().end()) fail(name, "unknown option");
+        setter->second(node, config, name);
+    }
+}
+
+}  // namespace
+
+std::chrono::milliseconds parse_duration(std::string_view text, std::string_view option) {
+    std::int64_t amount = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), amount);
+    std::string_view unit(end, text.data() + text.size() - end);
+    if (error != std::errc() || end == text.data() || amount < 0) {
+        fail(option, "expected a duration like \"10s\", got \"" + std::string(text) + "\"");
+    }
+    static const std::map<std::string_view, std::int64_t> units = {
+        {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
+    auto found = units.find(unit);
+    if (found == units.end()) {
+        fail(option, "unknown unit in \"" + std::string(text) + "\" (use ms, s, m, h or d)");
+    }
+    return std::chrono::milliseconds(amount * found->second);
+}
+
+Config parse_config(std::string_view toml_text, std::string_view origin, Config base) {
+    toml::table table;
+    try {
+        table = toml::parse(toml_text, origin);
+    } catch (const toml::parse_error& error) {
+        std::ostringstream message;
+        message << error.description() << " (" << error.source() << ")";
+        throw ConfigError(std::string(origin) + ": " + message.str());
+    }
+    apply(table, "", base);
+    return base;
+}
+
+Config load_config_file(const std::filesystem::path& file, Config base) {
+    toml::table table;
+    try {
+        table = toml::parse_file(file.string());
+    } catch (const toml::parse_error& error) {
+        std::ostringstream message;
+        message << error.description() << " (" << error.source() << ")";
+        throw ConfigError(file.string() + ": " + message.str());
+    }
+    apply(table, "", base);
+    return base;
+}
+
+void validate(const Config& config) {
+    if (config.mqtt.listen.empty()) fail("mqtt.listen", "must not be empty");
+    if (config.http.listen.empty()) fail("http.listen", "must not be empty");
+    if (config.storage.data_dir.empty()) fail("storage.data_dir", "must not be empty");
+    if (config.mqtt.port != 0 && config.mqtt.port == config.http.port &&
+        config.mqtt.listen == config.http.listen) {
+        fail("http.port", "must differ from mqtt.port");
+    }
+    if (config.mqtt.connect_timeout.count() == 0) fail("mqtt.connect_timeout", "must be positive");
+    if (config.storage.partition_window < std::chrono::minutes(1)) {
+        fail("storage.partition_window", "must be at least 1m");
+    }
+    if (config.ingest.topic_templates.empty()) {
+        fail("ingest.topic_templates", "needs at least one template");
+    }
+    for (const auto& pattern : config.ingest.topic_templates) {
+        std::string error;
+        if (!payload::TopicTemplate::parse(pattern, &error)) fail("ingest.topic_templates", error);
+    }
+}
+
+}  // namespace citygate::gateway

@@ -1,0 +1,75 @@
+// Gateway configuration: embedded defaults, then a TOML file, then command-line overrides.
+// Every option is documented in deploy/citygate.example.toml.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gateway/log.hpp"
+#include "storage/engine.hpp"
+
+namespace citygate::gateway {
+
+struct Config {
+    struct Mqtt {
+        std::string listen = "0.0.0.0";
+        std::uint16_t port = 1883;
+        std::uint32_t max_packet_size = 256 * 1024;
+        std::uint16_t max_topic_length = 1024;
+        std::uint16_t receive_maximum = 256;
+        std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+        std::size_t max_connections = 1'000'000;
+    } mqtt;
+
+    struct Http {
+        std::string listen = "0.0.0.0";
+        std::uint16_t port = 8080;
+        unsigned threads = 1;
+    } http;
+
+    struct Storage {
+        std::filesystem::path data_dir = "./var";
+        unsigned shards = 0;  // 0: one per core
+        std::size_t queue_capacity = 65536;
+        storage::FsyncPolicy fsync = storage::FsyncPolicy::none;
+        std::chrono::milliseconds partition_window = std::chrono::hours(24);
+        std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
+        std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
+    } storage;
+
+    struct Ingest {
+        std::vector<std::string> topic_templates{"city/{district}/{type}/{device}"};
+    } ingest;
+
+    struct Server {
+        unsigned io_threads = 0;  // 0: one per core
+        log::Level log_level = log::Level::info;
+        std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(10);
+    } server;
+};
+
+// A configuration that cannot be used; the message names the option and the problem.
+class ConfigError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+// Reads a TOML file over the defaults. Unknown keys are errors (a typo must not pass silently).
+// Throws ConfigError.
+Config load_config_file(const std::filesystem::path& file, Config base = {});
+
+// Parses TOML text over the defaults; `origin` names it in error messages. Throws ConfigError.
+Config parse_config(std::string_view toml_text, std::string_view origin, Config base = {});
+
+// Checks cross-field rules and ranges. Throws ConfigError.
+void validate(const Config& config);
+
+// Parses a duration like "250ms", "10s", "5m", "24h", "30d". Throws ConfigError naming `option`.
+std::chrono::milliseconds parse_duration(std::string_view text, std::string_view option);
+
+}  // namespace citygate::gateway

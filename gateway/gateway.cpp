@@ -1,0 +1,222 @@
+// Start-up, serving threads and graceful drain of the gateway.
+#include "gateway/gateway.hpp"
+
+#include <future>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "gateway/log.hpp"
+#include "gateway/mqtt_connection.hpp"
+
+namespace citygate::gateway {
+namespace {
+
+using tcp = boost::asio::ip::tcp;
+
+tcp::endpoint endpoint_of(const std::string& address, std::uint16_t port, const char* option) {
+    boost::system::error_code ec;
+    auto ip = boost::asio::ip::make_address(address, ec);
+    if (ec) throw ConfigError(std::string(option) + ": not an IP address: \"" + address + "\"");
+    return {ip, port};
+}
+
+unsigned or_cores(unsigned configured) {
+    return configured ? configured : std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+Gateway::Gateway(Config config) : config_(std::move(config)) {
+    validate(config_);
+    log::set_level(config_.server.log_level);
+
+    std::error_code dir_error;
+    std::filesystem::create_directories(config_.storage.data_dir, dir_error);
+    if (dir_error) {
+        throw std::runtime_error("cannot create data directory " +
+                                 config_.storage.data_dir.string() + ": " + dir_error.message());
+    }
+
+    storage::EngineOptions options;
+    options.directory = config_.storage.data_dir;
+    options.shards = config_.storage.shards;
+    options.queue_capacity = config_.storage.queue_capacity;
+    options.fsync = config_.storage.fsync;
+    options.partition_window = config_.storage.partition_window;
+    options.out_of_order_window = config_.storage.out_of_order_window;
+    options.retention = config_.storage.retention;
+    options.on_batch = [this](const storage::BatchReport& report) {
+        metrics_.samples_written.Increment(static_cast<double>(report.points));
+        metrics_.batch_points.Observe(static_cast<double>(report.points));
+        metrics_.write_latency.Observe(std::chrono::duration<double>(report.write_latency).count());
+    };
+    options.on_space_available = [this] {
+        for (auto& worker : workers_)
+            worker->post_space_available();
+    };
+    auto opened = storage::Engine::open(std::move(options));
+    if (!opened.is_ok()) {
+        throw std::runtime_error("cannot open storage in " + config_.storage.data_dir.string() +
+                                 ": " + opened.status().message());
+    }
+    engine_ = std::move(opened.value());
+
+    mqtt::server_limits limits;
+    limits.maximum_packet_size = config_.mqtt.max_packet_size;
+    limits.maximum_topic_length = config_.mqtt.max_topic_length;
+    limits.receive_maximum = config_.mqtt.receive_maximum;
+    limits.connect_timeout = config_.mqtt.connect_timeout;
+    context_ = std::make_unique<GatewayContext>(*engine_, metrics_);
+    context_->limits = limits;
+    context_->max_connections = config_.mqtt.max_connections;
+    for (const auto& pattern : config_.ingest.topic_templates) {
+        context_->templates.push_back(*payload::TopicTemplate::parse(pattern));
+    }
+
+    unsigned io_threads = or_cores(config_.server.io_threads);
+    // Room for the largest packet the engine accepts plus a read's worth of what follows it.
+    std::size_t read_buffer = config_.mqtt.max_packet_size + 64 * 1024;
+    for (unsigned i = 0; i < io_threads; ++i) {
+        workers_.push_back(std::make_unique<IoWorker>(*context_, read_buffer));
+    }
+
+    // The first listener picks the port (when 0); the others join it through SO_REUSEPORT.
+    tcp::endpoint mqtt_endpoint =
+        endpoint_of(config_.mqtt.listen, config_.mqtt.port, "mqtt.listen");
+    try {
+        for (auto& worker : workers_) {
+            auto listener = std::make_shared<MqttListener>(*worker, mqtt_endpoint);
+            mqtt_endpoint = listener->local_endpoint();
+            listeners_.push_back(std::move(listener));
+        }
+    } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("cannot listen for MQTT on " + config_.mqtt.listen + ":" +
+                                 std::to_string(config_.mqtt.port) + ": " + e.code().message());
+    }
+    mqtt_port_ = mqtt_endpoint.port();
+
+    api_ = std::make_unique<HttpApi>(*engine_, metrics_, ready_);
+    try {
+        http_ = std::make_unique<HttpServer>(
+            http_io_, endpoint_of(config_.http.listen, config_.http.port, "http.listen"),
+            [api = api_.get()](const HttpRequest& request) { return api->handle(request); });
+    } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("cannot listen for HTTP on " + config_.http.listen + ":" +
+                                 std::to_string(config_.http.port) + ": " + e.code().message());
+    }
+    http_port_ = http_->local_endpoint().port();
+}
+
+Gateway::~Gateway() {
+    stop();
+    for (auto& worker : workers_)
+        worker->io().stop();
+    http_io_.stop();
+    for (auto& thread : threads_) {
+        if (thread.joinable()) thread.join();
+    }
+}
+
+void Gateway::run() {
+    std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
+    for (auto& worker : workers_)
+        guards.push_back(boost::asio::make_work_guard(worker->io()));
+    guards.push_back(boost::asio::make_work_guard(http_io_));
+
+    boost::asio::signal_set signals(http_io_, SIGINT, SIGTERM);
+    signals.async_wait([this](const boost::system::error_code& ec, int signo) {
+        if (ec) return;
+        CG_LOG(info) << "received signal " << signo << ", draining";
+        stop();
+    });
+
+    for (auto& listener : listeners_)
+        listener->start();
+    http_->start();
+    for (auto& worker : workers_) {
+        threads_.emplace_back([io = &worker->io()] { io->run(); });
+    }
+    for (unsigned i = 0; i < config_.http.threads; ++i) {
+        threads_.emplace_back([this] { http_io_.run(); });
+    }
+    CG_LOG(info) << "mqtt listening on " << config_.mqtt.listen << ":" << mqtt_port_ << " ("
+                 << workers_.size() << " I/O threads, " << engine_->shard_count()
+                 << " storage shards)";
+    CG_LOG(info) << "http listening on " << config_.http.listen << ":" << http_port_;
+    CG_LOG(info) << "data directory " << config_.storage.data_dir.string();
+    ready_ = true;
+
+    {
+        std::unique_lock lock(stop_mutex_);
+        stop_requested_.wait(lock, [this] { return stopping_; });
+    }
+    signals.cancel();
+    drain();
+    guards.clear();
+}
+
+void Gateway::stop() {
+    std::lock_guard lock(stop_mutex_);
+    stopping_ = true;
+    stop_requested_.notify_all();
+}
+
+template <typename Work>
+void Gateway::on_every_worker(Work work) {
+    std::vector<std::future<void>> done;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        auto task = std::make_shared<std::packaged_task<void()>>([&, i] { work(i); });
+        done.push_back(task->get_future());
+        boost::asio::post(workers_[i]->io(), [task] { (*task)(); });
+    }
+    for (auto& future : done)
+        future.get();
+}
+
+void Gateway::drain() {
+    ready_ = false;
+    auto deadline = std::chrono::steady_clock::now() + config_.server.shutdown_timeout;
+
+    // 1. No new connections, no new packets.
+    on_every_worker([this](std::size_t i) {
+        listeners_[i]->stop();
+        for (MqttConnection* connection : workers_[i]->live())
+            connection->stop_reading();
+    });
+
+    // 2. Everything accepted by storage reaches the WAL and is acknowledged.
+    while (context_->pending_writes.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (auto left = context_->pending_writes.load(); left > 0) {
+        CG_LOG(warn) << "shutdown deadline passed with " << left << " writes unacknowledged";
+    }
+
+    // 3. Say goodbye: DISCONNECT "server shutting down" (v5) or a close (3.1.1), after the acks.
+    on_every_worker([this](std::size_t i) {
+        std::vector<MqttConnection*> connections(workers_[i]->live().begin(),
+                                                 workers_[i]->live().end());
+        for (MqttConnection* connection : connections) {
+            connection->disconnect(mqtt::reason_code::server_shutting_down);
+        }
+    });
+    while (context_->connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+
+    // 4. Stop the threads, then close storage (its destructor drains what is left).
+    http_->stop();
+    for (auto& worker : workers_)
+        worker->io().stop();
+    http_io_.stop();
+    for (auto& thread : threads_)
+        thread.join();
+    threads_.clear();
+    engine_.reset();
+    CG_LOG(info) << "stopped";
+}
+
+}  // namespace citygate::gateway

@@ -1,0 +1,64 @@
+// The gateway process: storage engine, MQTT I/O threads, HTTP API, and an orderly drain.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "gateway/config.hpp"
+#include "gateway/http_api.hpp"
+#include "gateway/http_server.hpp"
+#include "gateway/io_worker.hpp"
+#include "gateway/metrics.hpp"
+#include "gateway/mqtt_listener.hpp"
+
+namespace citygate::gateway {
+
+class Gateway {
+  public:
+    // Opens storage and binds every listener; throws ConfigError or std::runtime_error when the
+    // gateway cannot start (the message says why).
+    explicit Gateway(Config config);
+    ~Gateway();
+    Gateway(const Gateway&) = delete;
+    Gateway& operator=(const Gateway&) = delete;
+
+    // Serves until stop() or SIGINT/SIGTERM, then drains: stops accepting and reading, waits for
+    // in-flight writes to be acknowledged, disconnects clients and closes storage.
+    void run();
+
+    // Thread safe; makes run() drain and return.
+    void stop();
+
+    std::uint16_t mqtt_port() const { return mqtt_port_; }
+    std::uint16_t http_port() const { return http_port_; }
+
+  private:
+    void drain();
+    // Runs `work` on every worker's thread and waits for all of them.
+    template <typename Work>
+    void on_every_worker(Work work);
+
+    Config config_;
+    Metrics metrics_;
+    std::unique_ptr<GatewayContext> context_;
+    std::vector<std::unique_ptr<IoWorker>> workers_;
+    std::unique_ptr<storage::Engine> engine_;  // after workers_: destroyed first
+    std::vector<std::shared_ptr<MqttListener>> listeners_;
+    boost::asio::io_context http_io_{1};
+    std::unique_ptr<HttpApi> api_;
+    std::unique_ptr<HttpServer> http_;
+    std::vector<std::thread> threads_;
+    std::atomic<bool> ready_{false};
+
+    std::mutex stop_mutex_;
+    std::condition_variable stop_requested_;
+    bool stopping_ = false;
+    std::uint16_t mqtt_port_ = 0;
+    std::uint16_t http_port_ = 0;
+};
+
+}  // namespace citygate::gateway

@@ -1,0 +1,154 @@
+// Beast HTTP listener and sessions, after the Beast advanced server example.
+#include "gateway/http_server.hpp"
+
+#include <chrono>
+#include <optional>
+
+#include <boost/beast/core.hpp>
+
+#include "gateway/log.hpp"
+
+namespace citygate::gateway {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = boost::asio::ip::tcp;
+
+constexpr std::size_t request_body_limit = 64 * 1024;
+constexpr auto read_timeout = std::chrono::seconds(30);
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+  public:
+    HttpSession(tcp::socket socket, std::shared_ptr<const HttpHandler> handler)
+        : stream_(std::move(socket)), handler_(std::move(handler)) {}
+
+    void start() { do_read(); }
+
+  private:
+    void do_read() {
+        parser_.emplace();
+        parser_->body_limit(request_body_limit);
+        stream_.expires_after(read_timeout);
+        http::async_read(
+            stream_, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    }
+
+    void on_read(beast::error_code ec) {
+        if (ec == http::error::end_of_stream) return do_close();
+        if (ec) {
+            if (ec != beast::error::timeout && ec != boost::asio::error::operation_aborted &&
+                ec != boost::asio::error::connection_reset) {
+                CG_LOG(debug) << "http read: " << ec.message();
+                // Tell the client what was wrong with its request when it can still listen.
+                if (ec == http::error::body_limit || ec == http::error::header_limit) {
+                    return write(error_response(http::status::payload_too_large, ec.message()));
+                }
+            }
+            return;
+        }
+        HttpRequest request = parser_->release();
+        HttpResponse response;
+        try {
+            response = (*handler_)(request);
+        } catch (const std::exception& e) {
+            CG_LOG(error) << "http handler for "
+                          << std::string_view(request.target().data(), request.target().size())
+                          << " threw: " << e.what();
+            response = error_response(http::status::internal_server_error, e.what());
+        }
+        response.version(request.version());
+        response.keep_alive(request.keep_alive());
+        write(std::move(response));
+    }
+
+    static HttpResponse error_response(http::status status, std::string_view message) {
+        HttpResponse response(status, 11);
+        response.set(http::field::content_type, "application/json");
+        response.body() = "{\"status\":\"error\",\"error\":\"" + std::string(message) + "\"}";
+        response.keep_alive(false);
+        return response;
+    }
+
+    void write(HttpResponse response) {
+        response_ = std::move(response);
+        response_.set(http::field::server, "citygate");
+        response_.prepare_payload();
+        http::async_write(stream_, response_,
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) return;
+                              if (!self->response_.keep_alive()) return self->do_close();
+                              self->do_read();
+                          });
+    }
+
+    void do_close() {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_{8192};
+    std::optional<http::request_parser<http::string_body>> parser_;
+    HttpResponse response_;
+    std::shared_ptr<const HttpHandler> handler_;  // shared: sessions may outlive the listener
+};
+
+}  // namespace
+
+class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
+  public:
+    Listener(boost::asio::io_context& io, const tcp::endpoint& endpoint, HttpHandler handler)
+        : io_(io),
+          acceptor_(io),
+          handler_(std::make_shared<const HttpHandler>(std::move(handler))) {
+        acceptor_.open(endpoint.protocol());
+        acceptor_.set_option(boost::asio::socket_base::reuse_address(true));
+        acceptor_.bind(endpoint);
+        acceptor_.listen(boost::asio::socket_base::max_listen_connections);
+    }
+
+    void accept() {
+        acceptor_.async_accept(
+            io_, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                if (!self->acceptor_.is_open()) return;
+                if (ec) {
+                    CG_LOG(warn) << "http accept: " << ec.message();
+                } else {
+                    std::make_shared<HttpSession>(std::move(socket), self->handler_)->start();
+                }
+                self->accept();
+            });
+    }
+
+    void stop() {
+        beast::error_code ignored;
+        acceptor_.close(ignored);
+    }
+
+    tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+
+  private:
+    boost::asio::io_context& io_;
+    tcp::acceptor acceptor_;
+    std::shared_ptr<const HttpHandler> handler_;
+};
+
+HttpServer::HttpServer(boost::asio::io_context& io, const tcp::endpoint& endpoint,
+                       HttpHandler handler)
+    : listener_(std::make_shared<Listener>(io, endpoint, std::move(handler))) {}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::start() {
+    listener_->accept();
+}
+void HttpServer::stop() {
+    listener_->stop();
+}
+tcp::endpoint HttpServer::local_endpoint() const {
+    return listener_->local_endpoint();
+}
+
+}  // namespace citygate::gateway

@@ -1,0 +1,86 @@
+// One I/O thread's world: its io_context, a read buffer and a payload decoder shared by all of
+// its connections, and the inbox through which storage writer threads hand back completions.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "gateway/metrics.hpp"
+#include "protocols/mqtt/server_session.hpp"
+#include "protocols/payload/json_decoder.hpp"
+#include "protocols/payload/topic_template.hpp"
+#include "storage/engine.hpp"
+
+namespace citygate::gateway {
+
+class MqttConnection;
+
+// What every worker shares: the storage engine, metrics and ingest rules. Read-only after start
+// except the atomics.
+struct GatewayContext {
+    storage::Engine& engine;
+    Metrics& metrics;
+    std::vector<payload::TopicTemplate> templates;
+    mqtt::server_limits limits;
+    std::size_t max_connections = 0;
+    std::atomic<std::size_t> connections{0};
+    // Storage writes accepted by try_write whose completion has not yet reached its connection.
+    std::atomic<std::int64_t> pending_writes{0};
+};
+
+// A storage write finished; travels from a writer thread to the connection's I/O thread.
+struct Completion {
+    std::shared_ptr<MqttConnection> connection;
+    mqtt::delivery_token token = 0;
+    bool stored = false;
+    std::chrono::steady_clock::time_point received;
+};
+
+class IoWorker {
+  public:
+    IoWorker(GatewayContext& context, std::size_t read_buffer_size);
+
+    boost::asio::io_context& io() { return io_; }
+    GatewayContext& context() { return context_; }
+    std::vector<std::uint8_t>& read_buffer() { return read_buffer_; }
+    payload::JsonDecoder& decoder() { return decoder_; }
+
+    // Any thread. Queues a completion; the worker delivers queued completions in one batch, so a
+    // busy writer costs one post per drain, not one per message.
+    void post_completion(Completion completion);
+
+    // Any thread. Asks the worker to retry the writes of connections paused by backpressure.
+    void post_space_available();
+
+    // I/O thread only.
+    void pause(std::shared_ptr<MqttConnection> connection);
+    void add(MqttConnection* connection) { live_.insert(connection); }
+    void remove(MqttConnection* connection) { live_.erase(connection); }
+    const std::unordered_set<MqttConnection*>& live() const { return live_; }
+
+  private:
+    void deliver_completions();
+    void retry_paused();
+
+    GatewayContext& context_;
+    boost::asio::io_context io_{1};
+    std::vector<std::uint8_t> read_buffer_;
+    payload::JsonDecoder decoder_;
+
+    std::mutex inbox_mutex_;
+    std::vector<Completion> inbox_;
+    bool drain_posted_ = false;
+    std::atomic<bool> retry_posted_{false};
+
+    std::vector<std::shared_ptr<MqttConnection>> paused_;
+    std::unordered_set<MqttConnection*> live_;
+};
+
+}  // namespace citygate::gateway

@@ -1,0 +1,60 @@
+// The gateway's Prometheus metrics. Label values are bounded sets (QoS, result, error kind),
+// never a device or topic. Every member is thread safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace citygate::gateway {
+
+// Kinds of rejected input, one label value each.
+enum class ErrorKind {
+    malformed_packet,
+    protocol_error,
+    topic_unmatched,
+    payload_invalid,
+    field_skipped,
+    storage_rejected,
+    storage_failed,
+    connection_limit,
+    http_bad_request,
+};
+inline constexpr int error_kind_count = 9;
+const char* error_kind_name(ErrorKind kind);
+
+class Metrics {
+  public:
+    Metrics();
+
+    std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+    // The text exposition format of everything registered.
+    std::string serialize() const;
+
+    prometheus::Gauge& connections;
+    prometheus::Counter& connects_accepted;
+    prometheus::Counter& connects_refused;
+    prometheus::Counter& messages_qos0;
+    prometheus::Counter& messages_qos1;
+    prometheus::Counter& messages_qos2;
+    prometheus::Counter& bytes_received;
+    prometheus::Counter& bytes_sent;
+    prometheus::Counter& samples_written;
+    prometheus::Counter& backpressure_pauses;
+    prometheus::Histogram& batch_points;
+    prometheus::Histogram& write_latency;
+    prometheus::Histogram& ack_latency;
+    prometheus::Counter& error(ErrorKind kind) { return *errors_[static_cast<int>(kind)]; }
+
+  private:
+    explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
+    std::shared_ptr<prometheus::Registry> registry_;
+    prometheus::Counter* errors_[error_kind_count];
+};
+
+}  // namespace citygate::gateway

@@ -1,0 +1,326 @@
+// MQTT connection: socket I/O, timers, ingest of PUBLISH payloads and durable acknowledgement.
+#include "gateway/mqtt_connection.hpp"
+
+#include <boost/asio/write.hpp>
+
+#include "gateway/log.hpp"
+
+namespace citygate::gateway {
+namespace {
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket)
+    : worker_(worker),
+      socket_(std::move(socket)),
+      session_(*this, worker.context().limits),
+      connect_timer_(worker.io()),
+      keep_alive_timer_(worker.io()) {}
+
+MqttConnection::~MqttConnection() = default;
+
+void MqttConnection::start() {
+    worker_.add(this);
+    worker_.context().metrics.connections.Increment();
+    boost::system::error_code ec;
+    socket_.non_blocking(true, ec);
+    socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
+    session_.start();
+    wait_readable();
+}
+
+void MqttConnection::wait_readable() {
+    if (waiting_ || reading_stopped_ || paused_ || closing_ || torn_down_) return;
+    waiting_ = true;
+    socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
+                       [self = shared_from_this()](const boost::system::error_code& ec) {
+                           self->waiting_ = false;
+                           self->on_readable(ec);
+                       });
+}
+
+void MqttConnection::on_readable(const boost::system::error_code& ec) {
+    if (torn_down_) return;
+    if (ec == boost::asio::error::operation_aborted) return;  // stop_reading() or teardown
+    if (ec) {
+        session_.on_peer_closed();
+        return teardown();
+    }
+    if (reading_stopped_ || paused_ || closing_) return;
+
+    std::vector<std::uint8_t>& buffer = worker_.read_buffer();
+    std::size_t have = partial_.size();
+    std::copy(partial_.begin(), partial_.end(), buffer.begin());
+    boost::system::error_code read_ec;
+    std::size_t n =
+        socket_.read_some(boost::asio::buffer(buffer.data() + have, buffer.size() - have), read_ec);
+    if (read_ec == boost::asio::error::would_block) return wait_readable();
+    if (read_ec) {
+        if (read_ec != boost::asio::error::eof) {
+            CG_LOG(debug) << "mqtt read failed: " << read_ec.message();
+        }
+        session_.on_peer_closed();
+        return teardown();
+    }
+    worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
+
+    std::size_t consumed = session_.on_bytes(std::span(buffer.data(), have + n));
+    partial_.assign(buffer.begin() + static_cast<std::ptrdiff_t>(consumed),
+                    buffer.begin() + static_cast<std::ptrdiff_t>(have + n));
+    if (partial_.empty()) partial_.shrink_to_fit();  // idle connections keep no buffer
+    finish_immediate_completions();
+    if (torn_down_) return;
+    if (!closing_ && partial_.size() >= buffer.size()) {
+        // Cannot happen while the buffer exceeds the maximum packet size the engine enforces.
+        CG_LOG(error) << "mqtt packet larger than the read buffer";
+        session_.disconnect(mqtt::reason_code::packet_too_large);
+        return;
+    }
+    wait_readable();
+}
+
+void MqttConnection::send(std::span<const std::uint8_t> bytes) {
+    if (torn_down_) return;
+    outbox_.insert(outbox_.end(), bytes.begin(), bytes.end());
+    flush();
+}
+
+void MqttConnection::flush() {
+    if (writing_now_ || torn_down_) return;
+    if (outbox_.empty()) {
+        if (closing_) teardown();
+        return;
+    }
+    writing_.swap(outbox_);
+    writing_now_ = true;
+    boost::asio::async_write(
+        socket_, boost::asio::buffer(writing_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            self->worker_.context().metrics.bytes_sent.Increment(static_cast<double>(n));
+            self->on_written(ec);
+        });
+}
+
+void MqttConnection::on_written(const boost::system::error_code& ec) {
+    writing_now_ = false;
+    writing_.clear();
+    if (torn_down_) return;
+    if (ec) {
+        CG_LOG(debug) << "mqtt write failed: " << ec.message();
+        session_.on_peer_closed();
+        return teardown();
+    }
+    if (outbox_.empty() && writing_.capacity() > 4096) writing_.shrink_to_fit();
+    flush();
+}
+
+void MqttConnection::deliver(const mqtt::inbound_publish& message) {
+    auto received = std::chrono::steady_clock::now();
+    Metrics& metrics = worker_.context().metrics;
+    switch (message.qos) {
+        case mqtt::qos::at_most_once:
+            metrics.messages_qos0.Increment();
+            break;
+        case mqtt::qos::at_least_once:
+            metrics.messages_qos1.Increment();
+            break;
+        case mqtt::qos::exactly_once:
+            metrics.messages_qos2.Increment();
+            break;
+    }
+
+    tags_.clear();
+    const payload::TopicTemplate* matched = nullptr;
+    for (const auto& candidate : worker_.context().templates) {
+        if (candidate.match(message.topic, tags_)) {
+            matched = &candidate;
+            break;
+        }
+    }
+    // A message that cannot be stored is still acknowledged: it is counted, and re-sending it
+    // would not make it storable.
+    if (!matched) {
+        metrics.error(ErrorKind::topic_unmatched).Increment();
+        CG_LOG(debug) << "no topic template matches '" << message.topic << "'";
+        if (message.token) immediate_.push_back(message.token);
+        return;
+    }
+
+    readings_.clear();
+    payload::SkippedFields skipped;
+    auto ec = worker_.decoder().decode(message.payload, now_ms(), readings_, skipped);
+    std::size_t skipped_count = skipped.non_numeric + skipped.bad_name;
+    if (skipped_count)
+        metrics.error(ErrorKind::field_skipped).Increment(static_cast<double>(skipped_count));
+    if (ec) {
+        metrics.error(ErrorKind::payload_invalid).Increment();
+        CG_LOG(debug) << "bad payload on '" << message.topic << "': " << ec.message();
+        if (message.token) immediate_.push_back(message.token);
+        return;
+    }
+
+    std::vector<storage::Tag> tags;
+    tags.reserve(tags_.size());
+    for (const auto& [name, value] : tags_)
+        tags.emplace_back(name, value);
+    std::vector<storage::Point> points;
+    points.reserve(readings_.size());
+    for (auto& reading : readings_) {
+        points.push_back({storage::format_series_key(reading.measurement, tags),
+                          reading.timestamp_ms, reading.value});
+    }
+
+    if (!stalled_.empty() || !submit(points, message.token, received)) {
+        stalled_.push_back({std::move(points), message.token, received});
+        if (!paused_) {
+            paused_ = true;
+            worker_.pause(shared_from_this());
+        }
+    }
+}
+
+bool MqttConnection::submit(std::vector<storage::Point>& points, mqtt::delivery_token token,
+                            std::chrono::steady_clock::time_point received) {
+    IoWorker* worker = &worker_;
+    storage::WriteCallback done = [worker, self = shared_from_this(), token,
+                                   received](storage::Status status) mutable {
+        if (!status.is_ok()) {
+            CG_LOG(warn) << "storage write failed: " << status.message();
+        }
+        // Moving the connection out keeps its last reference off the writer thread.
+        worker->post_completion({std::move(self), token, status.is_ok(), received});
+    };
+    GatewayContext& context = worker_.context();
+    context.pending_writes.fetch_add(1);
+    if (!context.engine.try_write(points, std::move(done))) {
+        context.pending_writes.fetch_sub(1);
+        return false;
+    }
+    return true;
+}
+
+bool MqttConnection::retry_stalled() {
+    while (!stalled_.empty()) {
+        StalledWrite& next = stalled_.front();
+        if (!submit(next.points, next.token, next.received)) return false;
+        stalled_.pop_front();
+    }
+    paused_ = false;
+    wait_readable();
+    return true;
+}
+
+void MqttConnection::complete(const Completion& completion) {
+    if (torn_down_) return;
+    if (!completion.stored) worker_.context().metrics.error(ErrorKind::storage_failed).Increment();
+    if (completion.token == 0) return;  // QoS 0: nothing to acknowledge
+    worker_.context().metrics.ack_latency.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - completion.received)
+            .count());
+    session_.complete(completion.token, completion.stored);
+}
+
+void MqttConnection::finish_immediate_completions() {
+    std::vector<mqtt::delivery_token> tokens;
+    tokens.swap(immediate_);
+    for (auto token : tokens) {
+        if (torn_down_) return;
+        session_.complete(token, true);
+    }
+}
+
+mqtt::reason_code MqttConnection::authenticate(const mqtt::connect_request& request) {
+    GatewayContext& context = worker_.context();
+    if (context.connections.load() > context.max_connections) {
+        context.metrics.connects_refused.Increment();
+        context.metrics.error(ErrorKind::connection_limit).Increment();
+        return mqtt::reason_code::server_busy;
+    }
+    context.metrics.connects_accepted.Increment();
+    CG_LOG(debug) << "client '" << request.client_id << "' connected (MQTT "
+                  << (request.version == mqtt::protocol_version::v5 ? "5" : "3.1.1") << ")";
+    return mqtt::reason_code::success;
+}
+
+std::vector<mqtt::reason_code> MqttConnection::subscribe(const mqtt::subscribe_request& request) {
+    // An ingestion gateway routes nothing back to clients: refuse rather than grant a
+    // subscription that would never deliver.
+    return std::vector<mqtt::reason_code>(request.entries.size(),
+                                          mqtt::reason_code::not_authorized);
+}
+
+void MqttConnection::unsubscribe(std::span<const std::string_view>) {}
+
+void MqttConnection::arm_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
+    if (torn_down_) return;
+    auto& timer = kind == mqtt::timer_kind::connect_timeout ? connect_timer_ : keep_alive_timer_;
+    timer.expires_after(after);
+    timer.async_wait([self = shared_from_this(), kind, after](const boost::system::error_code& ec) {
+        if (!ec) self->on_timer(kind, after);
+    });
+}
+
+void MqttConnection::on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
+    if (torn_down_) return;
+    // A client we stopped reading (backpressure, drain) is not silent: its packets wait in the
+    // socket. Give it another period instead of timing it out.
+    if (kind == mqtt::timer_kind::keep_alive && (paused_ || reading_stopped_)) {
+        return arm_timer(kind, after);
+    }
+    session_.on_timer(kind);
+}
+
+void MqttConnection::cancel_timer(mqtt::timer_kind kind) {
+    (kind == mqtt::timer_kind::connect_timeout ? connect_timer_ : keep_alive_timer_).cancel();
+}
+
+void MqttConnection::close(mqtt::reason_code reason) {
+    if (closing_ || torn_down_) return;
+    closing_ = true;
+    if (reason != mqtt::reason_code::success) {
+        auto code = static_cast<unsigned>(reason);
+        if (code == 0x81) worker_.context().metrics.error(ErrorKind::malformed_packet).Increment();
+        if (code >= 0x82 && code != 0x8B && code != 0x8D) {
+            worker_.context().metrics.error(ErrorKind::protocol_error).Increment();
+        }
+        CG_LOG(debug) << "closing mqtt connection, reason 0x" << std::hex << code;
+    }
+    connect_timer_.cancel();
+    keep_alive_timer_.cancel();
+    // The socket is not cancelled: that would abort the write in flight too. flush() tears the
+    // connection down once the last bytes are out, which ends the readability wait.
+    flush();
+}
+
+void MqttConnection::stop_reading() {
+    // A pending readability wait is left alone (cancelling the socket would abort writes too);
+    // when it fires, on_readable() sees the flag and reads nothing.
+    reading_stopped_ = true;
+}
+
+void MqttConnection::disconnect(mqtt::reason_code reason) {
+    if (torn_down_ || closing_) return;
+    session_.disconnect(reason);
+}
+
+void MqttConnection::teardown() {
+    if (torn_down_) return;
+    torn_down_ = true;
+    connect_timer_.cancel();
+    keep_alive_timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    stalled_.clear();
+    worker_.remove(this);
+    worker_.context().connections.fetch_sub(1);
+    worker_.context().metrics.connections.Decrement();
+}
+
+}  // namespace citygate::gateway

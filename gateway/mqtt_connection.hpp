@@ -1,0 +1,92 @@
+// One MQTT client connection: drives the socket-free protocol engine from an Asio socket and
+// feeds decoded samples to storage. Lives on one I/O thread; no strand needed.
+//
+// While idle it holds no read buffer: it waits for readability, reads into the worker's buffer
+// and keeps only the bytes of an incomplete packet.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "gateway/io_worker.hpp"
+#include "protocols/mqtt/server_session.hpp"
+
+namespace citygate::gateway {
+
+class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
+                       private mqtt::session_handler {
+  public:
+    MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket);
+    ~MqttConnection() override;
+
+    void start();
+
+    // A storage write of this connection finished (I/O thread).
+    void complete(const Completion& completion);
+
+    // Retries writes refused by a full shard queue; returns true once none are left and reading
+    // has resumed (I/O thread).
+    bool retry_stalled();
+
+    // Stop reading new packets; in-flight writes still complete and are acknowledged.
+    void stop_reading();
+
+    // Server-initiated end (v5 DISCONNECT with the reason, 3.1.1 close).
+    void disconnect(mqtt::reason_code reason);
+
+  private:
+    struct StalledWrite {
+        std::vector<storage::Point> points;
+        mqtt::delivery_token token = 0;
+        std::chrono::steady_clock::time_point received;
+    };
+
+    // mqtt::session_handler
+    void send(std::span<const std::uint8_t> bytes) override;
+    void deliver(const mqtt::inbound_publish& message) override;
+    mqtt::reason_code authenticate(const mqtt::connect_request& request) override;
+    std::vector<mqtt::reason_code> subscribe(const mqtt::subscribe_request& request) override;
+    void unsubscribe(std::span<const std::string_view> filters) override;
+    void arm_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) override;
+    void cancel_timer(mqtt::timer_kind kind) override;
+    void close(mqtt::reason_code reason) override;
+
+    void wait_readable();
+    void on_readable(const boost::system::error_code& ec);
+    void flush();
+    void on_written(const boost::system::error_code& ec);
+    void on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after);
+    bool submit(std::vector<storage::Point>& points, mqtt::delivery_token token,
+                std::chrono::steady_clock::time_point received);
+    void finish_immediate_completions();
+    void teardown();
+
+    IoWorker& worker_;
+    boost::asio::ip::tcp::socket socket_;
+    mqtt::server_session session_;
+    boost::asio::steady_timer connect_timer_;
+    boost::asio::steady_timer keep_alive_timer_;
+
+    std::vector<std::uint8_t> partial_;  // start of an incomplete packet, empty while idle
+    std::vector<std::uint8_t> outbox_;   // bytes queued while a write is in flight
+    std::vector<std::uint8_t> writing_;  // bytes of the write in flight
+    std::deque<StalledWrite> stalled_;   // refused by a full shard queue, in arrival order
+    // Deliveries finished without storage (bad topic or payload), completed after on_bytes().
+    std::vector<mqtt::delivery_token> immediate_;
+    std::vector<std::pair<std::string_view, std::string_view>> tags_;
+    std::vector<payload::Reading> readings_;
+
+    bool waiting_ = false;  // an async_wait for readability is pending
+    bool reading_stopped_ = false;
+    bool paused_ = false;  // backpressure: stalled_ is not empty
+    bool writing_now_ = false;
+    bool closing_ = false;  // the engine said close: flush, then close the socket
+    bool torn_down_ = false;
+};
+
+}  // namespace citygate::gateway

@@ -1,0 +1,30 @@
+// Accepts MQTT connections on one I/O thread. Every worker has its own listener bound to the
+// same port with SO_REUSEPORT, so the kernel spreads connections across threads.
+#pragma once
+
+#include <memory>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "gateway/io_worker.hpp"
+
+namespace citygate::gateway {
+
+class MqttListener : public std::enable_shared_from_this<MqttListener> {
+  public:
+    // Binds and listens; throws boost::system::system_error when the endpoint is unusable.
+    MqttListener(IoWorker& worker, const boost::asio::ip::tcp::endpoint& endpoint);
+
+    void start();
+    // Stops accepting (I/O thread); established connections are unaffected.
+    void stop();
+    boost::asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+
+  private:
+    void accept();
+
+    IoWorker& worker_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+};
+
+}  // namespace citygate::gateway
