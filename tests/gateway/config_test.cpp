@@ -1,0 +1,80 @@
+// Configuration: defaults, TOML over defaults, and clear errors for bad values.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "gateway/config.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace citygate::gateway;
+using namespace std::chrono_literals;
+
+TEST_CASE("the embedded defaults are valid and match the documented ports") {
+    Config config;
+    REQUIRE_NOTHROW(validate(config));
+    CHECK(config.mqtt.port == 1883);
+    CHECK(config.http.port == 8080);
+    CHECK(config.storage.data_dir == "./var");
+    CHECK(config.ingest.topic_templates.at(0) == "city/{district}/{type}/{device}");
+}
+
+TEST_CASE("a TOML document overrides only what it sets") {
+    Config config = parse_config(R"(
+        [mqtt]
+        port = 11883
+        connect_timeout = "250ms"
+        [storage]
+        fsync = "batch"
+        retention = "7d"
+        [ingest]
+        topic_templates = ["a/{x}", "b/{y}/{z}"]
+    )",
+                                 "test");
+    CHECK(config.mqtt.port == 11883);
+    CHECK(config.mqtt.connect_timeout == 250ms);
+    CHECK(config.storage.fsync == citygate::storage::FsyncPolicy::batch);
+    CHECK(config.storage.retention == std::chrono::hours(24 * 7));
+    CHECK(config.ingest.topic_templates.size() == 2);
+    CHECK(config.http.port == 8080);
+}
+
+TEST_CASE("the example configuration file parses and validates") {
+    Config config = load_config_file(CITYGATE_SOURCE_DIR "/deploy/citygate.example.toml");
+    REQUIRE_NOTHROW(validate(config));
+    Config defaults;
+    CHECK(config.mqtt.port == defaults.mqtt.port);
+    CHECK(config.storage.queue_capacity == defaults.storage.queue_capacity);
+    CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
+}
+
+TEST_CASE("bad configuration values are refused with the option named") {
+    auto message_of = [](const std::string& toml) {
+        try {
+            validate(parse_config(toml, "test"));
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    CHECK_THAT(message_of("[mqtt]\nport = 70000"), Catch::Contains("mqtt.port"));
+    CHECK_THAT(message_of("[mqtt]\nport = \"x\""), Catch::Contains("expected an integer"));
+    CHECK_THAT(message_of("[mqtt]\nprot = 1"), Catch::Contains("mqtt.prot: unknown option"));
+    CHECK_THAT(message_of("[storage]\nfsync = \"always\""), Catch::Contains("storage.fsync"));
+    CHECK_THAT(message_of("[storage]\nretention = \"10 years\""), Catch::Contains("unknown unit"));
+    CHECK_THAT(message_of("[ingest]\ntopic_templates = [\"city/+/x\"]"),
+               Catch::Contains("wildcards"));
+    CHECK_THAT(message_of("[ingest]\ntopic_templates = []"), Catch::Contains("at least one"));
+    CHECK_THAT(message_of("[server]\nlog_level = \"loud\""), Catch::Contains("server.log_level"));
+    CHECK_THAT(message_of("[mqtt\nport = 1"), Catch::Contains("test"));
+}
+
+TEST_CASE("durations accept ms, s, m, h and d") {
+    CHECK(parse_duration("250ms", "x") == 250ms);
+    CHECK(parse_duration("10s", "x") == 10s);
+    CHECK(parse_duration("5m", "x") == 5min);
+    CHECK(parse_duration("24h", "x") == 24h);
+    CHECK(parse_duration("2d", "x") == 48h);
+    CHECK_THROWS_AS(parse_duration("10", "x"), ConfigError);
+    CHECK_THROWS_AS(parse_duration("-1s", "x"), ConfigError);
+    CHECK_THROWS_AS(parse_duration("s", "x"), ConfigError);
+}
