@@ -1,6 +1,8 @@
 // The server side of one MQTT connection as a socket-free state machine: bytes, timer events and
 // close notices go in; "send", "deliver", "arm timer" and "close" come out through the handler.
-// Serves MQTT 3.1.1 and 5.0. Not thread safe: one connection, one thread.
+// Serves MQTT 3.1.1 and 5.0. Not thread safe: one connection, one thread. Handler calls are made
+// synchronously from the session's functions; a handler may call back into the session (e.g.
+// complete() from deliver()) but must not destroy it during a handler call.
 #pragma once
 
 #include <chrono>
@@ -9,9 +11,11 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "protocols/mqtt/packet.hpp"
 #include "protocols/mqtt/types.hpp"
 
 namespace citygate::mqtt {
@@ -24,8 +28,20 @@ struct server_limits {
     std::uint16_t server_keep_alive = 0;     // v5: override the client's keep-alive when non-zero
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
     std::uint32_t maximum_session_expiry = 0;  // v5 seconds; sessions are not kept past close
+    // What the server supports, advertised in the v5 CONNACK and enforced.
+    std::uint8_t maximum_qos = 2;                // PUBLISH above it: DISCONNECT 0x9B (v5)
+    bool wildcard_subscriptions = true;          // else SUBACK 0xA2 for filters with wildcards
+    bool shared_subscriptions = true;            // else SUBACK 0x9E for $share/ filters
+    bool subscription_identifiers = false;       // else SUBSCRIBE carrying one: DISCONNECT 0xA1
+    std::uint16_t maximum_user_properties = 32;  // per packet
+    std::uint16_t maximum_topic_filters = 64;    // per SUBSCRIBE / UNSUBSCRIBE
+    // Server-assigned client ids are this prefix and a process-wide counter; make the prefix
+    // unique per node and start (e.g. host name and boot time) for ids unique across the city.
+    std::string assigned_client_id_prefix = "citygate-";
 };
 
+// connect_timeout ends with close(reason_code::maximum_connect_time) and nothing sent;
+// keep_alive with DISCONNECT 0x8D (v5) and close(reason_code::keep_alive_timeout).
 enum class timer_kind : std::uint8_t { connect_timeout, keep_alive };
 
 // What the client presented in CONNECT, for the authentication hook. Views are valid only
@@ -38,6 +54,8 @@ struct connect_request {
     std::optional<std::span<const std::uint8_t>> password;
     bool clean_start = true;
     std::uint16_t keep_alive_s = 0;
+    // The whole CONNECT (will, v5 properties such as session expiry), for policies that need it.
+    const connect_packet* packet = nullptr;
 };
 
 // Identifies one QoS 1/2 PUBLISH waiting for the application to finish with it.
@@ -52,6 +70,9 @@ struct inbound_publish {
     bool retain = false;
     bool payload_is_utf8 = false;  // v5 payload format indicator
     delivery_token token = 0;      // 0 for QoS 0
+    std::uint16_t packet_id = 0;   // 0 for QoS 0
+    bool dup = false;
+    const properties* props = nullptr;  // v5 properties (content type, user properties, ...)
 };
 
 struct subscribe_request {
@@ -59,12 +80,16 @@ struct subscribe_request {
     struct entry {
         std::string_view filter;
         mqtt::qos max_qos = qos::at_most_once;
+        bool no_local = false;  // v5 subscription options
+        bool retain_as_published = false;
+        std::uint8_t retain_handling = 0;
     };
     std::vector<entry> entries;
+    std::optional<std::uint32_t> subscription_identifier;  // v5, if the server supports them
 };
 
 class session_handler {
-public:
+  public:
     virtual ~session_handler() = default;
 
     // Bytes to write to the peer, in order. The span is valid only during the call: copy it.
@@ -79,13 +104,17 @@ public:
     virtual reason_code authenticate(const connect_request& request) = 0;
 
     // A validated SUBSCRIBE; returns one reason code per entry (a granted QoS or a failure).
+    // Entries the server does not support (wildcards, shared) are refused before the hook sees
+    // them: their code is already decided and the hook's answer for them is ignored. A reply of
+    // the wrong length is padded with unspecified_error.
     virtual std::vector<reason_code> subscribe(const subscribe_request& request) = 0;
 
     // A validated UNSUBSCRIBE.
     virtual void unsubscribe(std::span<const std::string_view> filters) = 0;
 
-    // (Re)arms the timer of this kind: call server_session::on_timer(kind) once `after` elapses
-    // unless it is re-armed or cancelled first.
+    // (Re)arms the timer of this kind. The keep-alive timer is re-armed after every call to
+    // on_bytes() that completed at least one packet: call server_session::on_timer(kind) once
+    // `after` elapses unless it is re-armed or cancelled first.
     virtual void arm_timer(timer_kind kind, std::chrono::milliseconds after) = 0;
     virtual void cancel_timer(timer_kind kind) = 0;
 
@@ -95,7 +124,7 @@ public:
 };
 
 class server_session {
-public:
+  public:
     server_session(session_handler& handler, const server_limits& limits);
     ~server_session();
     server_session(const server_session&) = delete;
@@ -107,6 +136,9 @@ public:
     // Feeds bytes read from the socket. Processes every complete packet and returns how many
     // bytes were consumed; the unconsumed tail is the start of an incomplete packet that the
     // caller keeps and passes again, followed by more bytes. After close() nothing is consumed.
+    // A packet larger than maximum_packet_size is refused from its fixed header alone, so the
+    // caller never buffers more than maximum_packet_size bytes. MQTT 3.1.1 has no receive
+    // maximum: there the caller should stop reading while inflight() >= receive_maximum.
     std::size_t on_bytes(std::span<const std::uint8_t> bytes);
 
     void on_timer(timer_kind kind);
@@ -127,7 +159,7 @@ public:
     [[nodiscard]] protocol_version version() const;
     [[nodiscard]] std::string_view client_id() const;
 
-private:
+  private:
     struct state;
     std::unique_ptr<state> state_;
 };

@@ -1,0 +1,120 @@
+// PINGREQ, PINGRESP, DISCONNECT and AUTH codecs (sections 3.12-3.15).
+#include "protocols/mqtt/detail/codec.hpp"
+
+namespace citygate::mqtt {
+namespace {
+
+bool valid_disconnect_reason(std::uint8_t v) {
+    switch (v) {
+        case 0x00:
+        case 0x04:
+        case 0x80:
+        case 0x81:
+        case 0x82:
+        case 0x83:
+        case 0x87:
+        case 0x89:
+        case 0x8B:
+        case 0x8D:
+        case 0x8E:
+        case 0x8F:
+        case 0x90:
+        case 0x93:
+        case 0x94:
+        case 0x95:
+        case 0x96:
+        case 0x97:
+        case 0x98:
+        case 0x99:
+        case 0x9A:
+        case 0x9B:
+        case 0x9C:
+        case 0x9D:
+        case 0x9E:
+        case 0x9F:
+        case 0xA0:
+        case 0xA1:
+        case 0xA2:
+            return true;
+        default:
+            return false;
+    }
+}
+
+bool valid_auth_reason(std::uint8_t v) {
+    return v == 0x00 || v == 0x18 || v == 0x19;
+}
+
+// DISCONNECT and AUTH: empty means success; a reason alone is allowed; then properties.
+template <typename Packet>
+bool decode_reason_and_properties(detail::reader& r, Packet& out, detail::decode_state& st,
+                                  property_context where, bool (*valid)(std::uint8_t)) {
+    out.reason = reason_code::success;
+    if (r.empty()) return true;
+    std::uint8_t code;
+    r.u8(code);
+    if (!valid(code)) return r.fail(errc::invalid_reason_code);
+    out.reason = static_cast<reason_code>(code);
+    if (!r.empty() && !detail::decode_properties(r, where, out.props, st)) return false;
+    if (!r.empty()) return r.fail(errc::trailing_bytes);
+    return true;
+}
+
+template <typename Packet>
+boost::system::error_code encode_reason_and_properties(const Packet& p, packet_type type,
+                                                       encoded_packet& out) {
+    detail::packet_builder b(out);
+    auto& w = b.body();
+    const bool no_props = empty(p.props);
+    if (p.reason != reason_code::success || !no_props) {
+        w.u8(static_cast<std::uint8_t>(p.reason));
+        if (!no_props && !detail::encode_properties(w, p.props)) return errc::field_too_long;
+    }
+    return b.finish(type, 0);
+}
+
+}  // namespace
+
+namespace detail {
+
+bool decode_disconnect(reader& r, disconnect_packet& out, decode_state& st) {
+    if (st.version != protocol_version::v5) {
+        out.reason = reason_code::success;
+        if (!r.empty()) return r.fail(errc::trailing_bytes);
+        return true;
+    }
+    return decode_reason_and_properties(r, out, st, property_context::disconnect,
+                                        valid_disconnect_reason);
+}
+
+bool decode_auth(reader& r, auth_packet& out, decode_state& st) {
+    return decode_reason_and_properties(r, out, st, property_context::auth, valid_auth_reason);
+}
+
+}  // namespace detail
+
+boost::system::error_code encode(const pingreq_packet&, protocol_version, encoded_packet& out) {
+    detail::packet_builder b(out);
+    return b.finish(packet_type::pingreq, 0);
+}
+
+boost::system::error_code encode(const pingresp_packet&, protocol_version, encoded_packet& out) {
+    detail::packet_builder b(out);
+    return b.finish(packet_type::pingresp, 0);
+}
+
+boost::system::error_code encode(const disconnect_packet& p, protocol_version v,
+                                 encoded_packet& out) {
+    if (v != protocol_version::v5) {
+        detail::packet_builder b(out);
+        return b.finish(packet_type::disconnect, 0);
+    }
+    return encode_reason_and_properties(p, packet_type::disconnect, out);
+}
+
+boost::system::error_code encode(const auth_packet& p, protocol_version v, encoded_packet& out) {
+    if (v != protocol_version::v5) return errc::invalid_packet_type;  // AUTH is MQTT 5 only
+    return encode_reason_and_properties(p, packet_type::auth, out);
+}
+
+}  // namespace citygate::mqtt
