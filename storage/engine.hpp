@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,8 +39,8 @@ struct BatchReport {
 
 struct EngineOptions {
     std::filesystem::path directory;
-    unsigned shards = 0;                             // 0: one per core
-    std::size_t queue_capacity = 65536;              // points waiting per shard
+    unsigned shards = 0;                 // 0: one per core
+    std::size_t queue_capacity = 65536;  // points waiting per shard
     FsyncPolicy fsync = FsyncPolicy::none;
     std::chrono::milliseconds partition_window = std::chrono::hours(24);
     std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
@@ -50,18 +51,44 @@ struct EngineOptions {
     // Called from a writer thread after it drained its queue, so producers that were refused by
     // try_write() can try again. Must be cheap and thread safe. May be empty.
     std::function<void()> on_space_available;
+
+    // Head: accepted points live in the WAL (as one batch-log record per group commit) and in
+    // memory until a flush turns them into compressed chunks and rollups. A flush runs on the
+    // writer thread when a shard holds this many head points or its oldest is this old; it bounds
+    // memory and the log replayed at open.
+    std::size_t head_flush_points = 1 << 21;
+    std::chrono::milliseconds head_flush_interval = std::chrono::minutes(5);
+    // Chunks are extended up to this many points (then split at twice it): bigger chunks
+    // compress better, smaller ones cost less to rewrite for late data.
+    std::size_t target_chunk_points = 360;
+    std::size_t block_cache_bytes = 256 << 20;  // shared by all shards
+    // Wall clock in ms since the epoch for retention (tests inject one). Empty: system clock.
+    std::function<std::int64_t()> clock;
 };
 
 struct EngineStats {
     std::uint64_t points_written = 0;
     std::uint64_t points_rejected_late = 0;
     std::uint64_t points_rejected_series_limit = 0;
+    std::uint64_t points_rejected_invalid = 0;  // not a canonical series key
     std::uint64_t series = 0;
+    std::uint64_t batches = 0;             // group commits
+    std::uint64_t flushes = 0;             // head flushes into chunks
+    std::uint64_t windows_dropped = 0;     // by retention
+    std::uint64_t head_points = 0;         // accepted, not yet in chunks
     std::vector<std::size_t> queue_depth;  // per shard, points waiting
 };
 
 // Called on a writer thread once every point of one try_write() is in the WAL (status ok), or
-// when the write failed (status carries why). Called exactly once.
+// when the write failed (status carries why). Called exactly once. Outcomes:
+// - ok: every point was accepted and is in the WAL (and fsynced with FsyncPolicy::batch).
+// - limit_exceeded / invalid_argument: some points were rejected (limit_exceeded when any hit the
+//   series limit, a quota that may clear later; invalid_argument when they were only late beyond
+//   the out-of-order window or behind retention, or had a malformed series key), the message
+//   says how many of each; EVERY OTHER point is in the WAL just as with ok. Rejected points are
+//   counted in EngineStats. A QoS 1 PUBACK may be sent (accepted points are durable); retrying
+//   the rejected ones will not help, except for limit_exceeded.
+// - io_error and others: the WAL write failed; no point of this write is guaranteed durable.
 using WriteCallback = std::function<void(Status)>;
 
 struct RawSeries {
@@ -70,13 +97,44 @@ struct RawSeries {
     std::vector<double> values;
 };
 
+// A query touching more series or reading more points (raw points, or rollup buckets when
+// aggregating from rollups) than these fails with limit_exceeded, naming the limit.
 struct QueryLimits {
     std::size_t max_series = 10'000;
     std::size_t max_points = 5'000'000;
 };
 
+enum class Aggregation { avg, min, max, sum, count, first, last, rate };
+// "avg", "min", ... as in the HTTP API; nothing for an unknown name.
+std::optional<Aggregation> parse_aggregation(std::string_view name);
+
+struct AggregateQuery {
+    Selector selector;
+    std::int64_t start_ms = 0;
+    std::int64_t end_ms = 0;  // steps start at start_ms, start_ms + step_ms, ... < end_ms
+    std::int64_t step_ms = 60'000;
+    Aggregation function = Aggregation::avg;
+    // Unset: one result per series. Set: series are combined per step into groups by these tag
+    // names (empty: all into one group). Across a group, avg is sum/count over all points, sum
+    // and count add up, min/max take the extreme, rate adds the series' rates, first/last are
+    // the mean of the series' first/last values.
+    std::optional<std::vector<std::string>> group_by;
+    // automatic: 1-hour rollups when step and start are whole hours, 1-minute rollups when whole
+    // minutes, else raw points. raw forces raw points (to check rollups against).
+    enum class Source { automatic, raw } source = Source::automatic;
+};
+
+// rate at a step is (last value of the step - last value of the step before) / step seconds;
+// a step whose previous step has no data has no rate.
+struct AggregatedSeries {
+    std::string key;  // the series key, or `{district="pudong"}` for a group
+    std::vector<Tag> labels;
+    std::vector<std::int64_t> timestamps_ms;  // step starts that have data
+    std::vector<double> values;
+};
+
 class Engine {
-public:
+  public:
     // Opens (or creates) the shards under options.directory and starts the writer threads.
     [[nodiscard]] static Result<std::unique_ptr<Engine>> open(EngineOptions options);
 
@@ -89,6 +147,9 @@ public:
 
     // Enqueues the points (all or none). Returns false, without taking the points, when a shard
     // queue they need is full: the caller pushes back and retries after on_space_available.
+    // On true the points have been moved out and `points` is left empty; `done` will fire (see
+    // WriteCallback). An empty `points` fires `done` with ok at once on the calling thread. One
+    // call larger than a whole shard queue is let in when that queue is empty.
     // Thread safe. Points of one series keep their order.
     [[nodiscard]] bool try_write(std::vector<Point>& points, WriteCallback done);
 
@@ -103,10 +164,30 @@ public:
     [[nodiscard]] Result<std::vector<std::string>> series(const Selector& selector,
                                                           const QueryLimits& limits = {}) const;
 
+    // Aggregated range query across matching series, fanned out to the shards in parallel and
+    // merged; ordered by key. Thread safe; reads what is committed.
+    [[nodiscard]] Result<std::vector<AggregatedSeries>> query_aggregate(
+        const AggregateQuery& query, const QueryLimits& limits = {}) const;
+
+    // Values of tag `name` ("__name__" for measurements) among series matching the selector.
+    [[nodiscard]] Result<std::vector<std::string>> label_values(
+        std::string_view name, const Selector& selector, const QueryLimits& limits = {}) const;
+
     [[nodiscard]] EngineStats stats() const;
     [[nodiscard]] unsigned shard_count() const;
 
-private:
+    // Operations hooks (admin endpoints, tests, the bench). Each runs on the writer threads and
+    // returns when done. flush(): head into chunks and rollups now. compact(): flush, then a full
+    // RocksDB compaction. enforce_retention(): drop expired windows now.
+    [[nodiscard]] Status flush();
+    [[nodiscard]] Status compact();
+    void enforce_retention();
+    // Bytes of SST files on disk (excludes the WAL), over all shards.
+    [[nodiscard]] std::uint64_t disk_bytes() const;
+    // The shard a series key belongs to (hash of its tag part).
+    [[nodiscard]] unsigned shard_of(std::string_view series_key) const;
+
+  private:
     struct Impl;
     explicit Engine(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;

@@ -8,7 +8,7 @@
 namespace citygate::storage {
 
 class [[nodiscard]] Status {
-public:
+  public:
     enum class Code { ok, invalid_argument, not_found, io_error, corruption, limit_exceeded, busy };
 
     Status() = default;
@@ -19,7 +19,7 @@ public:
     Code code() const { return code_; }
     const std::string& message() const { return message_; }
 
-private:
+  private:
     Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
     Code code_ = Code::ok;
     std::string message_;
@@ -28,7 +28,7 @@ private:
 // Either a value or a failed status.
 template <typename T>
 class [[nodiscard]] Result {
-public:
+  public:
     Result(T value) : state_(std::move(value)) {}
     Result(Status status) : state_(std::move(status)) {}
 
@@ -40,7 +40,7 @@ public:
     T& value() { return std::get<T>(state_); }
     const T& value() const { return std::get<T>(state_); }
 
-private:
+  private:
     std::variant<T, Status> state_;
 };
 

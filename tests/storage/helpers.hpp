@@ -1,0 +1,34 @@
+// Shared helpers for storage tests: open an engine in a temp dir, write and wait for the WAL.
+#pragma once
+
+#include <future>
+#include <string>
+#include <vector>
+
+#include "storage/engine.hpp"
+
+namespace citygate::storage::test {
+
+inline std::string key(const std::string& measurement, const std::string& device,
+                       const std::string& district = "pudong") {
+    return format_series_key(measurement,
+                             {{"device", device}, {"district", district}, {"type", "air"}});
+}
+
+// Writes and waits for the callback; retries while the queues are full.
+inline Status write_sync(Engine& engine, std::vector<Point> points) {
+    std::promise<Status> done;
+    auto future = done.get_future();
+    while (!engine.try_write(points, [&done](Status s) { done.set_value(std::move(s)); })) {
+        std::this_thread::yield();
+    }
+    return future.get();
+}
+
+inline Selector sel(const std::string& text) {
+    auto s = Selector::parse(text);
+    if (!s.is_ok()) throw std::runtime_error(s.status().message());
+    return s.value();
+}
+
+}  // namespace citygate::storage::test
