@@ -494,6 +494,11 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
         rejected_invalid_.fetch_add(invalid, std::memory_order_relaxed);
     }
     batches_.fetch_add(1, std::memory_order_relaxed);
+    // Metrics first, so a caller that saw its callback also sees the batch counted.
+    if (options_.on_batch) {
+        options_.on_batch({options_.index, staged.size(),
+                           std::chrono::duration_cast<std::chrono::nanoseconds>(latency)});
+    }
     // Queue room is released before the callbacks run, so a producer retrying from a callback
     // (or from on_space_available) finds it.
     reserved_.fetch_sub(total, std::memory_order_acq_rel);
@@ -503,10 +508,6 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
         } else {
             work[w].join->complete(status, 0, 0, 0);
         }
-    }
-    if (options_.on_batch) {
-        options_.on_batch({options_.index, staged.size(),
-                           std::chrono::duration_cast<std::chrono::nanoseconds>(latency)});
     }
     if (options_.on_space_available) options_.on_space_available();
 }
