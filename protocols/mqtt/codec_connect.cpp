@@ -28,36 +28,6 @@ namespace {
 
 constexpr std::string_view protocol_name = "MQTT";
 
-bool valid_connack_reason(std::uint8_t v) {
-    switch (v) {
-        case 0x00:
-        case 0x80:
-        case 0x81:
-        case 0x82:
-        case 0x83:
-        case 0x84:
-        case 0x85:
-        case 0x86:
-        case 0x87:
-        case 0x88:
-        case 0x89:
-        case 0x8A:
-        case 0x8C:
-        case 0x90:
-        case 0x95:
-        case 0x97:
-        case 0x99:
-        case 0x9A:
-        case 0x9B:
-        case 0x9C:
-        case 0x9D:
-        case 0x9F:
-            return true;
-        default:
-            return false;
-    }
-}
-
 reason_code from_return_code(std::uint8_t v) {
     switch (v) {
         case 1:
@@ -151,7 +121,7 @@ bool decode_connack(reader& r, connack_packet& out, decode_state& st) {
     if ((flags & 0xFE) != 0) return r.fail(errc::reserved_bit_set);  // MQTT-3.2.2-1
     out.session_present = (flags & 0x01) != 0;
     if (st.version == protocol_version::v5) {
-        if (!valid_connack_reason(code)) return r.fail(errc::invalid_reason_code);
+        if (!valid_reason(packet_type::connack, code)) return r.fail(errc::invalid_reason_code);
         out.reason = static_cast<reason_code>(code);
         if (!decode_properties(r, property_context::connack, out.props, st)) return false;
     } else {
@@ -207,6 +177,7 @@ boost::system::error_code encode(const connack_packet& p, protocol_version v, en
     auto& w = b.body();
     w.u8(p.session_present ? 1 : 0);
     if (v == protocol_version::v5) {
+        if (!valid_reason(packet_type::connack, p.reason)) return errc::invalid_reason_code;
         w.u8(static_cast<std::uint8_t>(p.reason));
         if (!detail::encode_properties(w, p.props)) return errc::field_too_long;
     } else {

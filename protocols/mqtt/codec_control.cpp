@@ -5,44 +5,10 @@ namespace citygate::mqtt {
 namespace {
 
 bool valid_disconnect_reason(std::uint8_t v) {
-    switch (v) {
-        case 0x00:
-        case 0x04:
-        case 0x80:
-        case 0x81:
-        case 0x82:
-        case 0x83:
-        case 0x87:
-        case 0x89:
-        case 0x8B:
-        case 0x8D:
-        case 0x8E:
-        case 0x8F:
-        case 0x90:
-        case 0x93:
-        case 0x94:
-        case 0x95:
-        case 0x96:
-        case 0x97:
-        case 0x98:
-        case 0x99:
-        case 0x9A:
-        case 0x9B:
-        case 0x9C:
-        case 0x9D:
-        case 0x9E:
-        case 0x9F:
-        case 0xA0:
-        case 0xA1:
-        case 0xA2:
-            return true;
-        default:
-            return false;
-    }
+    return valid_reason(packet_type::disconnect, v);
 }
-
 bool valid_auth_reason(std::uint8_t v) {
-    return v == 0x00 || v == 0x18 || v == 0x19;
+    return valid_reason(packet_type::auth, v);
 }
 
 // DISCONNECT and AUTH: empty means success; a reason alone is allowed; then properties.
@@ -63,6 +29,7 @@ bool decode_reason_and_properties(detail::reader& r, Packet& out, detail::decode
 template <typename Packet>
 boost::system::error_code encode_reason_and_properties(const Packet& p, packet_type type,
                                                        encoded_packet& out) {
+    if (!valid_reason(type, p.reason)) return errc::invalid_reason_code;
     detail::packet_builder b(out);
     auto& w = b.body();
     const bool no_props = empty(p.props);

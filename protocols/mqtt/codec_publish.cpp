@@ -4,24 +4,6 @@
 namespace citygate::mqtt {
 namespace {
 
-bool valid_ack_reason(packet_type t, std::uint8_t v) {
-    if (t == packet_type::pubrel || t == packet_type::pubcomp) return v == 0x00 || v == 0x92;
-    switch (v) {
-        case 0x00:
-        case 0x10:
-        case 0x80:
-        case 0x83:
-        case 0x87:
-        case 0x90:
-        case 0x91:
-        case 0x97:
-        case 0x99:
-            return true;
-        default:
-            return false;
-    }
-}
-
 template <packet_type T>
 boost::system::error_code encode_ack(const basic_ack_packet<T>& p, protocol_version v,
                                      encoded_packet& out) {
@@ -30,6 +12,7 @@ boost::system::error_code encode_ack(const basic_ack_packet<T>& p, protocol_vers
     w.u16(p.packet_id);
     if (v == protocol_version::v5) {
         // Section 3.4.2.1: reason and property length may be left out when they add nothing.
+        if (!valid_reason(T, p.reason)) return errc::invalid_reason_code;
         const bool no_props = empty(p.props);
         if (p.reason != reason_code::success || !no_props) {
             w.u8(static_cast<std::uint8_t>(p.reason));
@@ -77,7 +60,7 @@ bool decode_ack(reader& r, basic_ack_packet<T>& out, decode_state& st) {
     if (st.version == protocol_version::v5 && !r.empty()) {
         std::uint8_t code;
         r.u8(code);
-        if (!valid_ack_reason(T, code)) return r.fail(errc::invalid_reason_code);
+        if (!valid_reason(T, code)) return r.fail(errc::invalid_reason_code);
         out.reason = static_cast<reason_code>(code);
         if (!r.empty() && !decode_properties(r, context_of(T), out.props, st)) return false;
     }

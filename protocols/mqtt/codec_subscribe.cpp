@@ -6,38 +6,7 @@ namespace {
 
 bool valid_suback_reason(protocol_version v, std::uint8_t code) {
     if (v != protocol_version::v5) return code <= 2 || code == 0x80;
-    switch (code) {
-        case 0x00:
-        case 0x01:
-        case 0x02:
-        case 0x80:
-        case 0x83:
-        case 0x87:
-        case 0x8F:
-        case 0x91:
-        case 0x97:
-        case 0x9E:
-        case 0xA1:
-        case 0xA2:
-            return true;
-        default:
-            return false;
-    }
-}
-
-bool valid_unsuback_reason(std::uint8_t code) {
-    switch (code) {
-        case 0x00:
-        case 0x11:
-        case 0x80:
-        case 0x83:
-        case 0x87:
-        case 0x8F:
-        case 0x91:
-            return true;
-        default:
-            return false;
-    }
+    return valid_reason(packet_type::suback, code);
 }
 
 bool read_filter(detail::reader& r, const detail::decode_state& st, std::string_view& filter) {
@@ -147,8 +116,9 @@ bool decode_unsuback(reader& r, unsuback_packet& out, decode_state& st) {
         return true;
     }
     if (!decode_properties(r, property_context::unsuback, out.props, st)) return false;
-    return read_reasons(r, st, out.reasons,
-                        [](protocol_version, std::uint8_t c) { return valid_unsuback_reason(c); });
+    return read_reasons(r, st, out.reasons, [](protocol_version, std::uint8_t c) {
+        return valid_reason(packet_type::unsuback, c);
+    });
 }
 
 }  // namespace detail
@@ -186,7 +156,11 @@ boost::system::error_code encode(const suback_packet& p, protocol_version v, enc
     }
     for (reason_code rc : p.reasons) {
         auto code = static_cast<std::uint8_t>(rc);
-        if (v != protocol_version::v5 && code > 2) code = 0x80;  // 3.1.1 knows only "failure"
+        if (v != protocol_version::v5) {
+            if (code > 2) code = 0x80;  // 3.1.1 knows only "failure"
+        } else if (!valid_reason(packet_type::suback, code)) {
+            return errc::invalid_reason_code;
+        }
         w.u8(code);
     }
     return b.finish(packet_type::suback, 0);

@@ -185,6 +185,12 @@ using packet =
                  pubrel_packet, pubcomp_packet, subscribe_packet, suback_packet, unsubscribe_packet,
                  unsuback_packet, pingreq_packet, pingresp_packet, disconnect_packet, auth_packet>;
 
+// Whether a v5 packet of this type may carry the reason code (its table in the specification).
+[[nodiscard]] bool valid_reason(packet_type type, std::uint8_t code) noexcept;
+[[nodiscard]] inline bool valid_reason(packet_type type, reason_code code) noexcept {
+    return valid_reason(type, static_cast<std::uint8_t>(code));
+}
+
 inline packet_type type_of(const packet& p) noexcept {
     return static_cast<packet_type>(p.index() + 1);
 }

@@ -95,6 +95,8 @@ struct server_session::state {
     // Server-initiated end: DISCONNECT with the reason in v5 once connected, else just close.
     void disconnect(reason_code reason) {
         if (stage == phase::closed) return;
+        // e.g. 0x84 from a second CONNECT with a bad level: DISCONNECT cannot carry it.
+        if (!valid_reason(packet_type::disconnect, reason)) reason = reason_code::protocol_error;
         if (stage == phase::connected && v5()) {
             disconnect_packet d;
             d.reason = reason;
@@ -105,7 +107,9 @@ struct server_session::state {
 
     void refuse_connect(reason_code reason) {
         connack_packet c;
-        c.reason = reason;
+        // The hook may answer with any code; CONNACK carries only its own table's.
+        c.reason =
+            valid_reason(packet_type::connack, reason) ? reason : reason_code::unspecified_error;
         queue(c);
         end(reason);
     }
@@ -332,8 +336,12 @@ struct server_session::state {
             if (d) {
                 ack.reasons.push_back(*d);
             } else {
-                ack.reasons.push_back(next < answers.size() ? answers[next]
-                                                            : reason_code::unspecified_error);
+                reason_code answer =
+                    next < answers.size() ? answers[next] : reason_code::unspecified_error;
+                if (v5() && !valid_reason(packet_type::suback, answer)) {
+                    answer = reason_code::unspecified_error;
+                }
+                ack.reasons.push_back(answer);
                 ++next;
             }
         }

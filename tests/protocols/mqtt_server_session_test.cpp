@@ -527,3 +527,38 @@ TEST_CASE("after on_peer_closed nothing happens", "[mqtt][session]") {
     CHECK(f.handler.close_calls == 0);
     CHECK(f.handler.deliveries.empty());
 }
+
+// Fuzz finding (mqtt_session_fuzz, crash-a5551dfb): a second v5 CONNECT with an unknown level
+// produced DISCONNECT 0x84, a code DISCONNECT may not carry.
+TEST_CASE("a second CONNECT with a bad level is a protocol error, not DISCONNECT 0x84",
+          "[mqtt][session][regression]") {
+    fixture f;
+    f.connect(protocol_version::v5);
+    bytes again = connect_v5;
+    again[8] = 0x25;
+    f.feed(again);
+    CHECK(to_hex(f.handler.sent) == "e0 01 82");
+    CHECK(f.handler.closed == reason_code::protocol_error);
+}
+
+TEST_CASE("reason codes a packet cannot carry are replaced", "[mqtt][session]") {
+    SECTION("authenticate() answering session_taken_over gives CONNACK 0x80") {
+        fixture f;
+        f.handler.verdict = reason_code::session_taken_over;
+        f.feed(connect_v5);
+        CHECK(to_hex(f.handler.sent) == "20 03 00 80 00");
+    }
+    SECTION("subscribe() answering keep_alive_timeout gives SUBACK 0x80") {
+        fixture f;
+        f.connect(protocol_version::v5);
+        f.handler.suback_answer = {reason_code::keep_alive_timeout};
+        f.feed(hex("82 09 00 01 00 00 03 61 2f 62 00"));
+        CHECK(to_hex(f.handler.sent) == "90 04 00 01 00 80");
+    }
+    SECTION("disconnect(unsupported_protocol_version) sends 0x82") {
+        fixture f;
+        f.connect(protocol_version::v5);
+        f.session->disconnect(reason_code::unsupported_protocol_version);
+        CHECK(to_hex(f.handler.sent) == "e0 01 82");
+    }
+}
