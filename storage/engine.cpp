@@ -507,6 +507,8 @@ EngineStats Engine::stats() const {
         out.windows_dropped += s.windows_dropped;
         out.head_points += s.head_points;
         out.queue_depth.push_back(s.queue_depth);
+        out.points_written_per_shard.push_back(s.points_written);
+        out.writer_busy_ns.push_back(s.writer_busy_ns);
     }
     return out;
 }

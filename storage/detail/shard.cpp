@@ -345,6 +345,7 @@ void Shard::run() {
             tasks.swap(tasks_);
             stopping = stop_;
         }
+        auto woke = std::chrono::steady_clock::now();
         if (!work.empty()) {
             commit(work);
             work.clear();
@@ -361,6 +362,11 @@ void Shard::run() {
             (void)flush();
         }
         if (options_.retention_ms > 0 && !stopping) drop_expired_windows();
+        busy_ns_.fetch_add(
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           std::chrono::steady_clock::now() - woke)
+                                           .count()),
+            std::memory_order_relaxed);
         if (stopping) {
             std::lock_guard lock(queue_mutex_);
             if (queue_.empty() && tasks_.empty()) break;
@@ -923,6 +929,7 @@ ShardStats Shard::stats() const {
     s.windows_dropped = windows_dropped_.load(std::memory_order_relaxed);
     s.queue_depth = reserved_.load(std::memory_order_relaxed);
     s.head_points = head_points_visible_.load(std::memory_order_relaxed);
+    s.writer_busy_ns = busy_ns_.load(std::memory_order_relaxed);
     return s;
 }
 

@@ -62,6 +62,7 @@ struct ShardStats {
     std::uint64_t windows_dropped = 0;
     std::size_t queue_depth = 0;
     std::size_t head_points = 0;
+    std::uint64_t writer_busy_ns = 0;  // writer thread time spent committing and flushing
 };
 
 // One series' points in a query range, sorted by time, duplicates resolved.
@@ -172,7 +173,7 @@ class Shard {
     std::atomic<std::size_t> reserved_{0};
 
     std::atomic<std::uint64_t> points_written_{0}, rejected_late_{0}, rejected_limit_{0},
-        rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0};
+        rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0}, busy_ns_{0};
     std::atomic<std::size_t> head_points_visible_{0};
 
     std::thread writer_;

@@ -1,0 +1,270 @@
+// citygate-storage-bench: ingests the deterministic city dataset (loadgen/city_model) into the
+// storage engine and prints ingest rates (WAL on; fsync none and batch), bytes per point on disk
+// after a full compaction and query latencies. The last line is one JSON object for scripts.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include "loadgen/city_model.hpp"
+#include "storage/engine.hpp"
+
+using namespace citygate;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::int64_t kStart = 1'718'409'600'000;  // 2024-06-15T00:00:00Z
+constexpr std::int64_t kInterval = 10'000;          // one reading every 10 s
+
+struct Args {
+    std::size_t sensors = 10'000;
+    std::int64_t minutes = 60;
+    unsigned shards = 2;
+    std::size_t points_per_write = 1000;
+    std::filesystem::path dir;
+    bool quick = false;
+};
+
+struct IngestResult {
+    double seconds = 0;
+    std::uint64_t points = 0;
+    double per_s_total = 0;
+    double per_s_per_thread = 0;  // points per second of writer-thread busy time, mean of shards
+};
+
+[[noreturn]] void usage() {
+    std::fprintf(stderr,
+                 "usage: citygate-storage-bench [--quick] [--sensors N] [--minutes M] "
+                 "[--shards N] [--points-per-write N] [--dir PATH]\n");
+    std::exit(2);
+}
+
+void check(const storage::Status& s, const char* what) {
+    if (s.is_ok()) return;
+    std::fprintf(stderr, "%s: %s\n", what, s.message().c_str());
+    std::exit(1);
+}
+
+std::vector<std::vector<std::string>> series_keys(const loadgen::CityModel& city) {
+    std::vector<std::vector<std::string>> keys;
+    for (const auto& s : city.sensors()) {
+        auto& k = keys.emplace_back();
+        for (auto m : loadgen::measurements(s.type)) {
+            k.push_back(
+                storage::format_series_key(m, {{"district", s.district},
+                                               {"type", std::string(loadgen::type_name(s.type))},
+                                               {"device", s.device}}));
+        }
+    }
+    return keys;
+}
+
+std::unique_ptr<storage::Engine> open_engine(const Args& args, const std::filesystem::path& dir,
+                                             storage::FsyncPolicy fsync) {
+    storage::EngineOptions o;
+    o.directory = dir;
+    o.shards = args.shards;
+    o.fsync = fsync;
+    o.retention = std::chrono::milliseconds(0);  // the dataset is in 2024
+    auto e = storage::Engine::open(std::move(o));
+    check(e.status(), "open");
+    return std::move(e.value());
+}
+
+IngestResult ingest(storage::Engine& engine, const loadgen::CityModel& city,
+                    const std::vector<std::vector<std::string>>& keys, const Args& args) {
+    std::atomic<std::uint64_t> acked_writes{0};
+    std::atomic<bool> failed{false};
+    std::uint64_t writes = 0, points = 0;
+    const std::int64_t end = kStart + args.minutes * 60'000;
+    std::vector<loadgen::Reading> readings;
+    std::vector<storage::Point> batch;
+    auto before = engine.stats();
+    auto started = Clock::now();
+    auto submit = [&] {
+        auto cb = [&](storage::Status s) {
+            if (!s.is_ok()) failed = true;
+            acked_writes.fetch_add(1, std::memory_order_relaxed);
+        };
+        points += batch.size();
+        while (!engine.try_write(batch, cb))
+            std::this_thread::yield();
+        ++writes;
+        batch.clear();
+    };
+    for (std::int64_t t = kStart; t < end; t += kInterval) {
+        for (std::size_t s = 0; s < city.sensors().size(); ++s) {
+            readings.clear();
+            city.readings(s, t, readings);
+            for (std::size_t m = 0; m < readings.size(); ++m) {
+                batch.push_back({keys[s][m], t, readings[m].value});
+            }
+            if (batch.size() >= args.points_per_write) submit();
+        }
+    }
+    if (!batch.empty()) submit();
+    while (acked_writes.load() < writes)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    IngestResult r;
+    r.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    if (failed) {
+        std::fprintf(stderr, "a write failed\n");
+        std::exit(1);
+    }
+    auto after = engine.stats();
+    r.points = points;
+    r.per_s_total = static_cast<double>(points) / r.seconds;
+    double sum = 0;
+    for (std::size_t i = 0; i < after.writer_busy_ns.size(); ++i) {
+        double busy = static_cast<double>(after.writer_busy_ns[i] - before.writer_busy_ns[i]) / 1e9;
+        double pts = static_cast<double>(after.points_written_per_shard[i] -
+                                         before.points_written_per_shard[i]);
+        sum += busy > 0 ? pts / busy : 0;
+    }
+    r.per_s_per_thread = sum / static_cast<double>(after.writer_busy_ns.size());
+    return r;
+}
+
+template <typename Fn>
+double median_ms(int runs, Fn fn) {
+    std::vector<double> ms;
+    for (int i = 0; i < runs; ++i) {
+        auto t = Clock::now();
+        fn();
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Args args;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) usage();
+            return argv[++i];
+        };
+        if (a == "--quick") {
+            args.quick = true;
+            args.sensors = 2'000;
+            args.minutes = 30;
+        } else if (a == "--sensors") {
+            args.sensors = std::stoul(next());
+        } else if (a == "--minutes") {
+            args.minutes = std::stol(next());
+        } else if (a == "--shards") {
+            args.shards = static_cast<unsigned>(std::stoul(next()));
+        } else if (a == "--points-per-write") {
+            args.points_per_write = std::stoul(next());
+        } else if (a == "--dir") {
+            args.dir = next();
+        } else {
+            usage();
+        }
+    }
+    bool own_dir = args.dir.empty();
+    if (own_dir) {
+        args.dir = std::filesystem::temp_directory_path() /
+                   ("citygate-storage-bench-" + std::to_string(::getpid()));
+    }
+    std::filesystem::remove_all(args.dir);
+
+    loadgen::CityModel city(args.sensors, 20240615);
+    auto keys = series_keys(city);
+    std::size_t series = 0;
+    for (auto& k : keys)
+        series += k.size();
+    std::printf("dataset: %zu sensors, %zu series, %lld min at %lld s, %llu points, %u shards\n",
+                args.sensors, series, static_cast<long long>(args.minutes),
+                static_cast<long long>(kInterval / 1000),
+                static_cast<unsigned long long>(
+                    city.points_between(kStart, kStart + args.minutes * 60'000, kInterval)),
+                args.shards);
+
+    IngestResult synced;
+    {
+        auto engine = open_engine(args, args.dir / "fsync-batch", storage::FsyncPolicy::batch);
+        synced = ingest(*engine, city, keys, args);
+        std::printf("ingest fsync=batch: %.0f points/s total, %.0f points/s per writer thread\n",
+                    synced.per_s_total, synced.per_s_per_thread);
+    }
+    std::filesystem::remove_all(args.dir / "fsync-batch");
+
+    auto engine = open_engine(args, args.dir / "fsync-none", storage::FsyncPolicy::none);
+    IngestResult fast = ingest(*engine, city, keys, args);
+    std::printf("ingest fsync=none:  %.0f points/s total, %.0f points/s per writer thread\n",
+                fast.per_s_total, fast.per_s_per_thread);
+
+    auto compact_started = Clock::now();
+    check(engine->compact(), "compact");
+    double compact_s = std::chrono::duration<double>(Clock::now() - compact_started).count();
+    double bytes_per_point =
+        static_cast<double>(engine->disk_bytes()) / static_cast<double>(fast.points);
+    std::printf("disk after full compaction: %llu bytes, %.3f bytes/point (compaction %.1f s)\n",
+                static_cast<unsigned long long>(engine->disk_bytes()), bytes_per_point, compact_s);
+
+    // One series over a day (raw points), and avg PM2.5 by district over an hour (1h rollups).
+    const auto& s0 = city.sensors()[0];
+    auto one = storage::Selector::parse(keys[0][0]);
+    check(one.status(), "selector");
+    std::size_t one_points = 0;
+    double one_series_ms = median_ms(args.quick ? 5 : 20, [&] {
+        auto r = engine->query_raw(one.value(), kStart, kStart + 24 * 3'600'000);
+        check(r.status(), "query_raw");
+        one_points = r.value().empty() ? 0 : r.value()[0].values.size();
+    });
+    storage::AggregateQuery q;
+    q.selector = storage::Selector::parse("pm25").value();
+    q.start_ms = kStart;
+    q.end_ms = kStart + 3'600'000;
+    q.step_ms = 3'600'000;
+    q.function = storage::Aggregation::avg;
+    q.group_by = std::vector<std::string>{"district"};
+    std::size_t groups = 0;
+    double by_district_ms = median_ms(args.quick ? 3 : 10, [&] {
+        auto r = engine->query_aggregate(q);
+        check(r.status(), "query_aggregate");
+        groups = r.value().size();
+    });
+    q.step_ms = 300'000;
+    double by_district_5m_ms = median_ms(args.quick ? 3 : 10, [&] {
+        auto r = engine->query_aggregate(q);
+        check(r.status(), "query_aggregate");
+    });
+    q.source = storage::AggregateQuery::Source::raw;
+    double by_district_raw_ms = median_ms(args.quick ? 3 : 5, [&] {
+        auto r = engine->query_aggregate(q);
+        check(r.status(), "query_aggregate");
+    });
+    std::printf("query one series over a day (%s, %zu points): %.3f ms\n", s0.device.c_str(),
+                one_points, one_series_ms);
+    std::printf(
+        "query avg pm25 by district over an hour (%zu groups): step 1h %.3f ms, "
+        "step 5m %.3f ms, from raw points %.3f ms\n",
+        groups, by_district_ms, by_district_5m_ms, by_district_raw_ms);
+    engine.reset();
+    if (own_dir) std::filesystem::remove_all(args.dir);
+
+    std::printf(
+        "{\"points\": %llu, \"shards\": %u, \"points_per_s_per_thread\": %.0f, "
+        "\"points_per_s_total\": %.0f, \"points_per_s_per_thread_fsync_batch\": %.0f, "
+        "\"points_per_s_total_fsync_batch\": %.0f, \"bytes_per_point\": %.3f, "
+        "\"query_one_series_day_ms\": %.3f, \"query_avg_by_district_hour_ms\": %.3f, "
+        "\"query_avg_by_district_hour_5m_ms\": %.3f, \"query_avg_by_district_hour_raw_ms\": "
+        "%.3f}\n",
+        static_cast<unsigned long long>(fast.points), args.shards, fast.per_s_per_thread,
+        fast.per_s_total, synced.per_s_per_thread, synced.per_s_total, bytes_per_point,
+        one_series_ms, by_district_ms, by_district_5m_ms, by_district_raw_ms);
+    return 0;
+}
