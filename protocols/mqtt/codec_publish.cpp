@@ -33,7 +33,7 @@ bool decode_publish(reader& r, std::uint8_t flags, publish_packet& out, decode_s
     if (!r.utf8(out.topic)) return false;
     if (out.topic.size() > st.limits.maximum_topic_length) return r.fail(errc::invalid_topic_name);
     // MQTT-3.3.2-2: no wildcards in a topic name. Empty is allowed only with a v5 topic alias.
-    if (out.topic.find_first_of("+#") != std::string_view::npos) {
+    if (has_wildcard(out.topic)) {
         return r.fail(errc::invalid_topic_name);
     }
     if (out.qos != qos::at_most_once) {

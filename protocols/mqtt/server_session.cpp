@@ -318,8 +318,7 @@ struct server_session::state {
             const auto& e = p.entries[i];
             if (v5() && !limits.shared_subscriptions && is_shared_filter(e.filter)) {
                 decided[i] = reason_code::shared_subscriptions_not_supported;
-            } else if (!limits.wildcard_subscriptions &&
-                       e.filter.find_first_of("+#") != std::string_view::npos) {
+            } else if (!limits.wildcard_subscriptions && has_wildcard(e.filter)) {
                 decided[i] = reason_code::wildcard_subscriptions_not_supported;
             } else {
                 request.entries.push_back(

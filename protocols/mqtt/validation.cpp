@@ -55,7 +55,7 @@ bool valid_utf8(std::string_view text) noexcept {
 }
 
 bool valid_topic_name(std::string_view topic) noexcept {
-    return !topic.empty() && topic.find_first_of("+#") == std::string_view::npos;
+    return !topic.empty() && !has_wildcard(topic);
 }
 
 bool is_shared_filter(std::string_view filter) noexcept {
@@ -85,7 +85,7 @@ bool valid_topic_filter(std::string_view filter, bool shared) noexcept {
         const auto slash = rest.find('/');
         if (slash == std::string_view::npos || slash == 0) return false;
         const std::string_view name = rest.substr(0, slash);
-        if (name.find_first_of("+#") != std::string_view::npos) return false;
+        if (has_wildcard(name)) return false;
         return valid_plain_filter(rest.substr(slash + 1));
     }
     return valid_plain_filter(filter);

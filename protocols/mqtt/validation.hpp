@@ -9,6 +9,15 @@ namespace citygate::mqtt {
 // U+0000, as MQTT-1.5.4-1 and MQTT-1.5.4-2 require of every UTF-8 encoded string.
 [[nodiscard]] bool valid_utf8(std::string_view text) noexcept;
 
+// Whether '+' or '#' occurs. A plain loop: string_view::find_first_of calls memchr per
+// character, which dominated PUBLISH parsing.
+[[nodiscard]] inline bool has_wildcard(std::string_view s) noexcept {
+    for (char c : s) {
+        if (c == '+' || c == '#') return true;
+    }
+    return false;
+}
+
 // A topic name a PUBLISH may carry: non-empty and without '+' or '#' (MQTT-3.3.2-2).
 // The string is assumed to be valid UTF-8 already.
 [[nodiscard]] bool valid_topic_name(std::string_view topic) noexcept;
