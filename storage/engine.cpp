@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <map>
@@ -30,15 +31,25 @@ namespace {
 constexpr std::int64_t kMinute = 60'000;
 constexpr std::int64_t kHour = 3'600'000;
 
-// FNV-1a: stable across builds and processes, which the on-disk placement of series needs
-// (std::hash gives no such promise).
+// Stable across builds and processes, which the on-disk placement of series needs (std::hash
+// promises no such thing). Eight bytes per step with a multiply-xorshift mix: bytewise FNV-1a
+// cost 10% of a producer thread's time in the bench.
 std::uint64_t stable_hash(std::string_view s) {
-    std::uint64_t h = 14695981039346656037ull;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 1099511628211ull;
+    constexpr std::uint64_t k = 0x9e3779b97f4a7c15ull;
+    std::uint64_t h = s.size() * k;
+    std::size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, s.data() + i, 8);
+        h = (h ^ w) * k;
+        h ^= h >> 32;
     }
-    return h;
+    std::uint64_t tail = 0;
+    std::memcpy(&tail, s.data() + i, s.size() - i);
+    h = (h ^ tail) * k;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 32);
 }
 
 // The shard count is fixed when a directory is created: series are placed by hash modulo it.

@@ -383,20 +383,18 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
     struct Part {
         std::uint64_t late = 0, over_limit = 0, invalid = 0;
     };
-    struct Staged {
-        std::uint64_t id;
-        Sample sample;
-        bool late;
-    };
     std::vector<Part> parts(work.size());
-    std::vector<Staged> staged;
+    auto& staged = commit_staged_;
+    staged.clear();
     std::size_t total = 0;
     for (auto& w : work)
         total += w.points.size();
     staged.reserve(total);
 
-    rocksdb::WriteBatch batch;
-    std::string log;
+    auto& batch = commit_batch_;
+    batch.Clear();
+    auto& log = commit_log_;
+    log.clear();
     log.reserve(total * 14);
     std::size_t new_series = 0;
     const std::int64_t cutoff = retention_cutoff();
