@@ -39,7 +39,7 @@ struct GatewayContext {
 struct Completion {
     std::shared_ptr<MqttConnection> connection;
     mqtt::delivery_token token = 0;
-    bool stored = false;
+    storage::Status status;
     std::chrono::steady_clock::time_point received;
 };
 

@@ -190,11 +190,8 @@ bool MqttConnection::submit(std::vector<storage::Point>& points, mqtt::delivery_
     IoWorker* worker = &worker_;
     storage::WriteCallback done = [worker, self = shared_from_this(), token,
                                    received](storage::Status status) mutable {
-        if (!status.is_ok()) {
-            CG_LOG(warn) << "storage write failed: " << status.message();
-        }
         // Moving the connection out keeps its last reference off the writer thread.
-        worker->post_completion({std::move(self), token, status.is_ok(), received});
+        worker->post_completion({std::move(self), token, std::move(status), received});
     };
     GatewayContext& context = worker_.context();
     context.pending_writes.fetch_add(1);
@@ -217,13 +214,28 @@ bool MqttConnection::retry_stalled() {
 }
 
 void MqttConnection::complete(const Completion& completion) {
-    if (torn_down_) return;
-    if (!completion.stored) worker_.context().metrics.error(ErrorKind::storage_failed).Increment();
-    if (completion.token == 0) return;  // QoS 0: nothing to acknowledge
-    worker_.context().metrics.ack_latency.Observe(
+    using Code = storage::Status::Code;
+    const storage::Status& status = completion.status;
+    // Points refused for what they are (late, behind retention, over the series limit) are
+    // counted; the rest of the message is durable and acknowledged, since re-sending the same
+    // points would be refused again. Only a failed WAL write withholds the acknowledgement.
+    bool durable = status.is_ok() || status.code() == Code::invalid_argument ||
+                   status.code() == Code::limit_exceeded;
+    Metrics& metrics = worker_.context().metrics;
+    if (!status.is_ok()) {
+        metrics.error(durable ? ErrorKind::storage_rejected : ErrorKind::storage_failed)
+            .Increment();
+        if (durable) {
+            CG_LOG(debug) << "storage refused points: " << status.message();
+        } else {
+            CG_LOG(warn) << "storage write failed: " << status.message();
+        }
+    }
+    if (torn_down_ || completion.token == 0) return;  // gone, or QoS 0: nothing to acknowledge
+    metrics.ack_latency.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - completion.received)
             .count());
-    session_.complete(completion.token, completion.stored);
+    session_.complete(completion.token, durable);
 }
 
 void MqttConnection::finish_immediate_completions() {

@@ -91,14 +91,20 @@ std::unique_ptr<mqtt::client> paho_client(const GatewayUnderTest& gateway, const
     return client;
 }
 
-constexpr std::int64_t base_ts = 1732262400000;  // 2024-11-22T08:00:00Z
+// Recent, so inside retention and the out-of-order window; a whole minute, 10 minutes ago.
+const std::int64_t base_ts =
+    std::chrono::duration_cast<std::chrono::minutes>(
+        (std::chrono::system_clock::now() - std::chrono::minutes(10)).time_since_epoch())
+        .count() *
+    60'000;
+const std::string base_ts_text = std::to_string(base_ts);
 
 }  // namespace
 
 TEST_CASE("mosquitto_pub QoS 1 readings are stored before the PUBACK and read back over HTTP") {
     GatewayUnderTest gateway;
     REQUIRE(mosquitto_pub(gateway, "mqttv311", 1, "city/pudong/air/a-0001",
-                          R"({"ts": 1732262400000, "pm25": 35.2, "pm10": 60})") == 0);
+                          R"({"ts": )" + base_ts_text + R"(, "pm25": 35.2, "pm10": 60})") == 0);
 
     // The PUBACK came back, so the points are in the WAL: no polling needed.
     auto pm25 = query_points(gateway, R"(pm25{district="pudong",type="air",device="a-0001"})",
@@ -178,6 +184,22 @@ TEST_CASE("bad payloads and unknown topics are counted and the connection stays 
     CHECK(gateway.metric(R"(citygate_errors_total{kind="field_skipped"})") == 1);
 }
 
+TEST_CASE("readings behind retention are refused and counted, the rest stored and acknowledged") {
+    GatewayUnderTest gateway("[storage]\nretention = \"1d\"\n");
+    auto client = paho_client(gateway, "paho-old", MQTTVERSION_3_1_1);
+    // 2024-11-22: far behind a one-day retention.
+    client->publish(
+        mqtt::message("city/songjiang/air/o-1", R"({"ts": 1732262400000, "no2": 9})", 1, false));
+    client->publish(mqtt::message("city/songjiang/air/o-1",
+                                  R"({"ts": )" + base_ts_text + R"(, "no2": 10})", 1, false));
+    REQUIRE(client->is_connected());
+    client->disconnect();
+    auto points = query_points(gateway, R"(no2{device="o-1"})", 0, INT64_MAX - 1);
+    REQUIRE(points.size() == 1);
+    CHECK(points[0].value == 10);
+    CHECK(gateway.metric(R"(citygate_errors_total{kind="storage_rejected"})") == 1);
+}
+
 TEST_CASE("HTTP errors are JSON with a status and a message") {
     GatewayUnderTest gateway;
     CHECK(gateway.get("/healthz").status == 200);
@@ -212,7 +234,7 @@ TEST_CASE("a socket that never sends CONNECT is closed after the connect timeout
 
     // Others are unaffected.
     REQUIRE(mosquitto_pub(gateway, "mqttv311", 1, "city/minhang/power/p-1",
-                          R"({"ts": 1732262400000, "kw": 3})") == 0);
+                          R"({"ts": )" + base_ts_text + R"(, "kw": 3})") == 0);
     CHECK(query_points(gateway, "kw", base_ts, base_ts).size() == 1);
 }
 
