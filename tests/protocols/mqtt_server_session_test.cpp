@@ -562,3 +562,139 @@ TEST_CASE("reason codes a packet cannot carry are replaced", "[mqtt][session]") 
         CHECK(to_hex(f.handler.sent) == "e0 01 82");
     }
 }
+
+TEST_CASE("v5 enhanced authentication is refused with CONNACK 0x8C", "[mqtt][session]") {
+    fixture f;
+    connect_packet c;
+    c.version = protocol_version::v5;
+    c.client_id = "x";
+    c.props.authentication_method = "SCRAM-SHA-1";
+    f.feed(encode_bytes(c, c.version));
+    CHECK(to_hex(f.handler.sent) == "20 03 00 8c 00");
+    CHECK(f.handler.closed == reason_code::bad_authentication_method);
+    CHECK(f.handler.connects.empty());  // the hook is not asked
+}
+
+TEST_CASE("v5 maximum QoS is advertised and enforced with 0x9B", "[mqtt][session]") {
+    server_limits limits;
+    limits.maximum_qos = 1;
+    fixture f(limits);
+    f.feed(connect_v5);
+    const auto ack =
+        std::get<connack_packet>(parse_one(f.handler.take_sent(), protocol_version::v5));
+    CHECK(ack.props.maximum_qos == 1);
+    f.feed(publish_qos(1, 1, protocol_version::v5));
+    CHECK(f.handler.deliveries.size() == 1);
+    f.feed(publish_qos(2, 2, protocol_version::v5));
+    CHECK(f.handler.deliveries.size() == 1);
+    CHECK(to_hex(f.handler.sent) == "e0 01 9b");
+}
+
+TEST_CASE("v5 session expiry above the server's maximum is lowered in CONNACK", "[mqtt][session]") {
+    fixture f;
+    connect_packet c;
+    c.version = protocol_version::v5;
+    c.client_id = "x";
+    c.props.session_expiry_interval = 3600;
+    f.feed(encode_bytes(c, c.version));
+    const auto ack = std::get<connack_packet>(parse_one(f.handler.sent, protocol_version::v5));
+    CHECK(ack.props.session_expiry_interval == 0u);
+    CHECK(!ack.session_present);
+    f.handler.take_sent();
+    // The client asked for 3600 at CONNECT, so a DISCONNECT may change it.
+    f.feed(hex("e0 07 00 05 11 00 00 00 0a"));
+    CHECK(f.handler.closed == reason_code::success);
+}
+
+TEST_CASE("MQTT-3.1.2-24 (5.0): packets above the client's maximum packet size are not sent",
+          "[mqtt][session]") {
+    fixture f;
+    connect_packet c;
+    c.version = protocol_version::v5;
+    c.client_id = "x";
+    c.props.maximum_packet_size = 20;
+    f.feed(encode_bytes(c, c.version));
+    CHECK(f.handler.take_sent().size() == 18);  // CONNACK fits
+    subscribe_packet s;
+    s.packet_id = 1;
+    for (int i = 0; i < 20; ++i)
+        s.entries.push_back({"a", qos::at_most_once, false, false, 0});
+    f.feed(encode_bytes(s, protocol_version::v5));
+    CHECK(f.handler.subscriptions.size() == 1);
+    CHECK(f.handler.sent.empty());  // the 24-byte SUBACK is discarded
+    f.feed(hex("c0 00"));
+    CHECK(to_hex(f.handler.sent) == "d0 00");
+}
+
+TEST_CASE("topic alias maximum 0: no aliases advertised, any alias is invalid", "[mqtt][session]") {
+    server_limits limits;
+    limits.topic_alias_maximum = 0;
+    fixture f(limits);
+    f.feed(connect_v5);
+    const auto ack =
+        std::get<connack_packet>(parse_one(f.handler.take_sent(), protocol_version::v5));
+    CHECK(!ack.props.topic_alias_maximum);
+    f.feed(hex("30 09 00 03 61 2f 62 03 23 00 01"));
+    CHECK(to_hex(f.handler.sent) == "e0 01 94");
+}
+
+TEST_CASE("v5 UNSUBACK carries one reason per filter", "[mqtt][session]") {
+    fixture f;
+    f.connect(protocol_version::v5);
+    f.feed(hex("a2 0d 00 07 00 00 03 61 2f 62 00 03 63 2f 64"));
+    CHECK(to_hex(f.handler.sent) == "b0 05 00 07 00 00 00");
+    REQUIRE(f.handler.unsubscriptions.size() == 1);
+    CHECK(f.handler.unsubscriptions[0] == std::vector<std::string>{"a/b", "c/d"});
+}
+
+TEST_CASE("AUTH after CONNECT is a protocol error", "[mqtt][session]") {
+    fixture f;
+    f.connect(protocol_version::v5);
+    f.feed(hex("f0 00"));
+    CHECK(to_hex(f.handler.sent) == "e0 01 82");
+}
+
+TEST_CASE("keep-alive is re-armed only once a whole packet arrived", "[mqtt][session]") {
+    fixture f;
+    f.connect(protocol_version::v3_1_1);
+    f.handler.armed.clear();
+    CHECK(f.feed(hex("32 09 00")) == 0);
+    CHECK(f.handler.armed.count(timer_kind::keep_alive) == 0);
+    CHECK(f.feed(publish_qos(0, 0, protocol_version::v3_1_1)) > 0);
+    CHECK(f.handler.armed.count(timer_kind::keep_alive) == 1);
+}
+
+TEST_CASE("inflight() counts deliveries not yet completed", "[mqtt][session]") {
+    fixture f;
+    f.connect(protocol_version::v3_1_1);
+    f.feed(cat({publish_qos(1, 1, protocol_version::v3_1_1),
+                publish_qos(2, 2, protocol_version::v3_1_1),
+                publish_qos(0, 0, protocol_version::v3_1_1)}));
+    CHECK(f.session->inflight() == 2);
+    f.session->complete(f.handler.deliveries[1].token, true);
+    CHECK(f.session->inflight() == 1);
+    CHECK(f.handler.sent.empty());  // PUBREC waits behind the PUBACK of id 1
+}
+
+TEST_CASE("a QoS 1 resend while in flight is delivered again: at least once", "[mqtt][session]") {
+    fixture f;
+    f.connect(protocol_version::v3_1_1);
+    f.feed(publish_qos(1, 5, protocol_version::v3_1_1));
+    f.feed(publish_qos(1, 5, protocol_version::v3_1_1, true));
+    REQUIRE(f.handler.deliveries.size() == 2);
+    f.session->complete(f.handler.deliveries[0].token, true);
+    f.session->complete(f.handler.deliveries[1].token, true);
+    CHECK(to_hex(f.handler.sent) == "40 02 00 05 40 02 00 05");
+}
+
+TEST_CASE("3.1.1 has no receive maximum: the session keeps accepting", "[mqtt][session]") {
+    server_limits limits;
+    limits.receive_maximum = 1;
+    fixture f(limits);
+    f.connect(protocol_version::v3_1_1);
+    f.feed(publish_qos(1, 1, protocol_version::v3_1_1));
+    f.feed(publish_qos(1, 2, protocol_version::v3_1_1));
+    CHECK(f.handler.deliveries.size() == 2);
+    CHECK(!f.handler.closed);
+    CHECK(f.session->inflight() == 2);  // the caller's signal to stop reading
+}
