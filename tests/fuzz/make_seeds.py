@@ -12,7 +12,7 @@ def s(text):
 
 V3 = {
     "connect": "10 10 0004" + s("MQTT") + "04 02 003c 0004" + s("dev1"),
-    "connect_full": "10 2c 0004" + s("MQTT") + "04 ee 003c 0002" + s("id") + "0005" + s("w/top")
+    "connect_full": "10 2a 0004" + s("MQTT") + "04 ee 003c 0002" + s("id") + "0005" + s("w/top")
         + "0004" + s("gone") + "0005" + s("alice") + "0006" + s("secret"),
     "connack": "20 02 01 00",
     "publish0": "30 0a 0003" + s("a/b") + s("hello"),
@@ -33,30 +33,30 @@ V3 = {
 
 V5 = {
     "connect": "10 11 0004" + s("MQTT") + "05 02 003c 00 0004" + s("dev1"),
-    "connect_props": "10 3a 0004" + s("MQTT") + "05 c6 001e"
+    "connect_props": "10 35 0004" + s("MQTT") + "05 c6 001e"
         + "0d 11 0000000a 21 0010 27 00001000"       # session expiry, receive max, max packet
         + "0000"                                     # empty client id
-        + "05 01 01 18 00000005"                     # will: payload utf8, delay 5
+        + "07 01 01 18 00000005"                     # will: payload utf8, delay 5
         + "0003" + s("w/t") + "0002" + s("by")
         + "0003" + s("bob") + "0003" + s("pwd"),
     "connack": "20 10 00 00 0d 21 0100 22 0040 27 00040000 29 00",
-    "publish_alias": "32 14 0003" + s("a/b") + "0001 0a 23 0001 26 0001" + s("k") + "0001" + s("v")
+    "publish_alias": "32 13 0003" + s("a/b") + "0001 0a 23 0001 26 0001" + s("k") + "0001" + s("v")
         + s("x"),
-    "publish_aliased": "30 06 0000 03 23 0001" + s("y"),
-    "publish_props": "34 1c 0003" + s("a/b") + "0003 12 01 01 02 0000003c 03 0004" + s("json")
-        + "09 0002 0102" + s("{}"),
+    "publish_aliased": "30 07 0000 03 23 0001" + s("y"),
+    "publish_props": "34 23 0003" + s("a/b") + "0003 19 01 01 02 0000003c 03 0004" + s("json")
+        + "08 0003" + s("r/t") + "09 0002 0102" + s("{}"),
     "puback_reason": "40 03 0001 10",
     "pubrec_props": "50 0b 0002 80 07 1f 0004" + s("full"),
     "pubrel": "62 02 0002",
     "pubcomp_nf": "70 03 0002 92",
-    "subscribe": "82 17 000a 02 0b 05 0003" + s("a/+") + "2d 000c" + s("$share/g/x/#") + "01",
-    "suback": "90 06 000a 00 01 a2",
+    "subscribe": "82 1a 000a 02 0b 05 0003" + s("a/+") + "2d 000c" + s("$share/g/x/#") + "01",
+    "suback": "90 06 000a 00 00 01 a2",
     "unsubscribe": "a2 08 000b 00 0003" + s("a/+"),
     "unsuback": "b0 05 000b 00 00 11",
     "pingreq": "c0 00",
     "disconnect_reason": "e0 01 04",
     "disconnect_props": "e0 0b 80 09 1f 0006" + s("bye!!!"),
-    "auth": "f0 0c 18 0a 15 0004" + s("SCRM") + "16 0001 ff",
+    "auth": "f0 0d 18 0b 15 0004" + s("SCRM") + "16 0001 ff",
 }
 
 def write(target, name, data):
