@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 
 namespace citygate::loadgen {
 
@@ -39,7 +40,7 @@ void LatencyHistogram::merge(const LatencyHistogram& other) {
 
 std::chrono::nanoseconds LatencyHistogram::quantile(double q) const {
     if (count_ == 0) return std::chrono::nanoseconds(0);
-    auto rank = static_cast<std::uint64_t>(q * static_cast<double>(count_));
+    auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_)));
     rank = std::clamp<std::uint64_t>(rank, 1, count_);
     std::uint64_t seen = 0;
     for (std::size_t i = 0; i < buckets_.size(); ++i) {
