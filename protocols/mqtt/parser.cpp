@@ -153,6 +153,13 @@ void reset_scalars(packet& out) {
                           !std::is_same_v<P, pingresp_packet>) {
                 clear(p.props);
             }
+            // Lists are cleared here, not filled-or-not by the decoders, so a reused object
+            // never shows a previous packet's entries (clear() keeps the capacity).
+            if constexpr (std::is_same_v<P, subscribe_packet>) p.entries.clear();
+            if constexpr (std::is_same_v<P, suback_packet> || std::is_same_v<P, unsuback_packet>) {
+                p.reasons.clear();
+            }
+            if constexpr (std::is_same_v<P, unsubscribe_packet>) p.filters.clear();
         },
         out);
 }

@@ -52,7 +52,8 @@ struct server_session::state {
     bool keep_alive_armed = false;
     bool in_input = false;  // inside on_bytes(): sends are batched until it returns
 
-    packet current;  // reused so its vectors keep their capacity
+    // No parsed-packet member: an 800-byte packet per idle connection would eat half the
+    // 2 KiB idle budget (DESIGN.md). on_bytes() parses into a local one instead.
     encoded_packet scratch;
     std::vector<std::uint8_t> outbox;
 
@@ -70,7 +71,9 @@ struct server_session::state {
 
     template <typename Packet>
     void queue(const Packet& p) {
-        if (encode(p, version, scratch)) return;  // our own packets always encode
+        // Our own packets always encode: reason codes are checked against each packet's table
+        // before they get here, and no field comes near 65535 bytes. Nothing to report.
+        if (encode(p, version, scratch)) return;
         // MQTT-3.1.2-24: never send a packet above the client's maximum packet size.
         if (scratch.size() > peer_maximum_packet_size) return;
         scratch.append_to(outbox);
@@ -80,6 +83,7 @@ struct server_session::state {
         if (outbox.empty()) return;
         handler.send(outbox);
         outbox.clear();
+        if (outbox.capacity() > 4096) outbox.shrink_to_fit();  // a burst of acks is over
     }
 
     void end(reason_code reason) {
@@ -418,7 +422,10 @@ struct server_session::state {
 };
 
 server_session::server_session(session_handler& handler, const server_limits& limits)
-    : state_(std::make_unique<state>(handler, limits)) {}
+    : state_(std::make_unique<state>(handler, limits)) {
+    // An idle connection must cost well under 2 KiB (DESIGN.md); this is most of ours.
+    static_assert(sizeof(state) <= 384, "server_session::state grew: check the idle budget");
+}
 
 server_session::~server_session() = default;
 
@@ -433,9 +440,10 @@ std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
     auto& s = *state_;
     std::size_t consumed = 0;
     bool any = false;
+    packet current;  // reused for every packet of this call
     s.in_input = true;
     while (s.stage != state::phase::closed && consumed < bytes.size()) {
-        const parse_result result = parse(bytes.subspan(consumed), s.version, s.parser, s.current);
+        const parse_result result = parse(bytes.subspan(consumed), s.version, s.parser, current);
         if (result.status == parse_status::need_more) break;
         if (result.status == parse_status::error) {
             s.on_parse_error(result);
@@ -443,7 +451,7 @@ std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
         }
         consumed += result.consumed;
         any = true;
-        s.handle(s.current);
+        s.handle(current);
     }
     s.in_input = false;
     if (s.stage == state::phase::closed) return consumed;
