@@ -78,7 +78,7 @@ struct EngineStats {
     std::uint64_t head_points = 0;         // accepted, not yet in chunks
     std::vector<std::size_t> queue_depth;  // per shard, points waiting
     std::vector<std::uint64_t> points_written_per_shard;
-    std::vector<std::uint64_t> writer_busy_ns;  // per shard: writer time committing, flushing
+    std::vector<std::uint64_t> writer_busy_ns;  // per shard: writer CPU time committing, flushing
 };
 
 // Called on a writer thread once every point of one try_write() is in the WAL (status ok), or

@@ -37,7 +37,7 @@ struct IngestResult {
     double seconds = 0;
     std::uint64_t points = 0;
     double per_s_total = 0;
-    double per_s_per_thread = 0;  // points per second of writer-thread busy time, mean of shards
+    double per_s_per_thread = 0;  // points per second of writer-thread CPU time, mean of shards
 };
 
 [[noreturn]] void usage() {

@@ -62,7 +62,7 @@ struct ShardStats {
     std::uint64_t windows_dropped = 0;
     std::size_t queue_depth = 0;
     std::size_t head_points = 0;
-    std::uint64_t writer_busy_ns = 0;  // writer thread time spent committing and flushing
+    std::uint64_t writer_busy_ns = 0;  // writer thread CPU time committing and flushing
 };
 
 // One series' points in a query range, sorted by time, duplicates resolved.
