@@ -1,11 +1,13 @@
 // libFuzzer target for the server session engine. The input drives a connection: chunks of bytes
 // fed as a gateway would (keeping the unconsumed tail), completions in any order, timers and
 // server disconnects. Checks: nothing after close, everything sent parses as a server packet,
-// inflight stays within the receive maximum for v5.
+// inflight stays within the receive maximum for v5, acks leave in delivery order, and a QoS 2
+// packet id is never delivered twice before its PUBCOMP (exactly once).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <vector>
 
 #include "protocols/mqtt/parser.hpp"
@@ -25,10 +27,18 @@ class checking_handler : public session_handler {
     void send(std::span<const std::uint8_t> bytes) override {
         alive();
         sent.insert(sent.end(), bytes.begin(), bytes.end());
+        follow_acks(bytes);
     }
     void deliver(const inbound_publish& m) override {
         alive();
-        if (m.qos != qos::at_most_once) tokens.push_back(m.token);
+        if (m.qos != qos::at_most_once) {
+            tokens.push_back(m.token);
+            awaiting_ack.push_back({m.packet_id, m.qos});
+        }
+        if (m.qos == qos::exactly_once) {
+            if (contains(active_qos2, m.packet_id)) std::abort();  // delivered twice
+            active_qos2.push_back(m.packet_id);
+        }
         // Touch every byte so ASan sees a view into freed or foreign memory.
         volatile std::uint8_t sink = 0;
         for (char c : m.topic)
@@ -55,6 +65,57 @@ class checking_handler : public session_handler {
     }
 
   private:
+    struct delivered {
+        std::uint16_t id;
+        qos q;
+    };
+    std::deque<delivered> awaiting_ack;      // in delivery order
+    std::vector<std::uint16_t> active_qos2;  // delivered, no PUBCOMP (or failed PUBREC) yet
+    std::vector<std::uint16_t> pubrec_sent;  // QoS 2 ids acknowledged, awaiting PUBREL
+
+    static bool contains(const std::vector<std::uint16_t>& v, std::uint16_t id) {
+        return std::find(v.begin(), v.end(), id) != v.end();
+    }
+
+    // Each send() carries whole packets: check the acknowledgements against the deliveries.
+    void follow_acks(std::span<const std::uint8_t> bytes) {
+        parser_limits limits;
+        limits.maximum_packet_size = 0xFFFFFFFF;
+        limits.maximum_topic_filters = 0xFFFF;
+        bytes_view in(bytes);
+        packet p;
+        while (!in.empty()) {
+            const auto r = parse(in, session->version(), limits, p);
+            if (r.status != parse_status::complete) return;  // check_sent() reports it
+            in = in.subspan(r.consumed);
+            if (const auto* ack = std::get_if<puback_packet>(&p)) {
+                // MQTT-4.6.0-2: in the order the PUBLISHes arrived.
+                if (awaiting_ack.empty() || awaiting_ack.front().id != ack->packet_id ||
+                    awaiting_ack.front().q != qos::at_least_once) {
+                    std::abort();
+                }
+                awaiting_ack.pop_front();
+            } else if (const auto* rec = std::get_if<pubrec_packet>(&p)) {
+                if (!awaiting_ack.empty() && awaiting_ack.front().id == rec->packet_id &&
+                    awaiting_ack.front().q == qos::exactly_once) {
+                    awaiting_ack.pop_front();
+                    if (static_cast<std::uint8_t>(rec->reason) < 0x80) {
+                        pubrec_sent.push_back(rec->packet_id);
+                    } else {
+                        std::erase(active_qos2, rec->packet_id);
+                    }
+                } else if (!contains(pubrec_sent, rec->packet_id)) {
+                    std::abort();  // neither the next in order nor a repeat
+                }
+            } else if (const auto* comp = std::get_if<pubcomp_packet>(&p)) {
+                if (contains(pubrec_sent, comp->packet_id)) {
+                    std::erase(pubrec_sent, comp->packet_id);
+                    std::erase(active_qos2, comp->packet_id);
+                }
+            }
+        }
+    }
+
     void alive() const {
         if (closed) std::abort();  // the contract: close() is the last call
     }
