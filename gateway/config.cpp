@@ -185,8 +185,10 @@ void validate(const Config& config) {
         fail("http.port", "must differ from mqtt.port");
     }
     if (config.mqtt.connect_timeout.count() == 0) fail("mqtt.connect_timeout", "must be positive");
-    if (config.storage.partition_window < std::chrono::minutes(1)) {
-        fail("storage.partition_window", "must be at least 1m");
+    // Partitions are named by their start and aligned to whole hours.
+    if (config.storage.partition_window < std::chrono::hours(1) ||
+        config.storage.partition_window % std::chrono::hours(1) != std::chrono::milliseconds(0)) {
+        fail("storage.partition_window", "must be a whole number of hours, like \"24h\"");
     }
     if (config.ingest.topic_templates.empty()) {
         fail("ingest.topic_templates", "needs at least one template");

@@ -64,6 +64,8 @@ TEST_CASE("bad configuration values are refused with the option named") {
     CHECK_THAT(message_of("[ingest]\ntopic_templates = [\"city/+/x\"]"),
                Catch::Contains("wildcards"));
     CHECK_THAT(message_of("[ingest]\ntopic_templates = []"), Catch::Contains("at least one"));
+    CHECK_THAT(message_of("[storage]\npartition_window = \"90m\""),
+               Catch::Contains("whole number of hours"));
     CHECK_THAT(message_of("[server]\nlog_level = \"loud\""), Catch::Contains("server.log_level"));
     CHECK_THAT(message_of("[mqtt\nport = 1"), Catch::Contains("test"));
 }
