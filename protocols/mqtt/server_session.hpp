@@ -22,10 +22,10 @@ namespace citygate::mqtt {
 
 struct server_limits {
     std::uint32_t maximum_packet_size = 256 * 1024;  // inbound; larger packets are refused
-    std::uint16_t maximum_topic_length = 1024;
-    std::uint16_t receive_maximum = 256;     // QoS 1/2 PUBLISHes awaiting our ack
-    std::uint16_t topic_alias_maximum = 64;  // v5 aliases the client may use
-    std::uint16_t server_keep_alive = 0;     // v5: override the client's keep-alive when non-zero
+    std::uint16_t maximum_topic_length = 1024;       // topic names and filters, bytes
+    std::uint16_t receive_maximum = 256;             // QoS 1/2 PUBLISHes awaiting our ack
+    std::uint16_t topic_alias_maximum = 64;          // v5 aliases the client may use
+    std::uint16_t server_keep_alive = 0;  // v5: override the client's keep-alive when non-zero
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
     std::uint32_t maximum_session_expiry = 0;  // v5 seconds; sessions are not kept past close
     // What the server supports, advertised in the v5 CONNACK and enforced.
@@ -48,7 +48,9 @@ enum class timer_kind : std::uint8_t { connect_timeout, keep_alive };
 // during the call.
 struct connect_request {
     protocol_version version = protocol_version::v3_1_1;
-    std::string_view client_id;  // the assigned id when the client sent an empty one (v5)
+    // The server-assigned id when the client sent an empty one (v5, or 3.1.1 with clean session;
+    // only v5 clients are told it, in CONNACK).
+    std::string_view client_id;
     bool client_id_assigned = false;
     std::optional<std::string_view> username;
     std::optional<std::span<const std::uint8_t>> password;

@@ -95,7 +95,7 @@ TEST_CASE("topic length, user property and topic filter limits", "[mqtt][parser]
           errc::too_many_topic_filters);
 }
 
-TEST_CASE("a rejected packet allocates nothing; a valid one only for its lists", "[mqtt][parser]") {
+TEST_CASE("a rejected packet allocates nothing, a valid one only for its lists", "[mqtt][parser]") {
     packet p;
     // SUBSCRIBE: two good filters, then one with a misplaced '#'.
     const bytes bad = hex("82 12 00 01 00 01 61 00 00 01 62 00 00 05 61 2f 23 2f 62 00");

@@ -74,7 +74,8 @@ struct fixture {
 
 }  // namespace
 
-TEST_CASE("start() arms the connect timeout; expiry closes without a packet", "[mqtt][session]") {
+TEST_CASE("start() arms the connect timeout, whose expiry closes without a packet",
+          "[mqtt][session]") {
     fixture f;
     REQUIRE(f.handler.armed.at(timer_kind::connect_timeout) == 10s);
     f.session->on_timer(timer_kind::connect_timeout);
