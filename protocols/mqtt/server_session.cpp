@@ -123,8 +123,8 @@ struct server_session::state {
         const reason_code reason = to_reason_code(e);
         if (stage == phase::awaiting_connect) {
             if (e == errc::unsupported_protocol_version) {
-                // MQTT-3.1.2-2: answer an unknown level with 3.1.1's return code 1 (a v5
-                // client reads it as 0x01 too and gives up).
+                // MQTT-3.1.2-2: an unknown level (say 3, from MQTT 3.1 clients) gets the
+                // 3.1.1-form CONNACK with return code 1, which 3.1 clients understand too.
                 version = protocol_version::v3_1_1;
                 return refuse_connect(reason);
             }
