@@ -166,6 +166,10 @@ struct server_session::state {
             if (c.props.authentication_method) {
                 return refuse_connect(reason_code::bad_authentication_method);
             }
+            // MQTT-3.2.2-12: a will above our maximum QoS is refused with 0x9B.
+            if (c.will && static_cast<std::uint8_t>(c.will->qos) > limits.maximum_qos) {
+                return refuse_connect(reason_code::qos_not_supported);
+            }
         }
         bool assigned = false;
         if (c.client_id.empty()) {
@@ -277,7 +281,7 @@ struct server_session::state {
             }
         }
         if (unacknowledged() >= limits.receive_maximum && v5()) {
-            return disconnect(reason_code::receive_maximum_exceeded);  // MQTT-3.3.4-9
+            return disconnect(reason_code::receive_maximum_exceeded);  // MQTT-3.3.4-7, 4.9
         }
         message.token = next_token++;
         acks.push_back({message.token, p.packet_id, p.qos, false, false});
@@ -363,7 +367,7 @@ struct server_session::state {
     void on_packet(pingreq_packet&) { queue(pingresp_packet{}); }  // MQTT-3.12.4-1
 
     void on_packet(disconnect_packet& p) {
-        // MQTT-3.14.2-2: a session expiry of 0 at CONNECT may not be raised at DISCONNECT.
+        // Section 3.14.2.2.2: a session expiry of 0 at CONNECT may not be raised at DISCONNECT.
         if (v5() && session_expiry_zero && p.props.session_expiry_interval.value_or(0) != 0) {
             return disconnect(reason_code::protocol_error);
         }

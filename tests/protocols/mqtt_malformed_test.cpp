@@ -491,9 +491,9 @@ TEST_CASE("MQTT-3.10.3-1 (5.0): UNSUBSCRIBE filter with U+0000 gets DISCONNECT 0
 
 // --- Client side -----------------------------------------------------------------------------
 
-TEST_CASE("MQTT-3.2.2-1 (3.1.1): CONNACK reserved acknowledge flags are malformed",
+TEST_CASE("MQTT-3.2.2-1 (5.0): CONNACK reserved acknowledge flags are malformed",
           "[mqtt][malformed]") {
-    CHECK(parse_error(hex("20 02 02 00"), v3) == errc::reserved_bit_set);
+    CHECK(parse_error(hex("20 03 02 00 00"), v5) == errc::reserved_bit_set);
 }
 
 TEST_CASE("3.1.1 section 3.2.2.3: CONNACK return code 6 is malformed", "[mqtt][malformed]") {

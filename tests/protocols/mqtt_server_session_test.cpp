@@ -322,7 +322,7 @@ TEST_CASE("complete() may be called from inside deliver()", "[mqtt][session]") {
     CHECK(to_hex(f.handler.sent) == "40 02 00 01 40 02 00 02");
 }
 
-TEST_CASE("MQTT-3.3.4-9: v5 receive maximum exceeded disconnects with 0x93", "[mqtt][session]") {
+TEST_CASE("MQTT-3.3.4-7: v5 receive maximum exceeded disconnects with 0x93", "[mqtt][session]") {
     server_limits limits;
     limits.receive_maximum = 2;
     fixture f(limits);
@@ -398,7 +398,8 @@ TEST_CASE("client DISCONNECT closes with success", "[mqtt][session]") {
     CHECK(f.handler.sent.empty());
 }
 
-TEST_CASE("MQTT-3.14.2-2: DISCONNECT may not raise a session expiry of 0", "[mqtt][session]") {
+TEST_CASE("MQTT 5.0 section 3.14.2.2.2: DISCONNECT may not raise a session expiry of 0",
+          "[mqtt][session]") {
     fixture f;
     f.connect(protocol_version::v5);
     f.feed(hex("e0 07 00 05 11 00 00 00 0a"));  // normal, session expiry 10
@@ -698,4 +699,18 @@ TEST_CASE("3.1.1 has no receive maximum: the session keeps accepting", "[mqtt][s
     CHECK(f.handler.deliveries.size() == 2);
     CHECK(!f.handler.closed);
     CHECK(f.session->inflight() == 2);  // the caller's signal to stop reading
+}
+
+TEST_CASE("MQTT-3.2.2-12: a v5 will above the maximum QoS is refused with CONNACK 0x9B",
+          "[mqtt][session]") {
+    server_limits limits;
+    limits.maximum_qos = 1;
+    fixture f(limits);
+    connect_packet c;
+    c.version = protocol_version::v5;
+    c.client_id = "x";
+    c.will = will_message{"w", {}, qos::exactly_once, false, {}};
+    f.feed(encode_bytes(c, c.version));
+    CHECK(to_hex(f.handler.sent) == "20 03 00 9b 00");
+    CHECK(f.handler.closed == reason_code::qos_not_supported);
 }
