@@ -184,6 +184,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.on_batch = options.on_batch;
         so.on_space_available = options.on_space_available;
         so.block_cache = cache;
+        so.tuning = options.tuning;
         auto shard = Shard::open(std::move(so));
         if (!shard.is_ok()) return shard.status();
         impl->shards.push_back(std::move(shard.value()));
@@ -523,6 +524,7 @@ EngineStats Engine::stats() const {
         out.queue_depth.push_back(s.queue_depth);
         out.points_written_per_shard.push_back(s.points_written);
         out.writer_busy_ns.push_back(s.writer_busy_ns);
+        out.flusher_busy_ns.push_back(s.flusher_busy_ns);
     }
     return out;
 }

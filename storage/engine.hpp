@@ -37,6 +37,21 @@ struct BatchReport {
     std::chrono::nanoseconds write_latency{};  // WriteBatch submit to WAL done
 };
 
+// RocksDB settings of the time-window column families, where chunks and rollups live. The
+// defaults are the measured choice for this workload (figures in storage/README.md and next to
+// each option in storage/detail/shard.cpp); the bench exposes each one for A/B runs.
+struct StorageTuning {
+    enum class Compression { none, lz4, zstd };
+    enum class Compaction { level, universal };
+    Compression compression = Compression::lz4;  // levels above the bottommost
+    Compression bottommost_compression = Compression::zstd;
+    int bloom_bits_per_key = 10;      // 0: no filter blocks
+    bool series_prefix_bloom = true;  // filter on (record kind, series id), not whole keys
+    std::size_t write_buffer_bytes = 32 << 20;  // memtable per window column family
+    Compaction compaction = Compaction::level;
+    std::size_t block_bytes = 32 << 10;
+};
+
 struct EngineOptions {
     std::filesystem::path directory;
     unsigned shards = 0;                 // 0: one per core
@@ -53,15 +68,17 @@ struct EngineOptions {
     std::function<void()> on_space_available;
 
     // Head: accepted points live in the WAL (as one batch-log record per group commit) and in
-    // memory until a flush turns them into compressed chunks and rollups. A flush runs on the
-    // writer thread when a shard holds this many head points or its oldest is this old; it bounds
-    // memory and the log replayed at open.
+    // memory until a flush turns them into compressed chunks and rollups. A shard hands its head
+    // to its background flush thread when it holds this many head points or its oldest is this
+    // old; it bounds memory and the log replayed at open. The writer keeps committing meanwhile;
+    // it waits for the flush only when a second full head is waiting behind a running one.
     std::size_t head_flush_points = 1 << 21;
     std::chrono::milliseconds head_flush_interval = std::chrono::minutes(5);
     // Chunks are extended up to this many points (then split at twice it): bigger chunks
     // compress better, smaller ones cost less to rewrite for late data.
     std::size_t target_chunk_points = 360;
     std::size_t block_cache_bytes = 256 << 20;  // shared by all shards
+    StorageTuning tuning;
     // Wall clock in ms since the epoch for retention (tests inject one). Empty: system clock.
     std::function<std::int64_t()> clock;
 };
@@ -78,7 +95,10 @@ struct EngineStats {
     std::uint64_t head_points = 0;         // accepted, not yet in chunks
     std::vector<std::size_t> queue_depth;  // per shard, points waiting
     std::vector<std::uint64_t> points_written_per_shard;
-    std::vector<std::uint64_t> writer_busy_ns;  // per shard: writer CPU time committing, flushing
+    std::vector<std::uint64_t> writer_busy_ns;  // per shard: writer thread CPU time committing
+    // per shard: CPU time of the background thread turning the head into chunks and rollups
+    // (and enforcing retention); it runs beside the writer, off the ingest path.
+    std::vector<std::uint64_t> flusher_busy_ns;
 };
 
 // Called on a writer thread once every point of one try_write() is in the WAL (status ok), or
@@ -178,9 +198,9 @@ class Engine {
     [[nodiscard]] EngineStats stats() const;
     [[nodiscard]] unsigned shard_count() const;
 
-    // Operations hooks (admin endpoints, tests, the bench). Each runs on the writer threads and
-    // returns when done. flush(): head into chunks and rollups now. compact(): flush, then a full
-    // RocksDB compaction. enforce_retention(): drop expired windows now.
+    // Operations hooks (admin endpoints, tests, the bench). Each runs on the shards' writer or
+    // flush threads and returns when done. flush(): head into chunks and rollups now. compact():
+    // flush, then a full RocksDB compaction. enforce_retention(): drop expired windows now.
     [[nodiscard]] Status flush();
     [[nodiscard]] Status compact();
     void enforce_retention();

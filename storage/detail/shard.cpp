@@ -84,6 +84,32 @@ class SnapshotGuard {
     const rocksdb::Snapshot* snapshot_;
 };
 
+// The head of one series in [start, end): handed-off points, then pending ones, which is
+// arrival order, so sort_keep_last() keeps the newest of duplicates.
+template <typename State>
+void copy_head(const State& st, std::int64_t start, std::int64_t end, std::vector<Sample>& out) {
+    if (st.flushing) {
+        for (const auto& p : *st.flushing) {
+            if (p.ts >= start && p.ts < end) out.push_back(p);
+        }
+    }
+    for (const auto& p : st.pending) {
+        if (p.ts >= start && p.ts < end) out.push_back(p);
+    }
+}
+
+rocksdb::CompressionType compression_of(StorageTuning::Compression c) {
+    switch (c) {
+        case StorageTuning::Compression::none:
+            return rocksdb::kNoCompression;
+        case StorageTuning::Compression::lz4:
+            return rocksdb::kLZ4Compression;
+        case StorageTuning::Compression::zstd:
+            return rocksdb::kZSTD;
+    }
+    return rocksdb::kNoCompression;
+}
+
 Status limit_error(const char* what, std::int64_t limit) {
     return Status::error(Status::Code::limit_exceeded,
                          std::string("query: more than ") + std::to_string(limit) + " " + what);
@@ -98,6 +124,7 @@ Result<std::unique_ptr<Shard>> Shard::open(ShardOptions options) {
     if (auto s = shard->open_db(); !s.is_ok()) return s;
     if (auto s = shard->recover(); !s.is_ok()) return s;
     shard->last_flush_ = std::chrono::steady_clock::now();
+    shard->flusher_ = std::thread([raw = shard.get()] { raw->run_flusher(); });
     shard->writer_ = std::thread([raw = shard.get()] { raw->run(); });
     return shard;
 }
@@ -126,24 +153,37 @@ Status Shard::open_db() {
     if (options_.write_buffer_manager)
         db_options_.write_buffer_manager = options_.write_buffer_manager;
 
+    const StorageTuning& tuning = options_.tuning;
     rocksdb::BlockBasedTableOptions table;
     table.block_cache = options_.block_cache;
-    table.block_size = 32 << 10;
-    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-    table.whole_key_filtering = false;
+    table.block_size = tuning.block_bytes;
+    if (tuning.bloom_bits_per_key > 0) {
+        table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(tuning.bloom_bits_per_key));
+    }
+    // With the series prefix filter, whole keys need no filter: the only exact-key reads are of
+    // a series' rollup blocks and newest chunk, whose prefix the filter already answers for.
+    table.whole_key_filtering = !tuning.series_prefix_bloom;
     table.format_version = 5;
 
-    window_options_.write_buffer_size = 32 << 20;
+    window_options_.write_buffer_size = tuning.write_buffer_bytes;
     window_options_.max_write_buffer_number = 3;
-    window_options_.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(9));
-    window_options_.memtable_prefix_bloom_size_ratio = 0.05;
+    if (tuning.series_prefix_bloom) {
+        window_options_.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(9));
+        window_options_.memtable_prefix_bloom_size_ratio = 0.05;
+    }
     window_options_.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-    window_options_.compaction_style = rocksdb::kCompactionStyleLevel;
-    window_options_.level_compaction_dynamic_level_bytes = true;
-    window_options_.compression = rocksdb::kLZ4Compression;
-    window_options_.bottommost_compression = rocksdb::kZSTD;
-    window_options_.bottommost_compression_opts.level = 3;
-    window_options_.bottommost_compression_opts.enabled = true;
+    if (tuning.compaction == StorageTuning::Compaction::universal) {
+        window_options_.compaction_style = rocksdb::kCompactionStyleUniversal;
+    } else {
+        window_options_.compaction_style = rocksdb::kCompactionStyleLevel;
+        window_options_.level_compaction_dynamic_level_bytes = true;
+    }
+    window_options_.compression = compression_of(tuning.compression);
+    window_options_.bottommost_compression = compression_of(tuning.bottommost_compression);
+    if (tuning.bottommost_compression == StorageTuning::Compression::zstd) {
+        window_options_.bottommost_compression_opts.level = 3;
+        window_options_.bottommost_compression_opts.enabled = true;
+    }
 
     rocksdb::ColumnFamilyOptions log_options;
     log_options.write_buffer_size = 128 << 20;
@@ -251,7 +291,13 @@ Shard::~Shard() {
         stop_ = true;
     }
     queue_cv_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    if (writer_.joinable()) writer_.join();  // its last act is a synchronous flush
+    {
+        std::lock_guard lock(flush_mutex_);
+        flusher_stop_ = true;
+    }
+    flush_cv_.notify_all();
+    if (flusher_.joinable()) flusher_.join();
     {
         std::unique_lock lock(windows_mutex_);
         windows_.clear();
@@ -295,12 +341,23 @@ Status Shard::run_on_writer(std::function<Status()> task) {
     return future.get();
 }
 
+Status Shard::run_on_flusher(std::function<Status()> task) {
+    auto promise = std::make_shared<std::promise<Status>>();
+    auto future = promise->get_future();
+    {
+        std::lock_guard lock(flush_mutex_);
+        flusher_tasks_.push_back([promise, task = std::move(task)] { promise->set_value(task()); });
+    }
+    flush_cv_.notify_all();
+    return future.get();
+}
+
 Status Shard::flush_now() {
-    return run_on_writer([this] { return flush(); });
+    return run_on_writer([this] { return flush_sync(); });
 }
 
 void Shard::enforce_retention_now() {
-    (void)run_on_writer([this] {
+    (void)run_on_flusher([this] {
         drop_expired_windows();
         return Status::ok();
     });
@@ -366,18 +423,110 @@ void Shard::run() {
         tasks.clear();
 
         auto now = std::chrono::steady_clock::now();
-        bool due = head_points_ >= options_.head_flush_points ||
-                   (head_points_ > 0 && now - last_flush_ >= options_.head_flush_interval);
-        if (due || (stopping && head_points_ > 0)) {
-            // A failed flush leaves the head and the log as they were; it is retried later.
-            (void)flush();
+        const bool full = head_points_ >= options_.head_flush_points;
+        if (full || (head_points_ > 0 && now - last_flush_ >= options_.head_flush_interval)) {
+            std::unique_lock lock(flush_mutex_);
+            if (full && flush_job_ && !flush_failed_) {
+                // Backpressure: a full head waits for the running flush rather than letting a
+                // third one pile up, so a shard holds at most about twice head_flush_points.
+                // Waiting costs no CPU time, so busy_ns_ does not count it.
+                flush_done_cv_.wait(lock, [&] { return !flush_job_ || flush_failed_; });
+            }
+            // A failed job stays with the flush thread, which retries it (the head and the log
+            // are untouched); this head waits for it.
+            if (!flush_job_) {
+                lock.unlock();
+                hand_off();
+            }
         }
-        if (options_.retention_ms > 0 && !stopping) drop_expired_windows();
         busy_ns_.fetch_add(thread_cpu_ns() - woke, std::memory_order_relaxed);
         if (stopping) {
             std::lock_guard lock(queue_mutex_);
             if (queue_.empty() && tasks_.empty()) break;
         }
+    }
+    // Closing: put the head into chunks, so the next open replays no log. A failure leaves it
+    // in the log, which is as durable.
+    (void)flush_sync();
+}
+
+void Shard::hand_off() {
+    last_flush_ = std::chrono::steady_clock::now();
+    if (head_points_ == 0) return;
+    auto job = std::make_unique<FlushJob>();
+    job->series.reserve(dirty_.size());
+    // A series replayed from the log at open is not loaded yet: learn what is on disk now, while
+    // the flush thread is idle, so it never writes chunks of a series the writer is reading.
+    for (std::uint64_t id : dirty_) {
+        auto& st = states_[id];
+        if (!st.loaded) {
+            if (auto s = load_state(id, st); !s.is_ok()) return;  // retried at the next hand off
+        }
+    }
+    {
+        std::unique_lock lock(head_mutex_);
+        for (std::uint64_t id : dirty_) {
+            auto& st = states_[id];
+            auto samples = std::make_shared<const std::vector<Sample>>(std::move(st.pending));
+            job->series.push_back({id, samples, st.pending_sorted});
+            st.flushing = std::move(samples);
+            st.flushing_late = st.pending_late;
+            st.pending = {};
+            st.pending_sorted = true;
+            st.pending_late = false;
+            st.sealed_max_ts = std::max(st.sealed_max_ts, st.max_ts);
+        }
+    }
+    job->log_end = next_log_sequence_;
+    job->points = head_points_;
+    dirty_.clear();
+    head_points_ = 0;
+    {
+        std::lock_guard lock(flush_mutex_);
+        flush_job_ = std::move(job);
+        flush_failed_ = false;
+    }
+    flush_cv_.notify_all();
+}
+
+Status Shard::flush_sync() {
+    std::unique_lock lock(flush_mutex_);
+    flush_done_cv_.wait(lock, [&] { return !flush_job_ || flush_failed_; });
+    if (flush_job_) return flush_status_;  // an earlier head could not be flushed
+    lock.unlock();
+    hand_off();
+    lock.lock();
+    flush_done_cv_.wait(lock, [&] { return !flush_job_ || flush_failed_; });
+    return flush_job_ ? flush_status_ : Status::ok();
+}
+
+void Shard::run_flusher() {
+    std::unique_lock lock(flush_mutex_);
+    for (;;) {
+        // Waking every 200 ms drives retention and retries a failed job.
+        flush_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+            return flusher_stop_ || !flusher_tasks_.empty() || (flush_job_ && !flush_failed_);
+        });
+        if (flusher_stop_ && flusher_tasks_.empty()) break;
+        std::deque<std::function<void()>> tasks;
+        tasks.swap(flusher_tasks_);
+        FlushJob* job = flush_job_.get();  // only this thread resets it
+        lock.unlock();
+        const std::uint64_t woke = thread_cpu_ns();
+        if (job) {
+            auto status = write_job(*job);
+            lock.lock();
+            flush_status_ = status;
+            flush_failed_ = !status.is_ok();
+            if (status.is_ok()) flush_job_.reset();
+            lock.unlock();
+            flush_done_cv_.notify_all();
+        }
+        for (auto& task : tasks)
+            task();
+        if (options_.retention_ms > 0) drop_expired_windows();
+        flusher_busy_ns_.fetch_add(thread_cpu_ns() - woke, std::memory_order_relaxed);
+        lock.lock();
     }
 }
 
@@ -454,7 +603,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
             put_double(log, point.value);
             prev_ts = point.timestamp_ms;
             staged.push_back(
-                {id, {point.timestamp_ms, point.value}, point.timestamp_ms <= st.persisted_max_ts});
+                {id, {point.timestamp_ms, point.value}, point.timestamp_ms <= st.sealed_max_ts});
         }
     }
     if (status.is_ok() && !staged.empty()) {
@@ -483,7 +632,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
             st.pending_late = st.pending_late || s.late;
         }
         head_points_ += staged.size();
-        head_points_visible_.store(head_points_, std::memory_order_relaxed);
+        head_points_visible_.fetch_add(staged.size(), std::memory_order_relaxed);
     } else {
         // Nothing of this batch reached the WAL: forget the series it introduced.
         for (std::size_t i = 0; i < new_series; ++i)
@@ -523,7 +672,17 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
     if (options_.on_space_available) options_.on_space_available();
 }
 
+// The writer's view: everything on disk is sealed.
 Status Shard::load_state(std::uint64_t id, SeriesState& st) {
+    ChunkState chunks;
+    if (auto s = read_last_chunk(id, chunks); !s.is_ok()) return s;
+    st.sealed_max_ts = std::max(st.sealed_max_ts, chunks.persisted_max_ts);
+    st.max_ts = std::max(st.max_ts, st.sealed_max_ts);
+    st.loaded = true;
+    return Status::ok();
+}
+
+Status Shard::read_last_chunk(std::uint64_t id, ChunkState& st) const {
     rocksdb::ReadOptions ro;
     ro.prefix_same_as_start = true;
     std::vector<std::pair<std::int64_t, CfHandle>> windows;
@@ -548,7 +707,6 @@ Status Shard::load_state(std::uint64_t id, SeriesState& st) {
         }
         if (!it->status().ok()) return from_rocks(it->status(), "load series");
     }
-    st.max_ts = std::max(st.max_ts, st.persisted_max_ts);
     st.loaded = true;
     return Status::ok();
 }
@@ -600,42 +758,48 @@ void Shard::drop_expired_windows() {
     }
     if (!expired.empty()) {
         // Series whose newest chunk was in a dropped window must re-learn their state.
-        for (auto& st : states_) {
+        for (auto& st : chunk_states_) {
             if (st.persisted_max_ts != INT64_MIN && st.persisted_max_ts < cutoff) st.loaded = false;
         }
     }
 }
 
-Status Shard::flush() {
-    last_flush_ = std::chrono::steady_clock::now();
-    if (head_points_ == 0) return Status::ok();
+// Flush thread: the job's points into chunks and rollups, and its log records deleted, in one
+// atomic write; then the handed-off points leave the head, under the lock readers take their
+// snapshot in.
+Status Shard::write_job(const FlushJob& job) {
     rocksdb::WriteBatch batch;
-    for (std::uint64_t id : dirty_) {
-        auto& st = states_[id];
-        if (!st.loaded) {
-            if (auto s = load_state(id, st); !s.is_ok()) return s;
-        }
-        if (auto s = flush_series(id, st, batch); !s.is_ok()) return s;
+    Status status;
+    for (const auto& series : job.series) {
+        if (chunk_states_.size() <= series.id) chunk_states_.resize(series.id + 1);
+        auto& cs = chunk_states_[series.id];
+        if (!cs.loaded) status = read_last_chunk(series.id, cs);
+        if (status.is_ok())
+            status = flush_series(series.id, *series.samples, series.sorted, cs, batch);
+        if (!status.is_ok()) break;
     }
-    auto s = batch.DeleteRange(default_cf_.get(), log_key(0), log_key(next_log_sequence_));
-    if (!s.ok()) return from_rocks(s, "batch");
+    if (status.is_ok()) {
+        auto d = batch.DeleteRange(default_cf_.get(), log_key(0), log_key(job.log_end));
+        if (!d.ok()) status = from_rocks(d, "batch");
+    }
     rocksdb::WriteOptions wo;
     wo.sync = options_.fsync == FsyncPolicy::batch;
     std::unique_lock lock(head_mutex_);
-    if (auto w = db_->Write(wo, &batch); !w.ok()) {
-        for (std::uint64_t id : dirty_)
-            states_[id].loaded = false;  // relearn from disk
-        return from_rocks(w, "flush write");
+    if (status.is_ok()) status = from_rocks(db_->Write(wo, &batch), "flush write");
+    if (!status.is_ok()) {
+        lock.unlock();
+        for (const auto& series : job.series) {
+            if (series.id < chunk_states_.size()) chunk_states_[series.id].loaded = false;
+        }
+        return status;
     }
-    for (std::uint64_t id : dirty_) {
-        auto& st = states_[id];
-        st.pending.clear();
-        st.pending_sorted = true;
-        st.pending_late = false;
+    for (const auto& series : job.series) {
+        auto& st = states_[series.id];
+        st.flushing.reset();
+        st.flushing_late = false;
     }
-    dirty_.clear();
-    head_points_ = 0;
-    head_points_visible_.store(0, std::memory_order_relaxed);
+    lock.unlock();
+    head_points_visible_.fetch_sub(job.points, std::memory_order_relaxed);
     flushes_.fetch_add(1, std::memory_order_relaxed);
     return Status::ok();
 }
@@ -643,9 +807,10 @@ Status Shard::flush() {
 // Writes one series' pending points into chunks and rollups. The in-memory state it updates
 // (persisted_max_ts, last chunk) describes the batch about to be written; if that write fails the
 // state is reloaded from disk before the next use.
-Status Shard::flush_series(std::uint64_t id, SeriesState& st, rocksdb::WriteBatch& batch) {
-    std::vector<Sample> pending = st.pending;
-    if (!st.pending_sorted) sort_keep_last(pending);
+Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples, bool sorted,
+                           ChunkState& st, rocksdb::WriteBatch& batch) {
+    std::vector<Sample> pending = samples;
+    if (!sorted) sort_keep_last(pending);
     const std::int64_t cutoff = retention_cutoff();
     const std::size_t max_chunk = options_.target_chunk_points * 2;
     st.loaded = false;  // reset below on success of building the batch
@@ -803,12 +968,8 @@ Status Shard::read_raw(const std::vector<std::uint64_t>& ids, std::int64_t start
         // under the exclusive lock, so each point is seen exactly once.
         std::shared_lock lock(head_mutex_);
         snapshot.emplace(db_.get());
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            const auto& st = states_[ids[i]];
-            for (const auto& p : st.pending) {
-                if (p.ts >= start && p.ts < end) head[i].push_back(p);
-            }
-        }
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            copy_head(states_[ids[i]], start, end, head[i]);
     }
     auto windows = windows_overlapping(start, end);
     rocksdb::ReadOptions ro;
@@ -864,10 +1025,8 @@ Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution res
         snapshot.emplace(db_.get());
         for (std::size_t i = 0; i < ids.size(); ++i) {
             const auto& st = states_[ids[i]];
-            for (const auto& p : st.pending) {
-                if (p.ts >= start && p.ts < end) head[i].push_back(p);
-            }
-            late_head[i] = st.pending_late;
+            copy_head(st, start, end, head[i]);
+            late_head[i] = st.pending_late || st.flushing_late;
         }
     }
     auto windows = windows_overlapping(start, end);
@@ -935,6 +1094,7 @@ ShardStats Shard::stats() const {
     s.queue_depth = reserved_.load(std::memory_order_relaxed);
     s.head_points = head_points_visible_.load(std::memory_order_relaxed);
     s.writer_busy_ns = busy_ns_.load(std::memory_order_relaxed);
+    s.flusher_busy_ns = flusher_busy_ns_.load(std::memory_order_relaxed);
     return s;
 }
 

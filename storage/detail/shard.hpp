@@ -4,9 +4,13 @@
 // Write path: the writer drains the whole queue into one WriteBatch holding one batch-log record
 // (every accepted point, compactly encoded) plus index records for new series, writes it with
 // the WAL on, then makes the points visible in the in-memory head and fires the callbacks.
-// Flush: when the head is big or old enough, the writer turns pending points into compressed
-// chunks and rollups in the time-window column families and deletes the flushed log records, all
-// in one atomic WriteBatch; so after a crash the log replays exactly what chunks lack.
+// Flush: when the head is big or old enough, the writer hands it (and the log sequence it ends
+// at) to the shard's flush thread and starts a new head. The flush thread turns the handed-off
+// points into compressed chunks and rollups in the time-window column families and deletes the
+// log records below that sequence, all in one atomic WriteBatch; so after a crash the log
+// replays exactly what chunks lack. Readers see the head, the handed-off points and the chunks
+// under one lock and one snapshot, so every point exactly once. The flush thread also enforces
+// retention.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -49,6 +53,7 @@ struct ShardOptions {
     std::function<void()> on_space_available;
     std::shared_ptr<rocksdb::Cache> block_cache;
     std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
+    StorageTuning tuning;
 };
 
 struct ShardStats {
@@ -62,7 +67,8 @@ struct ShardStats {
     std::uint64_t windows_dropped = 0;
     std::size_t queue_depth = 0;
     std::size_t head_points = 0;
-    std::uint64_t writer_busy_ns = 0;  // writer thread CPU time committing and flushing
+    std::uint64_t writer_busy_ns = 0;   // writer thread CPU time committing
+    std::uint64_t flusher_busy_ns = 0;  // flush thread CPU time flushing, enforcing retention
 };
 
 // One series' points in a query range, sorted by time, duplicates resolved.
@@ -113,17 +119,37 @@ class Shard {
 
   private:
     struct SeriesState {
-        std::vector<Sample> pending;  // accepted, in the WAL, not yet in chunks (head)
+        // Guarded by head_mutex_: changed under the exclusive lock, read under the shared one.
+        std::vector<Sample> pending;  // head: accepted, in the WAL, not handed off (arrival order)
         bool pending_sorted = true;
-        // Some pending point is not newer than everything persisted, so it may replace or join a
-        // persisted bucket: readers of rollups must go to raw for this series. Guarded like
-        // `pending` (written under the exclusive head lock), unlike the writer-only fields below.
+        // Some pending point is not newer than everything sealed (in chunks or handed off), so
+        // it may replace or join a persisted bucket: readers of rollups must go to raw.
         bool pending_late = false;
-        bool loaded = false;  // persisted_max_ts known
-        std::int64_t max_ts = INT64_MIN;
+        // Handed to the flush thread, not yet in chunks; arrival order, all older than pending.
+        std::shared_ptr<const std::vector<Sample>> flushing;
+        bool flushing_late = false;
+        // Writer thread only.
+        bool loaded = false;                     // sealed_max_ts knows what is on disk
+        std::int64_t max_ts = INT64_MIN;         // newest accepted
+        std::int64_t sealed_max_ts = INT64_MIN;  // newest in chunks or handed off
+    };
+    // Where a series' chunks end; flush thread only.
+    struct ChunkState {
+        bool loaded = false;
         std::int64_t persisted_max_ts = INT64_MIN;
         std::int64_t last_chunk_ts = INT64_MIN;  // key of the newest chunk, to extend it
         std::size_t last_chunk_points = 0;
+    };
+    // One head handed from the writer to the flush thread.
+    struct FlushJob {
+        struct Series {
+            std::uint64_t id;
+            std::shared_ptr<const std::vector<Sample>> samples;
+            bool sorted;
+        };
+        std::vector<Series> series;
+        std::uint64_t log_end = 0;  // the log records below this sequence hold exactly these
+        std::size_t points = 0;
     };
     using CfHandle = std::shared_ptr<rocksdb::ColumnFamilyHandle>;
 
@@ -132,12 +158,18 @@ class Shard {
     [[nodiscard]] Status recover();
     void run();
     void commit(std::deque<QueuedWrite>& work);
-    [[nodiscard]] Status flush();
-    [[nodiscard]] Status flush_series(std::uint64_t id, SeriesState& state,
-                                      rocksdb::WriteBatch& batch);
+    // Writer thread: hand the head to the flush thread, once the previous job is done.
+    void hand_off();
+    // Writer thread: hand off the head and wait until it and any earlier job are in chunks.
+    [[nodiscard]] Status flush_sync();
+    void run_flusher();
+    [[nodiscard]] Status write_job(const FlushJob& job);
+    [[nodiscard]] Status flush_series(std::uint64_t id, const std::vector<Sample>& samples,
+                                      bool sorted, ChunkState& state, rocksdb::WriteBatch& batch);
     [[nodiscard]] Status write_rollups(std::uint64_t id, std::int64_t window, const CfHandle& cf,
                                        const std::vector<Sample>& raw, bool replace,
                                        rocksdb::WriteBatch& batch);
+    [[nodiscard]] Status read_last_chunk(std::uint64_t id, ChunkState& state) const;
     [[nodiscard]] Status load_state(std::uint64_t id, SeriesState& state);
     void drop_expired_windows();
     CfHandle window(std::int64_t start) const;
@@ -146,6 +178,7 @@ class Shard {
                                                                        std::int64_t end) const;
     std::int64_t retention_cutoff() const;
     [[nodiscard]] Status run_on_writer(std::function<Status()> task);
+    [[nodiscard]] Status run_on_flusher(std::function<Status()> task);
 
     ShardOptions options_;
     rocksdb::Options db_options_;
@@ -160,7 +193,7 @@ class Shard {
     mutable std::shared_mutex head_mutex_;  // readers of pending vs the writer changing them
     std::vector<SeriesState> states_;
     std::vector<std::uint64_t> dirty_;  // ids with pending points (writer only)
-    std::size_t head_points_ = 0;
+    std::size_t head_points_ = 0;       // pending points (writer only)
     std::uint64_t next_log_sequence_ = 0;
     std::uint64_t first_log_sequence_ = 0;
     std::chrono::steady_clock::time_point last_flush_;
@@ -183,10 +216,23 @@ class Shard {
     std::atomic<std::size_t> reserved_{0};
 
     std::atomic<std::uint64_t> points_written_{0}, rejected_late_{0}, rejected_limit_{0},
-        rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0}, busy_ns_{0};
-    std::atomic<std::size_t> head_points_visible_{0};
+        rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0}, busy_ns_{0},
+        flusher_busy_ns_{0};
+    std::atomic<std::size_t> head_points_visible_{0};  // pending plus handed off
+
+    // The writer and the flush thread meet here.
+    std::mutex flush_mutex_;
+    std::condition_variable flush_cv_;       // wakes the flush thread
+    std::condition_variable flush_done_cv_;  // wakes a writer waiting for a job
+    std::unique_ptr<FlushJob> flush_job_;    // the job in progress or to retry; null when idle
+    Status flush_status_;                    // of the last attempt at flush_job_
+    bool flush_failed_ = false;              // the last attempt failed; retried later
+    std::deque<std::function<void()>> flusher_tasks_;
+    bool flusher_stop_ = false;
+    std::vector<ChunkState> chunk_states_;  // flush thread only
 
     std::thread writer_;
+    std::thread flusher_;
 };
 
 }  // namespace citygate::storage::detail
