@@ -69,6 +69,14 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) { c.http.port = integer<std::uint16_t>(n, o, 0, 65535); }},
         {"http.threads",
          [](auto& n, Config& c, auto o) { c.http.threads = integer<unsigned>(n, o, 1, 64); }},
+        {"http.max_query_series",
+         [](auto& n, Config& c, auto o) {
+             c.http.max_query_series = integer<std::size_t>(n, o, 1, 100'000'000);
+         }},
+        {"http.max_query_points",
+         [](auto& n, Config& c, auto o) {
+             c.http.max_query_points = integer<std::size_t>(n, o, 1, 1'000'000'000);
+         }},
         {"storage.data_dir", [](auto& n, Config& c, auto o) { c.storage.data_dir = string(n, o); }},
         {"storage.shards",
          [](auto& n, Config& c, auto o) { c.storage.shards = integer<unsigned>(n, o, 0, 256); }},

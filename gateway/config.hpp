@@ -30,6 +30,8 @@ struct Config {
         std::string listen = "0.0.0.0";
         std::uint16_t port = 8080;
         unsigned threads = 1;
+        std::size_t max_query_series = 10'000;     // a query matching more series fails (422)
+        std::size_t max_query_points = 5'000'000;  // a query reading more points fails (422)
     } http;
 
     struct Storage {

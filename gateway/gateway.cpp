@@ -23,6 +23,60 @@ tcp::endpoint endpoint_of(const std::string& address, std::uint16_t port, const 
     return {ip, port};
 }
 
+prometheus::MetricFamily family(const char* name, const char* help, prometheus::MetricType type) {
+    return {name, help, type, {}};
+}
+
+void add_sample(prometheus::MetricFamily& family, double value,
+                std::vector<prometheus::ClientMetric::Label> labels = {}) {
+    prometheus::ClientMetric metric;
+    metric.label = std::move(labels);
+    if (family.type == prometheus::MetricType::Counter) {
+        metric.counter.value = value;
+    } else {
+        metric.gauge.value = value;
+    }
+    family.metric.push_back(std::move(metric));
+}
+
+// Storage figures read at scrape time; label values are bounded (shards, three reasons).
+void collect_storage_metrics(const storage::Engine& engine,
+                             std::vector<prometheus::MetricFamily>& families) {
+    using prometheus::MetricType;
+    storage::EngineStats stats = engine.stats();
+    auto series = family("citygate_series", "Series in the index", MetricType::Gauge);
+    add_sample(series, static_cast<double>(stats.series));
+    auto rejected = family("citygate_storage_points_rejected_total",
+                           "Points storage refused, by reason", MetricType::Counter);
+    add_sample(rejected, static_cast<double>(stats.points_rejected_late), {{"reason", "late"}});
+    add_sample(rejected, static_cast<double>(stats.points_rejected_series_limit),
+               {{"reason", "series_limit"}});
+    add_sample(rejected, static_cast<double>(stats.points_rejected_invalid),
+               {{"reason", "invalid"}});
+    auto depth = family("citygate_storage_queue_depth", "Points waiting in a shard's queue",
+                        MetricType::Gauge);
+    auto written = family("citygate_storage_points_written_total", "Points written by a shard",
+                          MetricType::Counter);
+    for (std::size_t shard = 0; shard < stats.queue_depth.size(); ++shard) {
+        std::vector<prometheus::ClientMetric::Label> label = {{"shard", std::to_string(shard)}};
+        add_sample(depth, static_cast<double>(stats.queue_depth[shard]), label);
+        if (shard < stats.points_written_per_shard.size()) {
+            add_sample(written, static_cast<double>(stats.points_written_per_shard[shard]), label);
+        }
+    }
+    auto head = family("citygate_storage_head_points",
+                       "Accepted points not yet compressed into chunks", MetricType::Gauge);
+    add_sample(head, static_cast<double>(stats.head_points));
+    auto batches = family("citygate_storage_batches_total", "Group commits", MetricType::Counter);
+    add_sample(batches, static_cast<double>(stats.batches));
+    auto disk =
+        family("citygate_storage_disk_bytes", "Bytes of SST files on disk", MetricType::Gauge);
+    add_sample(disk, static_cast<double>(engine.disk_bytes()));
+    for (auto* f : {&series, &rejected, &depth, &written, &head, &batches, &disk}) {
+        families.push_back(std::move(*f));
+    }
+}
+
 unsigned or_cores(unsigned configured) {
     return configured ? configured : std::max(1u, std::thread::hardware_concurrency());
 }
@@ -63,6 +117,8 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
                                  ": " + opened.status().message());
     }
     engine_ = std::move(opened.value());
+    metrics_.set_collector(
+        [engine = engine_.get()](auto& families) { collect_storage_metrics(*engine, families); });
 
     mqtt::server_limits limits;
     limits.maximum_packet_size = config_.mqtt.max_packet_size;
@@ -98,7 +154,10 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     }
     mqtt_port_ = mqtt_endpoint.port();
 
-    api_ = std::make_unique<HttpApi>(*engine_, metrics_, ready_);
+    storage::QueryLimits query_limits;
+    query_limits.max_series = config_.http.max_query_series;
+    query_limits.max_points = config_.http.max_query_points;
+    api_ = std::make_unique<HttpApi>(*engine_, metrics_, ready_, query_limits);
     try {
         http_ = std::make_unique<HttpServer>(
             http_io_, endpoint_of(config_.http.listen, config_.http.port, "http.listen"),

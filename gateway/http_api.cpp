@@ -1,6 +1,8 @@
 // Routes of the HTTP API.
 #include "gateway/http_api.hpp"
 
+#include "gateway/config.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +36,49 @@ void append_number(std::string& out, double value) {
     // %.17g round-trips every double; finite values only ever reach storage.
     int n = std::snprintf(buffer, sizeof buffer, "%.17g", value);
     out.append(buffer, static_cast<std::size_t>(n));
+}
+
+void append_labels(std::string& out, const std::string& measurement,
+                   const std::vector<storage::Tag>& tags) {
+    out += '{';
+    bool first = true;
+    if (!measurement.empty()) {
+        out += "\"__name__\":";
+        append_json_string(out, measurement);
+        first = false;
+    }
+    for (const auto& [name, value] : tags) {
+        if (!first) out += ',';
+        first = false;
+        append_json_string(out, name);
+        out += ':';
+        append_json_string(out, value);
+    }
+    out += '}';
+}
+
+void append_values(std::string& out, const std::vector<std::int64_t>& timestamps,
+                   const std::vector<double>& values) {
+    out += '[';
+    for (std::size_t i = 0; i < timestamps.size() && i < values.size(); ++i) {
+        if (i) out += ',';
+        out += '[';
+        out += std::to_string(timestamps[i]);
+        out += ',';
+        append_number(out, values[i]);
+        out += ']';
+    }
+    out += ']';
+}
+
+// RFC 4180: a field with quotes or commas is quoted, quotes doubled.
+void append_csv_field(std::string& out, std::string_view text) {
+    out += '"';
+    for (char c : text) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    out += '"';
 }
 
 http::status status_for(const storage::Status& status) {
@@ -120,8 +165,9 @@ void append_json_string(std::string& out, std::string_view text) {
     out += '"';
 }
 
-HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready)
-    : engine_(engine), metrics_(metrics), ready_(ready) {}
+HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
+                 storage::QueryLimits limits)
+    : engine_(engine), metrics_(metrics), ready_(ready), limits_(limits) {}
 
 HttpResponse HttpApi::handle(const HttpRequest& request) const {
     std::string_view target(request.target().data(), request.target().size());
@@ -148,35 +194,60 @@ HttpResponse HttpApi::handle(const HttpRequest& request) const {
     }
     if (path == "/api/v1/query_range") return query_range(query);
     if (path == "/api/v1/series") return series(query);
+    if (path == "/api/v1/export") return export_points(query);
+    constexpr std::string_view labels_prefix = "/api/v1/labels/";
+    constexpr std::string_view values_suffix = "/values";
+    if (path.starts_with(labels_prefix) && path.ends_with(values_suffix) &&
+        path.size() > labels_prefix.size() + values_suffix.size()) {
+        return label_values(path.substr(labels_prefix.size(),
+                                        path.size() - labels_prefix.size() - values_suffix.size()),
+                            query);
+    }
     return json_error(http::status::not_found, "no such endpoint: " + std::string(path));
 }
 
-HttpResponse HttpApi::query_range(std::string_view query) const {
+HttpResponse HttpApi::bad_request(std::string_view message) const {
+    metrics_.error(ErrorKind::http_bad_request).Increment();
+    return json_error(http::status::bad_request, message);
+}
+
+// The selector (`series`, or `match` as in Prometheus) and the time range shared by the query
+// and export endpoints; an error response when they are missing or malformed.
+std::optional<HttpResponse> HttpApi::range_parameters(std::string_view query,
+                                                      storage::Selector& selector,
+                                                      std::int64_t& start,
+                                                      std::int64_t& end) const {
     std::string selector_text, start_text, end_text;
-    if (!query_parameter(query, "series", selector_text) || selector_text.empty()) {
-        metrics_.error(ErrorKind::http_bad_request).Increment();
-        return json_error(http::status::bad_request, "missing parameter: series");
+    if ((!query_parameter(query, "series", selector_text) &&
+         !query_parameter(query, "match", selector_text)) ||
+        selector_text.empty()) {
+        return bad_request("missing parameter: series");
     }
-    std::int64_t start = 0, end = 0;
     if (!query_parameter(query, "start", start_text) || !parse_int64(start_text, start)) {
-        metrics_.error(ErrorKind::http_bad_request).Increment();
-        return json_error(http::status::bad_request, "start must be an integer of ms since epoch");
+        return bad_request("start must be an integer of ms since epoch");
     }
     if (!query_parameter(query, "end", end_text) || !parse_int64(end_text, end)) {
-        metrics_.error(ErrorKind::http_bad_request).Increment();
-        return json_error(http::status::bad_request, "end must be an integer of ms since epoch");
+        return bad_request("end must be an integer of ms since epoch");
     }
-    if (end < start) {
-        metrics_.error(ErrorKind::http_bad_request).Increment();
-        return json_error(http::status::bad_request, "end is before start");
+    if (end < start) return bad_request("end is before start");
+    auto parsed = storage::Selector::parse(selector_text);
+    if (!parsed.is_ok()) return bad_request("series: " + parsed.status().message());
+    selector = std::move(parsed.value());
+    return std::nullopt;
+}
+
+HttpResponse HttpApi::query_range(std::string_view query) const {
+    storage::Selector selector;
+    std::int64_t start = 0, end = 0;
+    if (auto error = range_parameters(query, selector, start, end)) return std::move(*error);
+    std::string ignored;
+    if (query_parameter(query, "step", ignored) || query_parameter(query, "function", ignored) ||
+        query_parameter(query, "group_by", ignored)) {
+        return aggregate(query, std::move(selector), start, end);
     }
-    auto selector = storage::Selector::parse(selector_text);
-    if (!selector.is_ok()) {
-        metrics_.error(ErrorKind::http_bad_request).Increment();
-        return json_error(http::status::bad_request, "series: " + selector.status().message());
-    }
+
     // The API's end is inclusive, storage ranges are half-open.
-    auto result = engine_.query_raw(selector.value(), start, end == INT64_MAX ? end : end + 1);
+    auto result = engine_.query_raw(selector, start, end == INT64_MAX ? end : end + 1, limits_);
     if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
 
     std::string body = "{\"status\":\"success\",\"data\":{\"result\":[";
@@ -186,45 +257,220 @@ HttpResponse HttpApi::query_range(std::string_view query) const {
         first_series = false;
         body += "{\"series\":";
         append_json_string(body, series.series);
-        body += ",\"metric\":{";
+        body += ",\"metric\":";
         auto parsed = storage::parse_series_key(series.series);
-        if (parsed.is_ok()) {
-            body += "\"__name__\":";
-            append_json_string(body, parsed.value().first);
-            for (const auto& [name, value] : parsed.value().second) {
-                body += ',';
-                append_json_string(body, name);
-                body += ':';
-                append_json_string(body, value);
-            }
-        }
-        body += "},\"values\":[";
-        for (std::size_t i = 0; i < series.timestamps_ms.size(); ++i) {
-            if (i) body += ',';
-            body += '[';
-            body += std::to_string(series.timestamps_ms[i]);
-            body += ',';
-            append_number(body, series.values[i]);
-            body += ']';
-        }
-        body += "]}";
+        append_labels(body, parsed.is_ok() ? parsed.value().first : std::string(),
+                      parsed.is_ok() ? parsed.value().second : std::vector<storage::Tag>{});
+        body += ",\"values\":";
+        append_values(body, series.timestamps_ms, series.values);
+        body += '}';
     }
     body += "]}}";
     return json_response(http::status::ok, std::move(body));
 }
 
+HttpResponse HttpApi::aggregate(std::string_view query, storage::Selector selector,
+                                std::int64_t start, std::int64_t end) const {
+    storage::AggregateQuery request;
+    request.selector = std::move(selector);
+    request.start_ms = start;
+    request.end_ms = end == INT64_MAX ? end : end + 1;
+
+    std::string text;
+    if (query_parameter(query, "step", text)) {
+        std::int64_t step = 0;
+        if (!parse_int64(text, step)) {
+            try {
+                step = parse_duration(text, "step").count();
+            } catch (const ConfigError&) {
+                return bad_request("step must be ms or a duration like \"5m\"");
+            }
+        }
+        if (step <= 0) return bad_request("step must be positive");
+        request.step_ms = step;
+    }
+    if (query_parameter(query, "function", text)) {
+        auto function = storage::parse_aggregation(text);
+        if (!function) {
+            return bad_request("function must be avg, min, max, sum, count, first, last or rate");
+        }
+        request.function = *function;
+    }
+    if (query_parameter(query, "group_by", text)) {
+        std::vector<std::string> names;
+        for (std::size_t at = 0; at <= text.size();) {
+            std::size_t comma = std::min(text.find(',', at), text.size());
+            if (comma > at) names.push_back(text.substr(at, comma - at));
+            at = comma + 1;
+        }
+        request.group_by = std::move(names);
+    }
+    if (query_parameter(query, "source", text)) {
+        if (text != "raw" && text != "auto") return bad_request("source must be raw or auto");
+        if (text == "raw") request.source = storage::AggregateQuery::Source::raw;
+    }
+    std::int64_t span = request.end_ms - request.start_ms;
+    if (span / request.step_ms > static_cast<std::int64_t>(limits_.max_points)) {
+        return bad_request("too many steps: widen the step or narrow the range");
+    }
+
+    auto result = engine_.query_aggregate(request, limits_);
+    if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
+    std::string body = "{\"status\":\"success\",\"data\":{\"result\":[";
+    bool first_series = true;
+    for (const storage::AggregatedSeries& series : result.value()) {
+        if (!first_series) body += ',';
+        first_series = false;
+        body += "{\"series\":";
+        append_json_string(body, series.key);
+        body += ",\"metric\":";
+        if (request.group_by) {
+            append_labels(body, {}, series.labels);
+        } else {
+            auto parsed = storage::parse_series_key(series.key);
+            append_labels(body, parsed.is_ok() ? parsed.value().first : std::string(),
+                          parsed.is_ok() ? parsed.value().second : series.labels);
+        }
+        body += ",\"values\":";
+        append_values(body, series.timestamps_ms, series.values);
+        body += '}';
+    }
+    body += "]}}";
+    return json_response(http::status::ok, std::move(body));
+}
+
+HttpResponse HttpApi::label_values(std::string_view name, std::string_view query) const {
+    std::string label;
+    if (!url_decode(name, label) || label.empty()) return bad_request("bad label name");
+    std::string selector_text = "{__name__=~\".+\"}";
+    if (query_parameter(query, "match", selector_text) && selector_text.empty()) {
+        return bad_request("match must not be empty");
+    }
+    auto selector = storage::Selector::parse(selector_text);
+    if (!selector.is_ok()) return bad_request("match: " + selector.status().message());
+    auto result = engine_.label_values(label, selector.value(), limits_);
+    if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
+    std::string body = "{\"status\":\"success\",\"data\":[";
+    for (std::size_t i = 0; i < result.value().size(); ++i) {
+        if (i) body += ',';
+        append_json_string(body, result.value()[i]);
+    }
+    body += "]}";
+    return json_response(http::status::ok, std::move(body));
+}
+
+HttpResponse HttpApi::export_points(std::string_view query) const {
+    storage::Selector selector;
+    std::int64_t start = 0, end = 0;
+    if (auto error = range_parameters(query, selector, start, end)) return std::move(*error);
+    std::string format = "csv", rollup;
+    query_parameter(query, "format", format);
+    if (format != "csv" && format != "jsonl") return bad_request("format must be csv or jsonl");
+    query_parameter(query, "rollup", rollup);
+    if (!rollup.empty() && rollup != "1m" && rollup != "1h") {
+        return bad_request("rollup must be 1m or 1h");
+    }
+    std::int64_t end_exclusive = end == INT64_MAX ? end : end + 1;
+    bool csv = format == "csv";
+    std::string body;
+
+    if (rollup.empty()) {
+        auto result = engine_.query_raw(selector, start, end_exclusive, limits_);
+        if (!result.is_ok()) {
+            return json_error(status_for(result.status()), result.status().message());
+        }
+        if (csv) body = "series,timestamp_ms,value\n";
+        for (const storage::RawSeries& series : result.value()) {
+            std::string quoted;
+            if (csv) append_csv_field(quoted, series.series);
+            for (std::size_t i = 0; i < series.timestamps_ms.size(); ++i) {
+                if (csv) {
+                    body += quoted;
+                    body += ',';
+                    body += std::to_string(series.timestamps_ms[i]);
+                    body += ',';
+                    append_number(body, series.values[i]);
+                } else {
+                    body += "{\"series\":";
+                    append_json_string(body, series.series);
+                    body += ",\"ts\":";
+                    body += std::to_string(series.timestamps_ms[i]);
+                    body += ",\"value\":";
+                    append_number(body, series.values[i]);
+                    body += '}';
+                }
+                body += '\n';
+            }
+        }
+    } else {
+        // One aggregate query per rollup field, zipped by series and bucket start.
+        using storage::Aggregation;
+        static constexpr std::pair<Aggregation, const char*> fields[] = {
+            {Aggregation::count, "count"}, {Aggregation::sum, "sum"},
+            {Aggregation::min, "min"},     {Aggregation::max, "max"},
+            {Aggregation::first, "first"}, {Aggregation::last, "last"}};
+        std::vector<std::vector<storage::AggregatedSeries>> columns;
+        storage::AggregateQuery request;
+        request.selector = selector;
+        request.step_ms = rollup == "1m" ? 60'000 : 3'600'000;
+        // Buckets are aligned to the rollup's grid, so a range starting mid-bucket still reads
+        // whole buckets.
+        request.start_ms = start - start % request.step_ms;
+        request.end_ms = end_exclusive;
+        for (const auto& [function, name] : fields) {
+            request.function = function;
+            auto result = engine_.query_aggregate(request, limits_);
+            if (!result.is_ok()) {
+                return json_error(status_for(result.status()), result.status().message());
+            }
+            columns.push_back(std::move(result.value()));
+        }
+        if (csv) body = "series,bucket_start_ms,count,sum,min,max,first,last\n";
+        for (std::size_t s = 0; s < columns[0].size(); ++s) {
+            const auto& key = columns[0][s].key;
+            std::string quoted;
+            if (csv) append_csv_field(quoted, key);
+            for (std::size_t b = 0; b < columns[0][s].timestamps_ms.size(); ++b) {
+                if (csv) {
+                    body += quoted;
+                    body += ',';
+                    body += std::to_string(columns[0][s].timestamps_ms[b]);
+                } else {
+                    body += "{\"series\":";
+                    append_json_string(body, key);
+                    body += ",\"bucket_start_ms\":";
+                    body += std::to_string(columns[0][s].timestamps_ms[b]);
+                }
+                for (std::size_t f = 0; f < columns.size(); ++f) {
+                    const auto& column = columns[f][s];
+                    double value = b < column.values.size() ? column.values[b] : 0;
+                    if (csv) {
+                        body += ',';
+                    } else {
+                        body += ",\"";
+                        body += fields[f].second;
+                        body += "\":";
+                    }
+                    append_number(body, value);
+                }
+                body += csv ? "\n" : "}\n";
+            }
+        }
+    }
+    HttpResponse response(http::status::ok, 11);
+    response.set(http::field::content_type, csv ? "text/csv" : "application/x-ndjson");
+    response.body() = std::move(body);
+    return response;
+}
+
 HttpResponse HttpApi::series(std::string_view query) const {
     std::string selector_text;
     if (!query_parameter(query, "match", selector_text) || selector_text.empty()) {
-        metrics_.error(ErrorKind::http_bad_request).Increment();
-        return json_error(http::status::bad_request, "missing parameter: match");
+        return bad_request("missing parameter: match");
     }
     auto selector = storage::Selector::parse(selector_text);
-    if (!selector.is_ok()) {
-        metrics_.error(ErrorKind::http_bad_request).Increment();
-        return json_error(http::status::bad_request, "match: " + selector.status().message());
-    }
-    auto result = engine_.series(selector.value());
+    if (!selector.is_ok()) return bad_request("match: " + selector.status().message());
+    auto result = engine_.series(selector.value(), limits_);
     if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
     std::string body = "{\"status\":\"success\",\"data\":[";
     for (std::size_t i = 0; i < result.value().size(); ++i) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -14,18 +15,28 @@ namespace citygate::gateway {
 
 class HttpApi {
   public:
-    HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready);
+    HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
+            storage::QueryLimits limits = {});
 
     // Thread safe.
     HttpResponse handle(const HttpRequest& request) const;
 
   private:
     HttpResponse query_range(std::string_view query) const;
+    HttpResponse aggregate(std::string_view query, storage::Selector selector, std::int64_t start,
+                           std::int64_t end) const;
     HttpResponse series(std::string_view query) const;
+    HttpResponse label_values(std::string_view name, std::string_view query) const;
+    HttpResponse export_points(std::string_view query) const;
+    HttpResponse bad_request(std::string_view message) const;
+    std::optional<HttpResponse> range_parameters(std::string_view query,
+                                                 storage::Selector& selector, std::int64_t& start,
+                                                 std::int64_t& end) const;
 
     const storage::Engine& engine_;
     Metrics& metrics_;
     const std::atomic<bool>& ready_;
+    storage::QueryLimits limits_;
 };
 
 // Decodes a percent-encoded query component ('+' is a space). Returns false on a bad escape.

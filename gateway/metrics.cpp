@@ -99,6 +99,12 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
                       .Register(*registry)
                       .Add({}, latency_buckets())),
       registry_(std::move(registry)) {
+    BuildGauge()
+        .Name("citygate_build_info")
+        .Help("Version of the running gateway; the value is always 1")
+        .Register(*registry_)
+        .Add({{"version", CITYGATE_VERSION}})
+        .Set(1);
     auto& errors = counter_family(*registry_, "citygate_errors_total", "Rejected input by kind");
     for (int i = 0; i < error_kind_count; ++i) {
         errors_[i] = &errors.Add({{"kind", error_kind_name(static_cast<ErrorKind>(i))}});
@@ -106,8 +112,10 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
 }
 
 std::string Metrics::serialize() const {
+    auto families = registry_->Collect();
+    if (collector_) collector_(families);
     prometheus::TextSerializer serializer;
-    return serializer.Serialize(registry_->Collect());
+    return serializer.Serialize(families);
 }
 
 }  // namespace citygate::gateway

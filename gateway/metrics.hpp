@@ -2,13 +2,16 @@
 // never a device or topic. Every member is thread safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
 namespace citygate::gateway {
@@ -33,7 +36,12 @@ class Metrics {
     Metrics();
 
     std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
-    // The text exposition format of everything registered.
+
+    // Families computed at scrape time (storage figures), appended after the registry's.
+    using Collector = std::function<void(std::vector<prometheus::MetricFamily>&)>;
+    void set_collector(Collector collector) { collector_ = std::move(collector); }
+
+    // The text exposition format of everything registered and collected.
     std::string serialize() const;
 
     prometheus::Gauge& connections;
@@ -55,6 +63,7 @@ class Metrics {
     explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
     std::shared_ptr<prometheus::Registry> registry_;
     prometheus::Counter* errors_[error_kind_count];
+    Collector collector_;
 };
 
 }  // namespace citygate::gateway
