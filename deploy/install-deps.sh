@@ -13,6 +13,7 @@ packages=(
   catch2 libbenchmark-dev
   libsimdjson-dev libtomlplusplus-dev libssl-dev
   mosquitto mosquitto-clients curl
+  chromium
 )
 
 missing=()

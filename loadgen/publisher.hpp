@@ -1,6 +1,8 @@
-// One simulated sensor connection: connects, publishes a number of messages with a window of
-// unacknowledged QoS 1/2 messages (or at a fixed interval), records CONNACK and ack latencies,
-// then disconnects. Runs on one io_context thread; the stats it writes belong to that thread.
+// One simulated sensor's MQTT client on the project's codec: connects (TCP or TLS, from a chosen
+// source address), publishes its readings with a window of unacknowledged QoS 1/2 messages or at
+// a fixed interval, keeps the connection alive with PINGREQs, reconnects with back-off when it
+// is dropped, and disconnects when done or told to stop. Lives on one io_context thread: every
+// member function, and the stats it writes, belong to that thread.
 #pragma once
 
 #include <chrono>
@@ -15,92 +17,134 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "loadgen/latency_histogram.hpp"
+#include "loadgen/client_stats.hpp"
+#include "loadgen/transport.hpp"
 #include "protocols/mqtt/encoder.hpp"
 #include "protocols/mqtt/parser.hpp"
 
 namespace citygate::loadgen {
 
+struct ReconnectPolicy {
+    bool enabled = false;
+    std::chrono::milliseconds min_delay{250};  // first back-off; doubles per failed attempt
+    std::chrono::milliseconds max_delay{10'000};
+    std::uint32_t max_attempts = 10;  // consecutive failed attempts before giving up; 0: no limit
+};
+
+// Shared by every client of a run; must outlive them.
 struct PublisherOptions {
     boost::asio::ip::tcp::endpoint server;
-    std::optional<boost::asio::ip::address> source;  // bind to this local address (127.0.0.x)
+    boost::asio::ssl::context* tls = nullptr;  // null: plain TCP
     mqtt::protocol_version version = mqtt::protocol_version::v3_1_1;
     mqtt::qos qos = mqtt::qos::at_least_once;
     std::uint16_t inflight = 16;            // unacknowledged messages allowed (QoS 1/2)
     std::uint64_t messages = 100;           // to publish before disconnecting
     std::chrono::milliseconds interval{0};  // 0: as fast as the window allows
-    std::uint16_t keep_alive_s = 60;
+    std::uint16_t keep_alive_s = 60;        // 0: no PINGREQs
+    bool hold = false;                      // after the last message, stay connected until stop()
+    std::chrono::milliseconds connect_timeout{10'000};
+    ReconnectPolicy reconnect;
 };
 
-// Counters of one thread's clients; merged at the end.
-struct PublisherStats {
-    std::uint64_t connected = 0;
-    std::uint64_t connect_failed = 0;
-    std::uint64_t sent = 0;
-    std::uint64_t acknowledged = 0;   // PUBACK/PUBCOMP received; for QoS 0: written
-    std::uint64_t negative_acks = 0;  // v5 reason code >= 0x80
-    std::uint64_t protocol_errors = 0;
-    std::uint64_t disconnected_early = 0;  // lost before finishing
-    LatencyHistogram connack_latency;
-    LatencyHistogram ack_latency;
-
-    void merge(const PublisherStats& other);
+// Who a client is to the broker; username and password already expanded for its device.
+struct ClientIdentity {
+    std::string client_id;
+    std::optional<std::string> username;
+    std::optional<std::string> password;
 };
 
-// Fills the topic and payload of message number `sequence` of a client.
-using MessageSource =
-    std::function<void(std::uint64_t sequence, std::string& topic, std::string& payload)>;
+// Fills the topic and payload of a sensor's message number `sequence`. Called on the client's
+// thread; must be safe to call from several threads at once.
+class MessageSource {
+  public:
+    virtual ~MessageSource() = default;
+    virtual void message(std::size_t sensor, std::uint64_t sequence, std::string& topic,
+                         std::string& payload) const = 0;
+};
 
 class Publisher : public std::enable_shared_from_this<Publisher> {
   public:
-    Publisher(boost::asio::io_context& io, PublisherOptions options, std::string client_id,
-              MessageSource source, PublisherStats& stats, std::function<void()> on_done);
+    // `source_address` null: the kernel's choice. `acked` (nullable) receives the sequence of
+    // every positively acknowledged message (for --verify). `on_done` runs once, when the client
+    // has finished for good. Everything referenced must outlive the client.
+    Publisher(boost::asio::io_context& io, const PublisherOptions& options,
+              const boost::asio::ip::address* source_address, ClientIdentity identity,
+              std::size_t sensor, const MessageSource& source, PublisherStats& stats,
+              std::vector<std::uint64_t>* acked, std::function<void()> on_done);
 
     void start();
+    // Stop publishing; wait for the messages in flight, then DISCONNECT. A client that is not
+    // connected (connecting, backing off) finishes at once.
+    void stop();
+    // Finish now: messages still in flight count as unacknowledged.
+    void abort();
+    bool finished() const { return phase_ == Phase::finished; }
 
   private:
+    enum class Phase : std::uint8_t { connecting, online, backing_off, finished };
     struct Inflight {
         std::uint16_t packet_id;
+        std::uint64_t sequence;
         std::chrono::steady_clock::time_point sent;
     };
 
+    void connect();
     void on_connected(const boost::system::error_code& ec);
+    void on_handshake(const boost::system::error_code& ec);
     void read();
     void on_read(const boost::system::error_code& ec, std::size_t n);
     bool handle(const mqtt::packet& packet);
+    bool on_connack(const mqtt::connack_packet& connack);
+    bool acknowledge(std::uint16_t packet_id, mqtt::reason_code reason);
     void publish_more();  // max-throughput shape: fill the window
     void tick();          // rate shape: one message per interval
+    void arm_keep_alive();
+    void on_keep_alive();
     bool window_open() const;
     void publish_one();
     void disconnect_when_done();
     void queue(const mqtt::encoded_packet& packet);
     void flush();
+    void drop(DropReason reason);  // connection lost: reconnect or finish
+    void reconnect_when_quiet();   // reopens once the old socket's operations have completed
     void finish();
     std::uint16_t next_packet_id();
 
     boost::asio::io_context& io_;
-    PublisherOptions options_;
-    std::string client_id_;
-    MessageSource source_;
+    const PublisherOptions& options_;
+    const boost::asio::ip::address* source_address_;
+    ClientIdentity identity_;
+    std::size_t sensor_;
+    const MessageSource& source_;
     PublisherStats& stats_;
+    std::vector<std::uint64_t>* acked_;
     std::function<void()> on_done_;
-    boost::asio::ip::tcp::socket socket_;
-    boost::asio::steady_timer timer_;
+    Transport transport_;
+    boost::asio::steady_timer timer_;       // rate ticks, reconnect back-off
+    boost::asio::steady_timer keep_alive_;  // connect timeout, then PINGREQs
+
+    // Completions of a previous connection carry an older generation and are ignored.
+    std::uint32_t generation_ = 0;
+    std::uint8_t pending_ops_ = 0;  // reads and writes of the current socket not yet completed
+    Phase phase_ = Phase::connecting;
+    bool ever_connected_ = false;
+    bool closing_ = false;   // DISCONNECT queued
+    bool stopping_ = false;  // stop() called
+    bool write_in_flight_ = false;
+    bool wrote_since_ping_check_ = false;
+    std::uint8_t pings_unanswered_ = 0;
+    std::uint16_t window_ = 0;
+    std::uint16_t keep_alive_s_ = 0;
+    std::uint32_t failed_attempts_ = 0;
+    DropReason last_drop_ = DropReason::connect_error;
+    std::chrono::steady_clock::time_point connect_started_;
 
     std::vector<std::uint8_t> read_buffer_;
     std::size_t read_size_ = 0;
     std::vector<std::uint8_t> outbox_, writing_;
-    bool write_in_flight_ = false;
-    bool connected_ = false;
-    bool finished_ = false;
-    bool closing_ = false;
-    std::chrono::steady_clock::time_point connect_started_;
-
     std::uint64_t next_sequence_ = 0;
     std::uint16_t last_packet_id_ = 0;
     std::vector<Inflight> inflight_;
-    std::string topic_, payload_;
-    mqtt::encoded_packet encoded_;
 };
 
 }  // namespace citygate::loadgen
