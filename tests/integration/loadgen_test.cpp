@@ -1,9 +1,14 @@
 // citygate-loadgen against the real gateway at small scale: every acknowledged reading arrives.
+#include <fstream>
+
 #include <catch2/catch.hpp>
 
 #include <simdjson.h>
 
+#include <boost/asio/ip/tcp.hpp>
+
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using citygate::test::GatewayUnderTest;
 using citygate::test::run_command;
@@ -63,4 +68,139 @@ TEST_CASE("the load generator fails loudly when no broker listens") {
     INFO(output);
     CHECK(status == 1);
     CHECK_THAT(last_line(output), Catch::Contains("\"connect_failed\":2"));
+}
+
+namespace {
+
+std::string loadgen(const GatewayUnderTest& gateway, const std::string& flags) {
+    return std::string(CITYGATE_LOADGEN_BINARY) + " --port " + std::to_string(gateway.mqtt_port()) +
+           " --http-port " + std::to_string(gateway.http_port()) + " " + flags;
+}
+
+}  // namespace
+
+TEST_CASE("--verify proves every acknowledged reading stored, over MQTT 5 QoS 2 from 3 addresses") {
+    GatewayUnderTest gateway;
+    std::string output;
+    int status = run_command(loadgen(gateway,
+                                     "--scenario smoke --protocol 5 --qos 2 --clients 12 "
+                                     "--bind 127.0.0.1-127.0.0.3 --threads 2 --verify"),
+                             &output);
+    INFO(output);
+    REQUIRE(status == 0);
+    simdjson::dom::parser parser;
+    simdjson::dom::element report = parser.parse(last_line(output));
+    CHECK(std::string_view(report["scenario"]) == "smoke");
+    CHECK(uint64_t(report["acknowledged"]) == 12 * 20);
+    CHECK(bool(report["verify"]["ok"]));
+    CHECK(uint64_t(report["verify"]["readings_missing"]) == 0);
+    CHECK(uint64_t(report["verify"]["values_checked"]) ==
+          uint64_t(report["verify"]["readings_expected"]));
+    CHECK(uint64_t(report["verify"]["readings_expected"]) >= 12 * 20);
+}
+
+TEST_CASE("--verify catches readings the gateway acknowledged but did not store") {
+    // Only air sensors match the template: the others are acknowledged and counted as
+    // topic_unmatched, so their readings are missing from the store.
+    GatewayUnderTest gateway("[ingest]\ntopic_templates = [\"city/{district}/air/{device}\"]\n");
+    std::string output;
+    int status = run_command(
+        loadgen(gateway, "--scenario smoke --clients 20 --messages 5 --verify"), &output);
+    INFO(output);
+    CHECK(status == 1);
+    simdjson::dom::parser parser;
+    simdjson::dom::element report = parser.parse(last_line(output));
+    CHECK(uint64_t(report["acknowledged"]) == 100);
+    CHECK_FALSE(bool(report["verify"]["ok"]));
+    CHECK(uint64_t(report["verify"]["series_missing"]) > 0);
+    CHECK(uint64_t(report["verify"]["readings_missing"]) ==
+          5 * uint64_t(report["verify"]["series_missing"]));
+    // Every series named missing is a non-air sensor's; the air sensors verified.
+    std::size_t named = 0, at = 0;
+    while ((at = output.find("verify: missing series ", at)) != std::string::npos) {
+        std::size_t end = output.find('\n', at);
+        std::string line = output.substr(at, end - at);
+        CHECK_THAT(line, !Catch::Contains("type=\"air\""));
+        ++named;
+        at = end;
+    }
+    CHECK(named == uint64_t(report["verify"]["series_missing"]));
+    CHECK(uint64_t(report["verify"]["values_checked"]) > 0);  // the air sensors' readings
+}
+
+TEST_CASE("the load generator writes its JSON and HTML reports to files") {
+    GatewayUnderTest gateway;
+    auto json = gateway.dir() / "report.json", html = gateway.dir() / "report.html";
+    std::string output;
+    int status = run_command(loadgen(gateway, "--scenario smoke --format json --report " +
+                                                  json.string() + " --html " + html.string()),
+                             &output);
+    INFO(output);
+    REQUIRE(status == 0);
+    std::ifstream in(json);
+    std::string file_line;
+    std::getline(in, file_line);
+    CHECK(file_line == last_line(output));
+    std::ifstream page(html);
+    std::string text((std::istreambuf_iterator<char>(page)), {});
+    CHECK_THAT(text, Catch::Contains(file_line));
+}
+
+TEST_CASE("the load generator speaks TLS with a client certificate and per-device passwords") {
+    // Mosquitto stands in for a TLS broker that requires client certificates and passwords.
+    if (run_command("command -v mosquitto > /dev/null && command -v openssl > /dev/null") != 0) {
+        FAIL("mosquitto and openssl are needed: run deploy/install-deps.sh");
+    }
+    citygate::test::TempDir dir("loadgen-tls");
+    auto d = dir.path().string();
+    std::string make_certs =
+        "cd " + d +
+        " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key "
+        "-out ca.crt && openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "
+        "server.key -out server.csr && printf 'subjectAltName=IP:127.0.0.1' > san.ext && openssl "
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile "
+        "san.ext -out server.crt && openssl req -newkey rsa:2048 -nodes -subj /CN=sensor -keyout "
+        "client.key -out client.csr && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
+        "-CAcreateserial -days 1 -out client.crt && touch passwords";
+    for (int i = 0; i < 3; ++i) {
+        make_certs += " && mosquitto_passwd -b passwords u-" + std::to_string(i) + " pw-" +
+                      std::to_string(i * 7);
+    }
+    std::string certs_output;
+    REQUIRE(run_command(make_certs + " 2>&1", &certs_output) == 0);
+    // A free port: bind to 0, read it, close.
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor probe(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    auto port = std::to_string(probe.local_endpoint().port());
+    probe.close();
+    std::ofstream(dir.path() / "mosquitto.conf")
+        << "listener " << port << " 127.0.0.1\n"
+        << "cafile " << d << "/ca.crt\ncertfile " << d << "/server.crt\nkeyfile " << d
+        << "/server.key\nrequire_certificate true\nallow_anonymous false\npassword_file " << d
+        << "/passwords\npersistence false\n";
+    citygate::test::Process broker({"mosquitto", "-c", d + "/mosquitto.conf", "-v"},
+                                   dir.path() / "mosquitto.log");
+    REQUIRE(broker.wait_for_log("running", std::chrono::seconds(10)));
+
+    std::string common = std::string(CITYGATE_LOADGEN_BINARY) + " --port " + port +
+                         " --tls --cafile " + d + "/ca.crt --clients 3 --messages 10 --qos 1 " +
+                         "--protocol 5 --duration 20 --username 'u-{index}' ";
+    std::string output;
+    int status = run_command(
+        common + "--password 'pw-{index}' --cert " + d + "/client.crt --key " + d + "/client.key",
+        &output);
+    INFO(output);
+    CHECK(status == 0);
+    CHECK_THAT(last_line(output), Catch::Contains("\"acknowledged\":30"));
+    CHECK_THAT(last_line(output), Catch::Contains("\"tls\":true"));
+
+    // Without the client certificate the handshake fails; with a wrong password CONNACK refuses.
+    status = run_command(common + "--password 'pw-{index}'", &output);
+    CHECK(status == 1);
+    CHECK_THAT(last_line(output), Catch::Contains("\"tls_handshake\":3"));
+    status = run_command(
+        common + "--password wrong --cert " + d + "/client.crt --key " + d + "/client.key",
+        &output);
+    CHECK(status == 1);
+    CHECK_THAT(last_line(output), Catch::Contains("\"connack_refused\":3"));
 }
