@@ -31,6 +31,9 @@ struct Args {
     std::size_t points_per_write = 1000;
     std::filesystem::path dir;
     bool quick = false;
+    bool fsync_batch = true;  // also run the fsync=batch ingest
+    std::size_t head_flush_points = storage::EngineOptions{}.head_flush_points;
+    storage::StorageTuning tuning;  // RocksDB options of the window column families, for A/B
 };
 
 struct IngestResult {
@@ -38,12 +41,30 @@ struct IngestResult {
     std::uint64_t points = 0;
     double per_s_total = 0;
     double per_s_per_thread = 0;  // points per second of writer-thread CPU time, mean of shards
+    // points per second of writer plus flush thread CPU time, mean of shards: the cost of a
+    // point with its share of the background flush
+    double per_s_per_thread_with_flush = 0;
+    double writer_cpu_s = 0;   // sum over shards
+    double flusher_cpu_s = 0;  // sum over shards
 };
+
+[[noreturn]] void usage();
+
+storage::StorageTuning::Compression compression(const std::string& name) {
+    if (name == "none") return storage::StorageTuning::Compression::none;
+    if (name == "lz4") return storage::StorageTuning::Compression::lz4;
+    if (name == "zstd") return storage::StorageTuning::Compression::zstd;
+    usage();
+}
 
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: citygate-storage-bench [--quick] [--sensors N] [--minutes M] "
-                 "[--shards N] [--points-per-write N] [--dir PATH]\n");
+                 "[--shards N] [--points-per-write N] [--dir PATH] [--no-fsync-batch]\n"
+                 "  [--head-flush-points N] [--compression none|lz4|zstd] "
+                 "[--bottommost-compression none|lz4|zstd]\n"
+                 "  [--bloom-bits N] [--no-prefix-bloom] [--write-buffer-mb N] "
+                 "[--compaction level|universal] [--block-kb N]\n");
     std::exit(2);
 }
 
@@ -74,6 +95,8 @@ std::unique_ptr<storage::Engine> open_engine(const Args& args, const std::filesy
     o.shards = args.shards;
     o.fsync = fsync;
     o.retention = std::chrono::milliseconds(0);  // the dataset is in 2024
+    o.head_flush_points = args.head_flush_points;
+    o.tuning = args.tuning;
     auto e = storage::Engine::open(std::move(o));
     check(e.status(), "open");
     return std::move(e.value());
@@ -122,14 +145,21 @@ IngestResult ingest(storage::Engine& engine, const loadgen::CityModel& city,
     auto after = engine.stats();
     r.points = points;
     r.per_s_total = static_cast<double>(points) / r.seconds;
-    double sum = 0;
+    double sum = 0, sum_with_flush = 0;
     for (std::size_t i = 0; i < after.writer_busy_ns.size(); ++i) {
         double busy = static_cast<double>(after.writer_busy_ns[i] - before.writer_busy_ns[i]) / 1e9;
+        double flush =
+            static_cast<double>(after.flusher_busy_ns[i] - before.flusher_busy_ns[i]) / 1e9;
         double pts = static_cast<double>(after.points_written_per_shard[i] -
                                          before.points_written_per_shard[i]);
         sum += busy > 0 ? pts / busy : 0;
+        sum_with_flush += busy + flush > 0 ? pts / (busy + flush) : 0;
+        r.writer_cpu_s += busy;
+        r.flusher_cpu_s += flush;
     }
-    r.per_s_per_thread = sum / static_cast<double>(after.writer_busy_ns.size());
+    const auto shards = static_cast<double>(after.writer_busy_ns.size());
+    r.per_s_per_thread = sum / shards;
+    r.per_s_per_thread_with_flush = sum_with_flush / shards;
     return r;
 }
 
@@ -169,6 +199,27 @@ int main(int argc, char** argv) {
             args.points_per_write = std::stoul(next());
         } else if (a == "--dir") {
             args.dir = next();
+        } else if (a == "--no-fsync-batch") {
+            args.fsync_batch = false;
+        } else if (a == "--head-flush-points") {
+            args.head_flush_points = std::stoul(next());
+        } else if (a == "--compression") {
+            args.tuning.compression = compression(next());
+        } else if (a == "--bottommost-compression") {
+            args.tuning.bottommost_compression = compression(next());
+        } else if (a == "--bloom-bits") {
+            args.tuning.bloom_bits_per_key = std::stoi(next());
+        } else if (a == "--no-prefix-bloom") {
+            args.tuning.series_prefix_bloom = false;
+        } else if (a == "--write-buffer-mb") {
+            args.tuning.write_buffer_bytes = std::stoul(next()) << 20;
+        } else if (a == "--compaction") {
+            auto c = next();
+            if (c != "level" && c != "universal") usage();
+            args.tuning.compaction = c == "level" ? storage::StorageTuning::Compaction::level
+                                                  : storage::StorageTuning::Compaction::universal;
+        } else if (a == "--block-kb") {
+            args.tuning.block_bytes = std::stoul(next()) << 10;
         } else {
             usage();
         }
@@ -192,19 +243,42 @@ int main(int argc, char** argv) {
                     city.points_between(kStart, kStart + args.minutes * 60'000, kInterval)),
                 args.shards);
 
+    auto report = [](const char* name, const IngestResult& r) {
+        std::printf(
+            "ingest fsync=%s: %.0f points/s total (%.2f s wall), %.0f points/s per writer thread "
+            "(writer CPU %.2f s), %.0f points/s per writer thread counting its flush thread "
+            "(flush CPU %.2f s)\n",
+            name, r.per_s_total, r.seconds, r.per_s_per_thread, r.writer_cpu_s,
+            r.per_s_per_thread_with_flush, r.flusher_cpu_s);
+    };
     IngestResult synced;
-    {
+    if (args.fsync_batch) {
         auto engine = open_engine(args, args.dir / "fsync-batch", storage::FsyncPolicy::batch);
         synced = ingest(*engine, city, keys, args);
-        std::printf("ingest fsync=batch: %.0f points/s total, %.0f points/s per writer thread\n",
-                    synced.per_s_total, synced.per_s_per_thread);
+        report("batch", synced);
     }
     std::filesystem::remove_all(args.dir / "fsync-batch");
 
     auto engine = open_engine(args, args.dir / "fsync-none", storage::FsyncPolicy::none);
     IngestResult fast = ingest(*engine, city, keys, args);
-    std::printf("ingest fsync=none:  %.0f points/s total, %.0f points/s per writer thread\n",
-                fast.per_s_total, fast.per_s_per_thread);
+    report("none", fast);
+
+    // Before any manual compaction, as a live shard looks: the head flushed, files in several
+    // levels, so the filters have files to skip. One raw-query per sensor's first series, a
+    // different series each time so the block cache does not answer them all.
+    check(engine->flush(), "flush");
+    double bytes_per_point_live =
+        static_cast<double>(engine->disk_bytes()) / static_cast<double>(fast.points);
+    std::size_t probe = 0;
+    double one_series_live_ms = median_ms(args.quick ? 21 : 101, [&] {
+        auto sel = storage::Selector::parse(keys[(probe++ * 97) % keys.size()][0]);
+        check(sel.status(), "selector");
+        auto r = engine->query_raw(sel.value(), kStart, kStart + 24 * 3'600'000);
+        check(r.status(), "query_raw");
+    });
+    std::printf(
+        "before compaction: %.3f bytes/point on disk; query one series over a day %.3f ms\n",
+        bytes_per_point_live, one_series_live_ms);
 
     auto compact_started = Clock::now();
     check(engine->compact(), "compact");
@@ -258,13 +332,19 @@ int main(int argc, char** argv) {
 
     std::printf(
         "{\"points\": %llu, \"shards\": %u, \"points_per_s_per_thread\": %.0f, "
+        "\"points_per_s_per_thread_with_flush\": %.0f, \"ingest_wall_s\": %.3f, "
+        "\"writer_cpu_s\": %.3f, \"flusher_cpu_s\": %.3f, "
+        "\"bytes_per_point_before_compaction\": %.3f, "
+        "\"query_one_series_day_before_compaction_ms\": %.3f, "
         "\"points_per_s_total\": %.0f, \"points_per_s_per_thread_fsync_batch\": %.0f, "
         "\"points_per_s_total_fsync_batch\": %.0f, \"bytes_per_point\": %.3f, "
         "\"query_one_series_day_ms\": %.3f, \"query_avg_by_district_hour_ms\": %.3f, "
         "\"query_avg_by_district_hour_5m_ms\": %.3f, \"query_avg_by_district_hour_raw_ms\": "
         "%.3f}\n",
         static_cast<unsigned long long>(fast.points), args.shards, fast.per_s_per_thread,
-        fast.per_s_total, synced.per_s_per_thread, synced.per_s_total, bytes_per_point,
-        one_series_ms, by_district_ms, by_district_5m_ms, by_district_raw_ms);
+        fast.per_s_per_thread_with_flush, fast.seconds, fast.writer_cpu_s, fast.flusher_cpu_s,
+        bytes_per_point_live, one_series_live_ms, fast.per_s_total, synced.per_s_per_thread,
+        synced.per_s_total, bytes_per_point, one_series_ms, by_district_ms, by_district_5m_ms,
+        by_district_raw_ms);
     return 0;
 }

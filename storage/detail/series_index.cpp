@@ -33,6 +33,7 @@ SeriesIndex::AddResult SeriesIndex::add(std::string_view key, std::uint64_t& id)
 void SeriesIndex::remove_last() {
     std::unique_lock lock(mutex_);
     std::uint64_t id = keys_.size() - 1;
+    if (keys_.empty() || id < published_.load(std::memory_order_relaxed)) return;
     index_tags(id, keys_.back(), false);
     ids_.erase(keys_.back());
     keys_.pop_back();
@@ -44,7 +45,15 @@ bool SeriesIndex::restore(std::uint64_t id, std::string_view key) {
     keys_.emplace_back(key);
     ids_.emplace(keys_.back(), id);
     index_tags(id, keys_.back(), true);
+    published_.store(keys_.size(), std::memory_order_release);
     return true;
+}
+
+std::string SeriesIndex::key(std::uint64_t id) const {
+    // keys_ is a deque: an element does not move, but push_back() changes the deque's own map,
+    // so indexing it races with the writer unless under the lock.
+    std::shared_lock lock(mutex_);
+    return id < keys_.size() ? keys_[id] : std::string();
 }
 
 std::size_t SeriesIndex::size() const {
@@ -94,6 +103,7 @@ std::vector<std::uint64_t> SeriesIndex::ids_where(const CompiledMatcher& m, bool
 
 std::vector<std::uint64_t> SeriesIndex::match(const std::vector<CompiledMatcher>& matchers) const {
     std::shared_lock lock(mutex_);
+    const std::uint64_t published = published_.load(std::memory_order_acquire);
     std::optional<std::vector<std::uint64_t>> candidates;
     // A matcher that rejects the empty value needs the label present with an accepted value: its
     // postings bound the candidates. One that accepts "" (`x!="a"`, `x=~".*"`) can only exclude.
@@ -104,9 +114,13 @@ std::vector<std::uint64_t> SeriesIndex::match(const std::vector<CompiledMatcher>
         if (candidates->empty()) return {};
     }
     if (!candidates) {
-        candidates.emplace(keys_.size());
-        for (std::uint64_t i = 0; i < keys_.size(); ++i)
+        candidates.emplace(published);
+        for (std::uint64_t i = 0; i < published; ++i)
             (*candidates)[i] = i;
+    } else {
+        // Ids are dense and sorted: drop the unpublished tail.
+        auto end = std::lower_bound(candidates->begin(), candidates->end(), published);
+        candidates->erase(end, candidates->end());
     }
     for (const auto& m : matchers) {
         if (!m.matches("")) continue;

@@ -3,6 +3,7 @@
 // shard's job (it writes index records in the same WriteBatch as the batch that created them).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -32,16 +33,20 @@ class SeriesIndex {
     enum class AddResult { added, limit_reached, bad_key };
     // Writer thread only. Assigns the next id.
     AddResult add(std::string_view key, std::uint64_t& id);
-    // Writer thread only: undoes the newest add() (its batch failed to reach the WAL).
+    // Writer thread only: undoes the newest add() (its batch failed to reach the WAL). Only
+    // series added since the last publish() can be removed.
     void remove_last();
-    // At open: ids must arrive dense from 0.
+    // Writer thread only: every series added so far is in the WAL; match() may return them.
+    void publish() { published_.store(size(), std::memory_order_release); }
+    // At open: ids must arrive dense from 0. Restored series are published.
     [[nodiscard]] bool restore(std::uint64_t id, std::string_view key);
 
     std::size_t size() const;
-    // The key of an id; the reference stays valid (keys live in a deque) unless remove_last().
-    const std::string& key(std::uint64_t id) const { return keys_[id]; }
+    // Thread safe. The key of an id; empty for an id the index does not hold.
+    std::string key(std::uint64_t id) const;
 
-    // Thread safe. Ids (sorted) of the series every matcher accepts.
+    // Thread safe. Ids (sorted) of the published series every matcher accepts: a series whose
+    // first write is not in the WAL yet (or failed) is not listed.
     std::vector<std::uint64_t> match(const std::vector<CompiledMatcher>& matchers) const;
     // Thread safe. Values of label `name` among the given ids (sorted), sorted.
     std::vector<std::string> label_values(std::string_view name,
@@ -62,6 +67,7 @@ class SeriesIndex {
     std::size_t max_series_;
     mutable std::shared_mutex mutex_;  // guards mutation against readers of postings and keys
     std::deque<std::string> keys_;
+    std::atomic<std::uint64_t> published_{0};
     std::unordered_map<std::string_view, std::uint64_t, Hash, std::equal_to<>> ids_;
     std::map<std::string, Postings, std::less<>> postings_;
 };

@@ -620,6 +620,8 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
 
     if (status.is_ok()) {
         if (!staged.empty()) ++next_log_sequence_;
+        // The new series are in the WAL: queries may list them (their states_ exist already).
+        if (new_series > 0) index_.publish();
         std::unique_lock lock(head_mutex_);
         for (const auto& s : staged) {
             auto& st = states_[s.id];

@@ -94,7 +94,7 @@ class Shard {
     std::vector<std::uint64_t> match(const std::vector<CompiledMatcher>& matchers) const {
         return index_.match(matchers);
     }
-    const std::string& series_key(std::uint64_t id) const { return index_.key(id); }
+    std::string series_key(std::uint64_t id) const { return index_.key(id); }
     std::vector<std::string> label_values(std::string_view name,
                                           const std::vector<std::uint64_t>& ids) const {
         return index_.label_values(name, ids);

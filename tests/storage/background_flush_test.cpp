@@ -168,3 +168,44 @@ TEST_CASE("points handed to the flush thread survive a reopen before or after th
         CHECK(raw.value()[0].timestamps_ms.size() == static_cast<std::size_t>((ts - kT0) / 1000));
     }
 }
+
+TEST_CASE("new series appear in listings and queries while readers run, never half made") {
+    // Readers used to index the series key deque and the per-series head without the writer's
+    // lock, and could match a series whose head state did not exist yet; the sanitizer builds
+    // run this to catch such races.
+    TempDir dir;
+    auto opened = Engine::open(small_heads(dir));
+    REQUIRE(opened.is_ok());
+    auto& engine = *opened.value();
+    std::atomic<bool> done{false};
+    std::atomic<int> failures{0};
+    std::thread reader([&] {
+        std::size_t last = 0;
+        while (!done.load()) {
+            auto listed = engine.series(sel("co2"));
+            auto raw = engine.query_raw(sel("co2"), kT0, kT0 + 3'600'000);
+            auto values = engine.label_values("device", sel("co2"));
+            if (!listed.is_ok() || !raw.is_ok() || !values.is_ok()) {
+                ++failures;
+                continue;
+            }
+            for (const auto& k : listed.value()) {
+                if (k.empty()) ++failures;
+            }
+            if (listed.value().size() < last) ++failures;
+            last = listed.value().size();
+        }
+    });
+    for (int i = 0; i < 400; ++i) {
+        std::vector<Point> points;
+        for (int j = 0; j < 5; ++j)
+            points.push_back({key("co2", "n-" + std::to_string(i * 5 + j)), kT0 + i, 1.0});
+        REQUIRE(write_sync(engine, std::move(points)).is_ok());
+    }
+    done = true;
+    reader.join();
+    CHECK(failures.load() == 0);
+    auto listed = engine.series(sel("co2"));
+    REQUIRE(listed.is_ok());
+    CHECK(listed.value().size() == 2000);
+}
