@@ -34,6 +34,11 @@ std::string string(const toml::node& node, std::string_view option) {
     return *node.value<std::string>();
 }
 
+bool boolean(const toml::node& node, std::string_view option) {
+    if (!node.is_boolean()) fail(option, "expected true or false");
+    return *node.value<bool>();
+}
+
 std::chrono::milliseconds duration(const toml::node& node, std::string_view option) {
     return parse_duration(string(node, option), option);
 }
@@ -64,6 +69,31 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) {
              c.mqtt.max_connections = integer<std::size_t>(n, o, 1, 100'000'000);
          }},
+        {"tls.enabled", [](auto& n, Config& c, auto o) { c.tls.enabled = boolean(n, o); }},
+        {"tls.listen", [](auto& n, Config& c, auto o) { c.tls.listen = string(n, o); }},
+        {"tls.port",
+         [](auto& n, Config& c, auto o) { c.tls.port = integer<std::uint16_t>(n, o, 0, 65535); }},
+        {"tls.cert_file", [](auto& n, Config& c, auto o) { c.tls.cert_file = string(n, o); }},
+        {"tls.key_file", [](auto& n, Config& c, auto o) { c.tls.key_file = string(n, o); }},
+        {"tls.ca_file", [](auto& n, Config& c, auto o) { c.tls.ca_file = string(n, o); }},
+        {"tls.require_client_cert",
+         [](auto& n, Config& c, auto o) { c.tls.require_client_cert = boolean(n, o); }},
+        {"auth.allow_anonymous",
+         [](auto& n, Config& c, auto o) {
+             std::string policy = string(n, o);
+             if (policy == "never") {
+                 c.auth.anonymous = AnonymousPolicy::never;
+             } else if (policy == "loopback") {
+                 c.auth.anonymous = AnonymousPolicy::loopback;
+             } else if (policy == "always") {
+                 c.auth.anonymous = AnonymousPolicy::always;
+             } else {
+                 fail(o, "must be \"never\", \"loopback\" or \"always\", got \"" + policy + "\"");
+             }
+         }},
+        {"auth.credentials_file",
+         [](auto& n, Config& c, auto o) { c.auth.credentials_file = string(n, o); }},
+        {"auth.acl_file", [](auto& n, Config& c, auto o) { c.auth.acl_file = string(n, o); }},
         {"http.listen", [](auto& n, Config& c, auto o) { c.http.listen = string(n, o); }},
         {"http.port",
          [](auto& n, Config& c, auto o) { c.http.port = integer<std::uint16_t>(n, o, 0, 65535); }},
@@ -197,6 +227,12 @@ void validate(const Config& config) {
     if (config.storage.partition_window < std::chrono::hours(1) ||
         config.storage.partition_window % std::chrono::hours(1) != std::chrono::milliseconds(0)) {
         fail("storage.partition_window", "must be a whole number of hours, like \"24h\"");
+    }
+    if (config.tls.enabled && (config.tls.cert_file.empty() || config.tls.key_file.empty())) {
+        fail("tls.cert_file", "tls.enabled needs tls.cert_file and tls.key_file");
+    }
+    if (config.tls.require_client_cert && config.tls.ca_file.empty()) {
+        fail("tls.require_client_cert", "needs tls.ca_file");
     }
     if (config.ingest.topic_templates.empty()) {
         fail("ingest.topic_templates", "needs at least one template");

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/access_control.hpp"
 #include "gateway/log.hpp"
 #include "storage/engine.hpp"
 
@@ -25,6 +26,22 @@ struct Config {
         std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
         std::size_t max_connections = 1'000'000;
     } mqtt;
+
+    struct Tls {
+        bool enabled = false;
+        std::string listen = "0.0.0.0";
+        std::uint16_t port = 8883;
+        std::filesystem::path cert_file;
+        std::filesystem::path key_file;
+        std::filesystem::path ca_file;  // client certificates are requested when set
+        bool require_client_cert = false;
+    } tls;
+
+    struct Auth {
+        AnonymousPolicy anonymous = AnonymousPolicy::loopback;
+        std::filesystem::path credentials_file;
+        std::filesystem::path acl_file;
+    } auth;
 
     struct Http {
         std::string listen = "0.0.0.0";

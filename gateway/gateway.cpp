@@ -125,7 +125,14 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     limits.maximum_topic_length = config_.mqtt.max_topic_length;
     limits.receive_maximum = config_.mqtt.receive_maximum;
     limits.connect_timeout = config_.mqtt.connect_timeout;
-    context_ = std::make_unique<GatewayContext>(*engine_, metrics_);
+    access_ = std::make_unique<AccessControl>(AccessOptions{
+        config_.auth.anonymous, config_.auth.credentials_file, config_.auth.acl_file});
+    if (config_.tls.enabled) {
+        tls_context_ = std::make_unique<boost::asio::ssl::context>(
+            make_server_context({config_.tls.cert_file, config_.tls.key_file, config_.tls.ca_file,
+                                 config_.tls.require_client_cert}));
+    }
+    context_ = std::make_unique<GatewayContext>(*engine_, metrics_, *access_);
     context_->limits = limits;
     context_->max_connections = config_.mqtt.max_connections;
     for (const auto& pattern : config_.ingest.topic_templates) {
@@ -139,20 +146,12 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
         workers_.push_back(std::make_unique<IoWorker>(*context_, read_buffer));
     }
 
-    // The first listener picks the port (when 0); the others join it through SO_REUSEPORT.
-    tcp::endpoint mqtt_endpoint =
-        endpoint_of(config_.mqtt.listen, config_.mqtt.port, "mqtt.listen");
-    try {
-        for (auto& worker : workers_) {
-            auto listener = std::make_shared<MqttListener>(*worker, mqtt_endpoint);
-            mqtt_endpoint = listener->local_endpoint();
-            listeners_.push_back(std::move(listener));
-        }
-    } catch (const boost::system::system_error& e) {
-        throw std::runtime_error("cannot listen for MQTT on " + config_.mqtt.listen + ":" +
-                                 std::to_string(config_.mqtt.port) + ": " + e.code().message());
+    mqtt_port_ =
+        listen(endpoint_of(config_.mqtt.listen, config_.mqtt.port, "mqtt.listen"), nullptr, "MQTT");
+    if (tls_context_) {
+        tls_port_ = listen(endpoint_of(config_.tls.listen, config_.tls.port, "tls.listen"),
+                           tls_context_.get(), "MQTT over TLS");
     }
-    mqtt_port_ = mqtt_endpoint.port();
 
     storage::QueryLimits query_limits;
     query_limits.max_series = config_.http.max_query_series;
@@ -167,6 +166,24 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
                                  std::to_string(config_.http.port) + ": " + e.code().message());
     }
     http_port_ = http_->local_endpoint().port();
+}
+
+std::uint16_t Gateway::listen(tcp::endpoint endpoint, boost::asio::ssl::context* tls,
+                              const char* what) {
+    // The first listener picks the port (when 0); the others join it through SO_REUSEPORT.
+    std::uint16_t requested = endpoint.port();
+    try {
+        for (auto& worker : workers_) {
+            auto listener = std::make_shared<MqttListener>(*worker, endpoint, tls);
+            endpoint = listener->local_endpoint();
+            listeners_.push_back(std::move(listener));
+        }
+    } catch (const boost::system::system_error& e) {
+        throw std::runtime_error(std::string("cannot listen for ") + what + " on " +
+                                 endpoint.address().to_string() + ":" + std::to_string(requested) +
+                                 ": " + e.code().message());
+    }
+    return endpoint.port();
 }
 
 Gateway::~Gateway() {
@@ -185,12 +202,25 @@ void Gateway::run() {
         guards.push_back(boost::asio::make_work_guard(worker->io()));
     guards.push_back(boost::asio::make_work_guard(http_io_));
 
-    boost::asio::signal_set signals(http_io_, SIGINT, SIGTERM);
-    signals.async_wait([this](const boost::system::error_code& ec, int signo) {
-        if (ec) return;
-        CG_LOG(info) << "received signal " << signo << ", draining";
-        stop();
-    });
+    boost::asio::signal_set signals(http_io_, SIGINT, SIGTERM, SIGHUP);
+    std::function<void()> wait_for_signal = [&] {
+        signals.async_wait([&, this](const boost::system::error_code& ec, int signo) {
+            if (ec) return;
+            if (signo == SIGHUP) {
+                // Credentials and ACL are re-read; a bad file keeps the previous ones.
+                if (auto error = access_->reload()) {
+                    CG_LOG(error) << "reload failed, keeping the previous credentials and ACL: "
+                                  << *error;
+                } else {
+                    CG_LOG(info) << "reloaded credentials and ACL";
+                }
+                return wait_for_signal();
+            }
+            CG_LOG(info) << "received signal " << signo << ", draining";
+            stop();
+        });
+    };
+    wait_for_signal();
 
     for (auto& listener : listeners_)
         listener->start();
@@ -204,6 +234,10 @@ void Gateway::run() {
     CG_LOG(info) << "mqtt listening on " << config_.mqtt.listen << ":" << mqtt_port_ << " ("
                  << workers_.size() << " I/O threads, " << engine_->shard_count()
                  << " storage shards)";
+    if (tls_port_) {
+        CG_LOG(info) << "mqtts listening on " << config_.tls.listen << ":" << tls_port_
+                     << (config_.tls.ca_file.empty() ? "" : " (client certificates verified)");
+    }
     CG_LOG(info) << "http listening on " << config_.http.listen << ":" << http_port_;
     CG_LOG(info) << "data directory " << config_.storage.data_dir.string();
     ready_ = true;
@@ -241,7 +275,8 @@ void Gateway::drain() {
 
     // 1. No new connections, no new packets.
     on_every_worker([this](std::size_t i) {
-        listeners_[i]->stop();
+        for (std::size_t l = i; l < listeners_.size(); l += workers_.size())
+            listeners_[l]->stop();
         for (MqttConnection* connection : workers_[i]->live())
             connection->stop_reading();
     });

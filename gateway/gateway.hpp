@@ -14,6 +14,7 @@
 #include "gateway/io_worker.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/mqtt_listener.hpp"
+#include "gateway/tls.hpp"
 
 namespace citygate::gateway {
 
@@ -34,10 +35,14 @@ class Gateway {
     void stop();
 
     std::uint16_t mqtt_port() const { return mqtt_port_; }
+    std::uint16_t tls_port() const { return tls_port_; }  // 0 when TLS is off
     std::uint16_t http_port() const { return http_port_; }
 
   private:
     void drain();
+    // Binds one listener per worker on `endpoint` (SO_REUSEPORT); returns the bound port.
+    std::uint16_t listen(boost::asio::ip::tcp::endpoint endpoint, boost::asio::ssl::context* tls,
+                         const char* what);
     // Runs `work` on every worker's thread and waits for all of them.
     template <typename Work>
     void on_every_worker(Work work);
@@ -47,7 +52,9 @@ class Gateway {
     std::unique_ptr<GatewayContext> context_;
     std::vector<std::unique_ptr<IoWorker>> workers_;
     std::unique_ptr<storage::Engine> engine_;  // after workers_: destroyed first
-    std::vector<std::shared_ptr<MqttListener>> listeners_;
+    std::unique_ptr<AccessControl> access_;
+    std::unique_ptr<boost::asio::ssl::context> tls_context_;
+    std::vector<std::shared_ptr<MqttListener>> listeners_;  // plain and TLS, any order
     boost::asio::io_context http_io_{1};
     std::unique_ptr<HttpApi> api_;
     std::unique_ptr<HttpServer> http_;
@@ -58,6 +65,7 @@ class Gateway {
     std::condition_variable stop_requested_;
     bool stopping_ = false;
     std::uint16_t mqtt_port_ = 0;
+    std::uint16_t tls_port_ = 0;
     std::uint16_t http_port_ = 0;
 };
 

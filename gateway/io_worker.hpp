@@ -12,6 +12,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "gateway/access_control.hpp"
 #include "gateway/metrics.hpp"
 #include "protocols/mqtt/server_session.hpp"
 #include "protocols/payload/json_decoder.hpp"
@@ -27,6 +28,7 @@ class MqttConnection;
 struct GatewayContext {
     storage::Engine& engine;
     Metrics& metrics;
+    AccessControl& access;
     std::vector<payload::TopicTemplate> templates;
     mqtt::server_limits limits;
     std::size_t max_connections = 0;

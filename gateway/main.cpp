@@ -1,9 +1,11 @@
 // citygate: the MQTT ingestion gateway. Embedded defaults, then --config FILE, then flags.
 #include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include <boost/program_options.hpp>
 
+#include "gateway/access_control.hpp"
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/log.hpp"
@@ -22,6 +24,7 @@ int main(int argc, char** argv) {
         ("version", "print the version and exit")
         ("config,c", po::value<std::string>(), "TOML configuration file (see deploy/citygate.example.toml)")
         ("check-config", "validate the configuration and exit")
+        ("hash-password", "read a password from stdin, print a credentials-file hash of it and exit")
         ("mqtt-port", po::value<unsigned>(), "MQTT port (0 picks a free one; default 1883)")
         ("mqtt-listen", po::value<std::string>(), "MQTT listen address (default 0.0.0.0)")
         ("http-port", po::value<unsigned>(), "HTTP API and /metrics port (0 picks a free one; default 8080)")
@@ -47,6 +50,17 @@ int main(int argc, char** argv) {
     }
     if (args.count("version")) {
         std::cout << "citygate " << CITYGATE_VERSION << "\n";
+        return 0;
+    }
+
+    if (args.count("hash-password")) {
+        std::string password;
+        std::getline(std::cin, password);
+        if (password.empty()) {
+            std::cerr << "citygate: --hash-password needs a password on stdin\n";
+            return 2;
+        }
+        std::cout << citygate::gateway::hash_password(password) << "\n";
         return 0;
     }
 

@@ -44,6 +44,12 @@ const char* error_kind_name(ErrorKind kind) {
             return "connection_limit";
         case ErrorKind::http_bad_request:
             return "http_bad_request";
+        case ErrorKind::auth_failed:
+            return "auth_failed";
+        case ErrorKind::acl_denied:
+            return "acl_denied";
+        case ErrorKind::tls_handshake_failed:
+            return "tls_handshake_failed";
     }
     return "unknown";
 }
@@ -56,6 +62,11 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
                       .Help("Open MQTT connections")
                       .Register(*registry)
                       .Add({{"listener", "mqtt"}})),
+      connections_tls(BuildGauge()
+                          .Name("citygate_connections")
+                          .Help("Open MQTT connections")
+                          .Register(*registry)
+                          .Add({{"listener", "mqtts"}})),
       connects_accepted(
           counter_family(*registry, "citygate_connects_total", "MQTT CONNECT attempts by result")
               .Add({{"result", "accepted"}})),

@@ -27,8 +27,11 @@ enum class ErrorKind {
     storage_failed,
     connection_limit,
     http_bad_request,
+    auth_failed,
+    acl_denied,
+    tls_handshake_failed,
 };
-inline constexpr int error_kind_count = 9;
+inline constexpr int error_kind_count = 12;
 const char* error_kind_name(ErrorKind kind);
 
 class Metrics {
@@ -44,7 +47,8 @@ class Metrics {
     // The text exposition format of everything registered and collected.
     std::string serialize() const;
 
-    prometheus::Gauge& connections;
+    prometheus::Gauge& connections;      // listener="mqtt"
+    prometheus::Gauge& connections_tls;  // listener="mqtts"
     prometheus::Counter& connects_accepted;
     prometheus::Counter& connects_refused;
     prometheus::Counter& messages_qos0;

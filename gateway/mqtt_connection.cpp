@@ -4,6 +4,7 @@
 #include <boost/asio/write.hpp>
 
 #include "gateway/log.hpp"
+#include "gateway/tls.hpp"
 
 namespace citygate::gateway {
 namespace {
@@ -16,9 +17,13 @@ std::int64_t now_ms() {
 
 }  // namespace
 
-MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket)
+MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket,
+                               boost::asio::ssl::context* tls)
     : worker_(worker),
       socket_(std::move(socket)),
+      tls_(tls ? std::make_unique<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>(
+                     std::move(socket_), *tls)
+               : nullptr),
       session_(*this, worker.context().limits),
       connect_timer_(worker.io()),
       keep_alive_timer_(worker.io()) {}
@@ -27,17 +32,49 @@ MqttConnection::~MqttConnection() = default;
 
 void MqttConnection::start() {
     worker_.add(this);
-    worker_.context().metrics.connections.Increment();
+    (tls_ ? worker_.context().metrics.connections_tls : worker_.context().metrics.connections)
+        .Increment();
     boost::system::error_code ec;
+    auto peer = socket().remote_endpoint(ec);
+    from_loopback_ = !ec && peer.address().is_loopback();
+    socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
+    session_.start();  // the connect timeout covers the TLS handshake too
+    if (tls_) {
+        tls_->async_handshake(boost::asio::ssl::stream_base::server,
+                              [self = shared_from_this()](const boost::system::error_code& ec) {
+                                  self->on_handshake(ec);
+                              });
+        return;
+    }
     socket_.non_blocking(true, ec);
-    socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
-    session_.start();
+    wait_readable();
+}
+
+void MqttConnection::on_handshake(const boost::system::error_code& ec) {
+    if (torn_down_) return;
+    if (ec) {
+        worker_.context().metrics.error(ErrorKind::tls_handshake_failed).Increment();
+        CG_LOG(debug) << "tls handshake failed: " << ec.message();
+        session_.on_peer_closed();
+        return teardown();
+    }
+    certificate_user_ = peer_common_name(tls_->native_handle());
     wait_readable();
 }
 
 void MqttConnection::wait_readable() {
     if (waiting_ || reading_stopped_ || paused_ || closing_ || torn_down_) return;
     waiting_ = true;
+    if (tls_) {
+        tls_buffer_.resize(4096);
+        tls_->async_read_some(
+            boost::asio::buffer(tls_buffer_),
+            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                self->waiting_ = false;
+                self->on_tls_read(ec, n);
+            });
+        return;
+    }
     socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
                        [self = shared_from_this()](const boost::system::error_code& ec) {
                            self->waiting_ = false;
@@ -45,13 +82,17 @@ void MqttConnection::wait_readable() {
                        });
 }
 
-void MqttConnection::on_readable(const boost::system::error_code& ec) {
-    if (torn_down_) return;
-    if (ec == boost::asio::error::operation_aborted) return;  // stop_reading() or teardown
-    if (ec) {
-        session_.on_peer_closed();
-        return teardown();
+void MqttConnection::peer_gone(const boost::system::error_code& ec) {
+    if (ec != boost::asio::error::eof && ec != boost::asio::ssl::error::stream_truncated) {
+        CG_LOG(debug) << "mqtt read failed: " << ec.message();
     }
+    session_.on_peer_closed();
+    teardown();
+}
+
+void MqttConnection::on_readable(const boost::system::error_code& ec) {
+    if (torn_down_ || ec == boost::asio::error::operation_aborted) return;
+    if (ec) return peer_gone(ec);
     if (reading_stopped_ || paused_ || closing_) return;
 
     std::vector<std::uint8_t>& buffer = worker_.read_buffer();
@@ -61,18 +102,38 @@ void MqttConnection::on_readable(const boost::system::error_code& ec) {
     std::size_t n =
         socket_.read_some(boost::asio::buffer(buffer.data() + have, buffer.size() - have), read_ec);
     if (read_ec == boost::asio::error::would_block) return wait_readable();
-    if (read_ec) {
-        if (read_ec != boost::asio::error::eof) {
-            CG_LOG(debug) << "mqtt read failed: " << read_ec.message();
-        }
-        session_.on_peer_closed();
-        return teardown();
-    }
+    if (read_ec) return peer_gone(read_ec);
     worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
+    feed(have + n);
+}
 
-    std::size_t consumed = session_.on_bytes(std::span(buffer.data(), have + n));
+void MqttConnection::on_tls_read(const boost::system::error_code& ec, std::size_t n) {
+    if (torn_down_ || ec == boost::asio::error::operation_aborted) return;
+    if (ec) return peer_gone(ec);
+    worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
+    if (reading_stopped_ || paused_ || closing_) {
+        // Already decrypted: keep it for when reading resumes.
+        partial_.insert(partial_.end(), tls_buffer_.begin(),
+                        tls_buffer_.begin() + static_cast<std::ptrdiff_t>(n));
+        return;
+    }
+    std::vector<std::uint8_t>& buffer = worker_.read_buffer();
+    std::size_t have = partial_.size();
+    if (have + n > buffer.size()) {
+        session_.disconnect(mqtt::reason_code::packet_too_large);
+        return;
+    }
+    std::copy(partial_.begin(), partial_.end(), buffer.begin());
+    std::copy(tls_buffer_.begin(), tls_buffer_.begin() + static_cast<std::ptrdiff_t>(n),
+              buffer.begin() + static_cast<std::ptrdiff_t>(have));
+    feed(have + n);
+}
+
+void MqttConnection::feed(std::size_t have) {
+    std::vector<std::uint8_t>& buffer = worker_.read_buffer();
+    std::size_t consumed = session_.on_bytes(std::span(buffer.data(), have));
     partial_.assign(buffer.begin() + static_cast<std::ptrdiff_t>(consumed),
-                    buffer.begin() + static_cast<std::ptrdiff_t>(have + n));
+                    buffer.begin() + static_cast<std::ptrdiff_t>(have));
     if (partial_.empty()) partial_.shrink_to_fit();  // idle connections keep no buffer
     finish_immediate_completions();
     if (torn_down_) return;
@@ -99,12 +160,15 @@ void MqttConnection::flush() {
     }
     writing_.swap(outbox_);
     writing_now_ = true;
-    boost::asio::async_write(
-        socket_, boost::asio::buffer(writing_),
-        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-            self->worker_.context().metrics.bytes_sent.Increment(static_cast<double>(n));
-            self->on_written(ec);
-        });
+    auto on_done = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+        self->worker_.context().metrics.bytes_sent.Increment(static_cast<double>(n));
+        self->on_written(ec);
+    };
+    if (tls_) {
+        boost::asio::async_write(*tls_, boost::asio::buffer(writing_), std::move(on_done));
+    } else {
+        boost::asio::async_write(socket_, boost::asio::buffer(writing_), std::move(on_done));
+    }
 }
 
 void MqttConnection::on_written(const boost::system::error_code& ec) {
@@ -133,6 +197,14 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
         case mqtt::qos::exactly_once:
             metrics.messages_qos2.Increment();
             break;
+    }
+
+    if (!worker_.context().access.may_publish(identity_, session_.client_id(), message.topic)) {
+        metrics.error(ErrorKind::acl_denied).Increment();
+        CG_LOG(debug) << "acl denies '" << message.topic << "' to "
+                      << (identity_.anonymous ? std::string("anonymous") : identity_.user);
+        if (message.token) immediate_.push_back(message.token);
+        return;
     }
 
     tags_.clear();
@@ -209,6 +281,12 @@ bool MqttConnection::retry_stalled() {
         stalled_.pop_front();
     }
     paused_ = false;
+    if (!partial_.empty() && !reading_stopped_ && !closing_) {
+        // Packets that arrived while paused (TLS reads ahead) may already be complete.
+        std::copy(partial_.begin(), partial_.end(), worker_.read_buffer().begin());
+        feed(partial_.size());
+        return !paused_;
+    }
     wait_readable();
     return true;
 }
@@ -254,9 +332,22 @@ mqtt::reason_code MqttConnection::authenticate(const mqtt::connect_request& requ
         context.metrics.error(ErrorKind::connection_limit).Increment();
         return mqtt::reason_code::server_busy;
     }
+    std::optional<std::string_view> certificate_user;
+    if (certificate_user_) certificate_user = *certificate_user_;
+    mqtt::reason_code verdict = context.access.authenticate(
+        request.username, request.password, certificate_user, from_loopback_, identity_);
+    if (verdict != mqtt::reason_code::success) {
+        context.metrics.connects_refused.Increment();
+        context.metrics.error(ErrorKind::auth_failed).Increment();
+        CG_LOG(debug) << "client '" << request.client_id << "' refused: reason 0x" << std::hex
+                      << static_cast<unsigned>(verdict);
+        return verdict;
+    }
     context.metrics.connects_accepted.Increment();
-    CG_LOG(debug) << "client '" << request.client_id << "' connected (MQTT "
-                  << (request.version == mqtt::protocol_version::v5 ? "5" : "3.1.1") << ")";
+    CG_LOG(debug) << "client '" << request.client_id << "' connected as "
+                  << (identity_.anonymous ? std::string("anonymous") : identity_.user) << " (MQTT "
+                  << (request.version == mqtt::protocol_version::v5 ? "5" : "3.1.1")
+                  << (tls_ ? ", TLS)" : ")");
     return mqtt::reason_code::success;
 }
 
@@ -327,12 +418,13 @@ void MqttConnection::teardown() {
     connect_timer_.cancel();
     keep_alive_timer_.cancel();
     boost::system::error_code ignored;
-    socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
     stalled_.clear();
     worker_.remove(this);
     worker_.context().connections.fetch_sub(1);
-    worker_.context().metrics.connections.Decrement();
+    (tls_ ? worker_.context().metrics.connections_tls : worker_.context().metrics.connections)
+        .Decrement();
 }
 
 }  // namespace citygate::gateway

@@ -1,8 +1,9 @@
 // One MQTT client connection: drives the socket-free protocol engine from an Asio socket and
 // feeds decoded samples to storage. Lives on one I/O thread; no strand needed.
 //
-// While idle it holds no read buffer: it waits for readability, reads into the worker's buffer
-// and keeps only the bytes of an incomplete packet.
+// While idle a plain TCP connection holds no read buffer: it waits for readability, reads into the
+// worker's buffer and keeps only the bytes of an incomplete packet. A TLS connection reads through
+// OpenSSL into a small buffer of its own.
 #pragma once
 
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "gateway/io_worker.hpp"
@@ -21,7 +23,9 @@ namespace citygate::gateway {
 class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
                        private mqtt::session_handler {
   public:
-    MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket);
+    // `tls` set: the connection is TLS, handshaken before MQTT starts.
+    MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket,
+                   boost::asio::ssl::context* tls);
     ~MqttConnection() override;
 
     void start();
@@ -57,7 +61,13 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void close(mqtt::reason_code reason) override;
 
     void wait_readable();
+    void on_handshake(const boost::system::error_code& ec);
     void on_readable(const boost::system::error_code& ec);
+    void on_tls_read(const boost::system::error_code& ec, std::size_t n);
+    // Feeds the first `have` bytes of the worker's read buffer to the session.
+    void feed(std::size_t have);
+    void peer_gone(const boost::system::error_code& ec);
+    boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
     void flush();
     void on_written(const boost::system::error_code& ec);
     void on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after);
@@ -67,8 +77,13 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void teardown();
 
     IoWorker& worker_;
-    boost::asio::ip::tcp::socket socket_;
+    boost::asio::ip::tcp::socket socket_;  // moved into tls_ for a TLS connection
+    std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> tls_;
+    std::vector<std::uint8_t> tls_buffer_;
     mqtt::server_session session_;
+    Identity identity_;
+    std::optional<std::string> certificate_user_;  // CN of a verified client certificate
+    bool from_loopback_ = false;
     boost::asio::steady_timer connect_timer_;
     boost::asio::steady_timer keep_alive_timer_;
 

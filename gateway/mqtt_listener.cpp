@@ -15,8 +15,9 @@ using reuse_port = boost::asio::detail::socket_option::boolean<SOL_SOCKET, SO_RE
 
 }  // namespace
 
-MqttListener::MqttListener(IoWorker& worker, const boost::asio::ip::tcp::endpoint& endpoint)
-    : worker_(worker), acceptor_(worker.io()) {
+MqttListener::MqttListener(IoWorker& worker, const boost::asio::ip::tcp::endpoint& endpoint,
+                           boost::asio::ssl::context* tls)
+    : worker_(worker), acceptor_(worker.io()), tls_(tls) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(boost::asio::socket_base::reuse_address(true));
     acceptor_.set_option(reuse_port(true));
@@ -34,19 +35,19 @@ void MqttListener::stop() {
 }
 
 void MqttListener::accept() {
-    acceptor_.async_accept(
-        worker_.io(), [self = shared_from_this()](const boost::system::error_code& ec,
-                                                  boost::asio::ip::tcp::socket socket) {
-            if (ec == boost::asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-            if (ec) {
-                // Out of descriptors or a connection reset before accept: log and keep accepting.
-                CG_LOG(warn) << "mqtt accept failed: " << ec.message();
-            } else {
-                self->worker_.context().connections.fetch_add(1);
-                std::make_shared<MqttConnection>(self->worker_, std::move(socket))->start();
-            }
-            self->accept();
-        });
+    acceptor_.async_accept(worker_.io(), [self = shared_from_this()](
+                                             const boost::system::error_code& ec,
+                                             boost::asio::ip::tcp::socket socket) {
+        if (ec == boost::asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+        if (ec) {
+            // Out of descriptors or a connection reset before accept: log and keep accepting.
+            CG_LOG(warn) << "mqtt accept failed: " << ec.message();
+        } else {
+            self->worker_.context().connections.fetch_add(1);
+            std::make_shared<MqttConnection>(self->worker_, std::move(socket), self->tls_)->start();
+        }
+        self->accept();
+    });
 }
 
 }  // namespace citygate::gateway

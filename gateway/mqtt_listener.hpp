@@ -5,6 +5,7 @@
 #include <memory>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include "gateway/io_worker.hpp"
 
@@ -13,7 +14,9 @@ namespace citygate::gateway {
 class MqttListener : public std::enable_shared_from_this<MqttListener> {
   public:
     // Binds and listens; throws boost::system::system_error when the endpoint is unusable.
-    MqttListener(IoWorker& worker, const boost::asio::ip::tcp::endpoint& endpoint);
+    // `tls` set: connections are TLS (the context must outlive the listener and connections).
+    MqttListener(IoWorker& worker, const boost::asio::ip::tcp::endpoint& endpoint,
+                 boost::asio::ssl::context* tls = nullptr);
 
     void start();
     // Stops accepting (I/O thread); established connections are unaffected.
@@ -25,6 +28,7 @@ class MqttListener : public std::enable_shared_from_this<MqttListener> {
 
     IoWorker& worker_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::ssl::context* tls_;
 };
 
 }  // namespace citygate::gateway
