@@ -24,6 +24,20 @@ bool CompiledMatcher::matches(std::string_view v) const {
 }
 
 Result<std::vector<CompiledMatcher>> compile(const Selector& selector) {
+    // std::regex compiles patterns into NFAs without bound and runs them recursively: a huge
+    // pattern from a query must be refused before it costs memory or stack.
+    if (selector.matchers.size() > kMaxMatchers) {
+        return Status::error(Status::Code::invalid_argument,
+                             "selector: more than " + std::to_string(kMaxMatchers) + " matchers");
+    }
+    for (const auto& m : selector.matchers) {
+        if ((m.op == Matcher::Op::regex || m.op == Matcher::Op::not_regex) &&
+            m.value.size() > kMaxRegexBytes) {
+            return Status::error(Status::Code::invalid_argument,
+                                 "selector: regex for " + m.name + " longer than " +
+                                     std::to_string(kMaxRegexBytes) + " bytes");
+        }
+    }
     std::vector<CompiledMatcher> out;
     try {
         for (const auto& m : selector.matchers)

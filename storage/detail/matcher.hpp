@@ -29,6 +29,10 @@ class CompiledMatcher {
     std::optional<std::regex> regex_;
 };
 
+// Limits on a selector from a query: invalid_argument beyond them.
+inline constexpr std::size_t kMaxMatchers = 64;
+inline constexpr std::size_t kMaxRegexBytes = 1024;
+
 [[nodiscard]] Result<std::vector<CompiledMatcher>> compile(const Selector& selector);
 
 }  // namespace citygate::storage::detail

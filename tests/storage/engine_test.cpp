@@ -318,6 +318,29 @@ TEST_CASE("query limits fail with clear errors") {
     CHECK(engine->query_raw(sel("pm25"), kT0, kT0 + 100, QueryLimits{10, 100}).is_ok());
 }
 
+TEST_CASE("selectors beyond the matcher and regex limits are refused with clear errors") {
+    TempDir dir;
+    auto engine = open_engine(options_for(dir, 1));
+    REQUIRE(write_sync(*engine, {{key("pm25", "r-1"), kT0, 1}}).is_ok());
+    Selector huge_regex = sel("pm25");
+    huge_regex.matchers.push_back({"device", Matcher::Op::regex, std::string(2000, 'a')});
+    auto a = engine->series(huge_regex);
+    REQUIRE_FALSE(a.is_ok());
+    CHECK(a.status().code() == Status::Code::invalid_argument);
+    CHECK(a.status().message().find("regex for device longer than 1024 bytes") !=
+          std::string::npos);
+    Selector many = sel("pm25");
+    for (int i = 0; i < 70; ++i)
+        many.matchers.push_back({"t" + std::to_string(i), Matcher::Op::not_equal, "x"});
+    auto b = engine->query_raw(many, kT0, kT0 + 10);
+    REQUIRE_FALSE(b.is_ok());
+    CHECK(b.status().message().find("more than 64 matchers") != std::string::npos);
+    // A long equality value is only compared, never compiled: no limit beyond the key's own.
+    Selector long_equal = sel("pm25");
+    long_equal.matchers.push_back({"device", Matcher::Op::equal, std::string(2000, 'a')});
+    CHECK(engine->series(long_equal).is_ok());
+}
+
 TEST_CASE("on_batch reports each group commit") {
     TempDir dir;
     auto o = options_for(dir, 1);
