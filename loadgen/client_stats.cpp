@@ -1,6 +1,7 @@
 // Drop reason names and summing of per-thread stats.
 #include "loadgen/client_stats.hpp"
 
+#include <algorithm>
 #include <numeric>
 
 namespace citygate::loadgen {
@@ -42,6 +43,7 @@ void StatsTotals::add(const PublisherStats& s, bool with_histograms) {
     disconnected_early += s.disconnected_early.get();
     unacknowledged += s.unacknowledged.get();
     pings += s.pings.get();
+    last_connect_ns = std::max(last_connect_ns, s.last_connect_ns.get());
     for (std::size_t i = 0; i < drop_reason_count; ++i) {
         drops[i] += s.drops[i].get();
         reconnects[i] += s.reconnects[i].get();

@@ -22,6 +22,7 @@ class Counter {
     void subtract(std::uint64_t n = 1) {
         value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
     }
+    void set(std::uint64_t n) { value_.store(n, std::memory_order_relaxed); }
     std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
 
   private:
@@ -56,6 +57,7 @@ struct alignas(64) PublisherStats {
     Counter disconnected_early;  // clients lost after connecting and not brought back
     Counter unacknowledged;      // messages in flight when their connection was lost
     Counter pings;               // PINGREQs sent
+    Counter last_connect_ns;     // steady clock at the latest first CONNACK
     std::array<Counter, drop_reason_count> drops;       // each drop, by reason
     std::array<Counter, drop_reason_count> reconnects;  // reconnects, by what they followed
     LatencyHistogram connack_latency;
@@ -67,7 +69,8 @@ struct alignas(64) PublisherStats {
 struct StatsTotals {
     std::uint64_t attempts = 0, connected = 0, reconnected = 0, connect_failed = 0, open = 0,
                   sent = 0, acknowledged = 0, negative_acks = 0, protocol_errors = 0,
-                  disconnected_early = 0, unacknowledged = 0, pings = 0;
+                  disconnected_early = 0, unacknowledged = 0, pings = 0,
+                  last_connect_ns = 0;  // the latest over the threads
     std::array<std::uint64_t, drop_reason_count> drops{}, reconnects{};
     LatencyHistogram connack_latency, ack_latency;
 

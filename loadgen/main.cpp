@@ -329,7 +329,6 @@ int main(int argc, char** argv) {
     bool stop_sent = false, abort_sent = false;
     auto next_sample = started + std::chrono::seconds(1);
     StatsTotals previous;
-    double connect_seconds = 0;
     report.timeline.push_back({});
     while (threads_done.load() < threads) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -342,7 +341,6 @@ int main(int argc, char** argv) {
         for (auto& t : io_threads)
             live.add(t->stats, false);
         double t_s = std::chrono::duration<double>(now - started).count();
-        if (live.connected > previous.connected) connect_seconds = t_s;
         report.timeline.push_back({t_s, live.open, live.connected, live.sent, live.acknowledged,
                                    live.drops_total(), live.reconnected});
         std::fprintf(
@@ -369,9 +367,11 @@ int main(int argc, char** argv) {
         total.add(t->stats, true);
     report.timeline.push_back({report.seconds, total.open, total.connected, total.sent,
                                total.acknowledged, total.drops_total(), total.reconnected});
-    if (total.connected > previous.connected || connect_seconds == 0)
-        connect_seconds = report.seconds;
-    report.connect_seconds = connect_seconds;
+    // Connect rate over the time from start to the last first CONNACK.
+    if (total.last_connect_ns > 0) {
+        auto last = Clock::time_point(std::chrono::nanoseconds(total.last_connect_ns));
+        report.connect_seconds = std::chrono::duration<double>(last - started).count();
+    }
     rusage usage{};
     ::getrusage(RUSAGE_SELF, &usage);
     report.cpu_user_s = cpu_seconds(usage.ru_utime);

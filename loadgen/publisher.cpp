@@ -187,12 +187,15 @@ bool Publisher::on_connack(const mqtt::connack_packet& connack) {
         return false;
     }
     keep_alive_.cancel();  // the connect timeout
-    stats_.connack_latency.record(std::chrono::steady_clock::now() - connect_started_);
+    auto now = std::chrono::steady_clock::now();
+    stats_.connack_latency.record(now - connect_started_);
     if (ever_connected_) {
         stats_.reconnected.add();
         stats_.reconnects[static_cast<std::size_t>(last_drop_)].add();
     } else {
         stats_.connected.add();
+        stats_.last_connect_ns.set(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()));
     }
     ever_connected_ = true;
     stats_.open.add();

@@ -163,8 +163,8 @@ TEST_CASE("the load generator speaks TLS with a client certificate and per-devic
         "client.key -out client.csr && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
         "-CAcreateserial -days 1 -out client.crt && touch passwords";
     for (int i = 0; i < 3; ++i) {
-        make_certs += " && mosquitto_passwd -b passwords u-" + std::to_string(i) + " pw-" +
-                      std::to_string(i * 7);
+        make_certs +=
+            " && mosquitto_passwd -b passwords u-" + std::to_string(i) + " pw-" + std::to_string(i);
     }
     std::string certs_output;
     REQUIRE(run_command(make_certs + " 2>&1", &certs_output) == 0);
@@ -177,8 +177,11 @@ TEST_CASE("the load generator speaks TLS with a client certificate and per-devic
         << "listener " << port << " 127.0.0.1\n"
         << "cafile " << d << "/ca.crt\ncertfile " << d << "/server.crt\nkeyfile " << d
         << "/server.key\nrequire_certificate true\nallow_anonymous false\npassword_file " << d
-        << "/passwords\npersistence false\n";
-    citygate::test::Process broker({"mosquitto", "-c", d + "/mosquitto.conf", "-v"},
+        << "/passwords\npersistence false\nuser root\nlog_dest stderr\n";
+    std::string mosquitto;
+    REQUIRE(run_command("command -v mosquitto", &mosquitto) == 0);
+    mosquitto.erase(mosquitto.find_last_not_of("\n") + 1);  // execv needs a path
+    citygate::test::Process broker({mosquitto, "-c", d + "/mosquitto.conf", "-v"},
                                    dir.path() / "mosquitto.log");
     REQUIRE(broker.wait_for_log("running", std::chrono::seconds(10)));
 
@@ -194,10 +197,13 @@ TEST_CASE("the load generator speaks TLS with a client certificate and per-devic
     CHECK_THAT(last_line(output), Catch::Contains("\"acknowledged\":30"));
     CHECK_THAT(last_line(output), Catch::Contains("\"tls\":true"));
 
-    // Without the client certificate the handshake fails; with a wrong password CONNACK refuses.
+    // Without the client certificate the broker refuses the TLS session; with a wrong password
+    // CONNACK refuses.
     status = run_command(common + "--password 'pw-{index}'", &output);
     CHECK(status == 1);
-    CHECK_THAT(last_line(output), Catch::Contains("\"tls_handshake\":3"));
+    // (TLS 1.3: the client's handshake completes before the server checks its certificate, so
+    // the refusal shows as the server closing the connection, never as a CONNACK.)
+    CHECK_THAT(last_line(output), Catch::Contains("\"connected\":0,\"connect_failed\":3"));
     status = run_command(
         common + "--password wrong --cert " + d + "/client.crt --key " + d + "/client.key",
         &output);
