@@ -34,6 +34,13 @@ std::string string(const toml::node& node, std::string_view option) {
     return *node.value<std::string>();
 }
 
+payload::Format format(const toml::node& node, std::string_view option) {
+    std::string text = string(node, option);
+    auto parsed = payload::parse_format(text);
+    if (!parsed) fail(option, "must be json, senml, line, number or detect, got \"" + text + "\"");
+    return *parsed;
+}
+
 bool boolean(const toml::node& node, std::string_view option) {
     if (!node.is_boolean()) fail(option, "expected true or false");
     return *node.value<bool>();
@@ -138,6 +145,33 @@ const std::map<std::string, Setter, std::less<>>& setters() {
              c.ingest.topic_templates.clear();
              for (const toml::node& item : *array)
                  c.ingest.topic_templates.push_back(string(item, o));
+         }},
+        {"ingest.default_format",
+         [](auto& n, Config& c, auto o) { c.ingest.default_format = format(n, o); }},
+        {"ingest.line_precision",
+         [](auto& n, Config& c, auto o) {
+             std::string text = string(n, o);
+             auto precision = payload::parse_precision(text);
+             if (!precision) fail(o, "must be ns, us, ms or s, got \"" + text + "\"");
+             c.ingest.line_precision = *precision;
+         }},
+        {"ingest.close_on_bad_payload",
+         [](auto& n, Config& c, auto o) { c.ingest.close_on_bad_payload = boolean(n, o); }},
+        {"ingest.format",
+         [](auto& n, Config& c, auto o) {
+             const toml::array* rules = n.as_array();
+             if (!rules) fail(o, "expected [[ingest.format]] tables");
+             c.ingest.formats.clear();
+             for (const toml::node& item : *rules) {
+                 const toml::table* rule = item.as_table();
+                 if (!rule || !(*rule)["topic"] || !(*rule)["format"] || rule->size() != 2) {
+                     fail(o, "each [[ingest.format]] has exactly topic = \"filter\" and format");
+                 }
+                 std::string filter = string(*(*rule)["topic"].node(), std::string(o) + ".topic");
+                 if (filter.empty()) fail(std::string(o) + ".topic", "must not be empty");
+                 c.ingest.formats.push_back(
+                     {filter, format(*(*rule)["format"].node(), std::string(o) + ".format")});
+             }
          }},
         {"server.io_threads",
          [](auto& n, Config& c, auto o) {

@@ -12,6 +12,7 @@
 
 #include "gateway/access_control.hpp"
 #include "gateway/log.hpp"
+#include "protocols/payload/format.hpp"
 #include "storage/engine.hpp"
 
 namespace citygate::gateway {
@@ -63,6 +64,15 @@ struct Config {
 
     struct Ingest {
         std::vector<std::string> topic_templates{"city/{district}/{type}/{device}"};
+        // Payload format by MQTT topic filter, first match wins; else default_format.
+        struct FormatRule {
+            std::string topic_filter;
+            payload::Format format = payload::Format::detect;
+        };
+        std::vector<FormatRule> formats;
+        payload::Format default_format = payload::Format::detect;
+        payload::TimePrecision line_precision = payload::TimePrecision::ns;
+        bool close_on_bad_payload = false;  // else bad payloads are counted and acknowledged
     } ingest;
 
     struct Server {

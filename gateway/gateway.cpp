@@ -138,6 +138,12 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     for (const auto& pattern : config_.ingest.topic_templates) {
         context_->templates.push_back(*payload::TopicTemplate::parse(pattern));
     }
+    for (const auto& rule : config_.ingest.formats) {
+        context_->formats.push_back({rule.topic_filter, rule.format});
+    }
+    context_->default_format = config_.ingest.default_format;
+    context_->line_precision = config_.ingest.line_precision;
+    context_->close_on_bad_payload = config_.ingest.close_on_bad_payload;
 
     unsigned io_threads = or_cores(config_.server.io_threads);
     // Room for the largest packet the engine accepts plus a read's worth of what follows it.

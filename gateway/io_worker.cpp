@@ -10,7 +10,7 @@ namespace citygate::gateway {
 IoWorker::IoWorker(GatewayContext& context, std::size_t read_buffer_size)
     : context_(context),
       read_buffer_(read_buffer_size),
-      decoder_(context.limits.maximum_packet_size) {}
+      decoder_(payload::PayloadLimits{context.limits.maximum_packet_size}) {}
 
 void IoWorker::post_completion(Completion completion) {
     bool post = false;

@@ -15,7 +15,7 @@
 #include "gateway/access_control.hpp"
 #include "gateway/metrics.hpp"
 #include "protocols/mqtt/server_session.hpp"
-#include "protocols/payload/json_decoder.hpp"
+#include "protocols/payload/payload_decoder.hpp"
 #include "protocols/payload/topic_template.hpp"
 #include "storage/engine.hpp"
 
@@ -30,6 +30,14 @@ struct GatewayContext {
     Metrics& metrics;
     AccessControl& access;
     std::vector<payload::TopicTemplate> templates;
+    struct FormatRule {
+        std::string topic_filter;
+        payload::Format format;
+    };
+    std::vector<FormatRule> formats;  // first match wins
+    payload::Format default_format = payload::Format::detect;
+    payload::TimePrecision line_precision = payload::TimePrecision::ns;
+    bool close_on_bad_payload = false;
     mqtt::server_limits limits;
     std::size_t max_connections = 0;
     std::atomic<std::size_t> connections{0};
@@ -52,7 +60,7 @@ class IoWorker {
     boost::asio::io_context& io() { return io_; }
     GatewayContext& context() { return context_; }
     std::vector<std::uint8_t>& read_buffer() { return read_buffer_; }
-    payload::JsonDecoder& decoder() { return decoder_; }
+    payload::PayloadDecoder& decoder() { return decoder_; }
 
     // Any thread. Queues a completion; the worker delivers queued completions in one batch, so a
     // busy writer costs one post per drain, not one per message.
@@ -74,7 +82,7 @@ class IoWorker {
     GatewayContext& context_;
     boost::asio::io_context io_{1};
     std::vector<std::uint8_t> read_buffer_;
-    payload::JsonDecoder decoder_;
+    payload::PayloadDecoder decoder_;
 
     std::mutex inbox_mutex_;
     std::vector<Completion> inbox_;

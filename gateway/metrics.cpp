@@ -116,9 +116,37 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
         .Register(*registry_)
         .Add({{"version", CITYGATE_VERSION}})
         .Set(1);
+    static const char* const type_names[16] = {"reserved",  "connect",  "connack",     "publish",
+                                               "puback",    "pubrec",   "pubrel",      "pubcomp",
+                                               "subscribe", "suback",   "unsubscribe", "unsuback",
+                                               "pingreq",   "pingresp", "disconnect",  "auth"};
+    auto& packets = counter_family(*registry_, "citygate_packets_total",
+                                   "MQTT control packets by direction and type");
+    for (int direction = 0; direction < 2; ++direction) {
+        for (int type = 0; type < 16; ++type) {
+            packets_[direction][type] = &packets.Add(
+                {{"direction", direction == 0 ? "in" : "out"}, {"type", type_names[type]}});
+        }
+    }
     auto& errors = counter_family(*registry_, "citygate_errors_total", "Rejected input by kind");
     for (int i = 0; i < error_kind_count; ++i) {
         errors_[i] = &errors.Add({{"kind", error_kind_name(static_cast<ErrorKind>(i))}});
+    }
+}
+
+void Metrics::count_packets(Direction direction, std::span<const std::uint8_t> bytes) {
+    std::size_t at = 0;
+    while (at < bytes.size()) {
+        unsigned type = bytes[at] >> 4;
+        // Remaining length: a variable byte integer of at most 4 bytes.
+        std::size_t length = 0, shift = 0, i = at + 1;
+        for (; i < bytes.size() && i < at + 5; ++i, shift += 7) {
+            length |= static_cast<std::size_t>(bytes[i] & 0x7F) << shift;
+            if (!(bytes[i] & 0x80)) break;
+        }
+        if (i >= bytes.size()) return;
+        packets(direction, type).Increment();
+        at = i + 1 + length;
     }
 }
 

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -63,10 +64,19 @@ class Metrics {
     prometheus::Histogram& ack_latency;
     prometheus::Counter& error(ErrorKind kind) { return *errors_[static_cast<int>(kind)]; }
 
+    // MQTT control packets by direction and type (1 CONNECT ... 15 AUTH).
+    enum class Direction { in = 0, out = 1 };
+    prometheus::Counter& packets(Direction direction, unsigned type) {
+        return *packets_[static_cast<int>(direction)][type < 16 ? type : 0];
+    }
+    // Counts every whole packet in `bytes` (a run of complete MQTT packets).
+    void count_packets(Direction direction, std::span<const std::uint8_t> bytes);
+
   private:
     explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
     std::shared_ptr<prometheus::Registry> registry_;
     prometheus::Counter* errors_[error_kind_count];
+    prometheus::Counter* packets_[2][16];
     Collector collector_;
 };
 

@@ -62,8 +62,15 @@ void MqttConnection::on_handshake(const boost::system::error_code& ec) {
     wait_readable();
 }
 
+bool MqttConnection::inflight_full() const {
+    return session_.inflight() >= worker_.context().limits.receive_maximum;
+}
+
 void MqttConnection::wait_readable() {
     if (waiting_ || reading_stopped_ || paused_ || closing_ || torn_down_) return;
+    // MQTT 3.1.1 has no receive maximum: the gateway enforces one by not reading while this many
+    // messages wait for storage (for MQTT 5 clients it is advertised in CONNACK as well).
+    if (inflight_full()) return;
     waiting_ = true;
     if (tls_) {
         tls_buffer_.resize(4096);
@@ -132,6 +139,8 @@ void MqttConnection::on_tls_read(const boost::system::error_code& ec, std::size_
 void MqttConnection::feed(std::size_t have) {
     std::vector<std::uint8_t>& buffer = worker_.read_buffer();
     std::size_t consumed = session_.on_bytes(std::span(buffer.data(), have));
+    worker_.context().metrics.count_packets(Metrics::Direction::in,
+                                            std::span(buffer.data(), consumed));
     partial_.assign(buffer.begin() + static_cast<std::ptrdiff_t>(consumed),
                     buffer.begin() + static_cast<std::ptrdiff_t>(have));
     if (partial_.empty()) partial_.shrink_to_fit();  // idle connections keep no buffer
@@ -148,6 +157,7 @@ void MqttConnection::feed(std::size_t have) {
 
 void MqttConnection::send(std::span<const std::uint8_t> bytes) {
     if (torn_down_) return;
+    worker_.context().metrics.count_packets(Metrics::Direction::out, bytes);
     outbox_.insert(outbox_.end(), bytes.begin(), bytes.end());
     flush();
 }
@@ -224,26 +234,49 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
         return;
     }
 
+    // A template level named `measurement` names the readings instead of tagging them (plain
+    // numbers, nameless SenML records); without one, the topic's last level does.
+    std::string_view measurement = message.topic.substr(message.topic.rfind('/') + 1);
+    for (auto tag = tags_.begin(); tag != tags_.end(); ++tag) {
+        if (tag->first == "measurement") {
+            measurement = tag->second;
+            tags_.erase(tag);
+            break;
+        }
+    }
+    GatewayContext& context = worker_.context();
+    payload::Format format = context.default_format;
+    for (const auto& rule : context.formats) {
+        if (topic_matches(rule.topic_filter, message.topic)) {
+            format = rule.format;
+            break;
+        }
+    }
+
     readings_.clear();
     payload::SkippedFields skipped;
-    auto ec = worker_.decoder().decode(message.payload, now_ms(), readings_, skipped);
-    std::size_t skipped_count = skipped.non_numeric + skipped.bad_name;
-    if (skipped_count)
-        metrics.error(ErrorKind::field_skipped).Increment(static_cast<double>(skipped_count));
+    auto ec = worker_.decoder().decode(format, message.payload, measurement, now_ms(), readings_,
+                                       skipped, context.line_precision);
+    if (skipped.total()) {
+        metrics.error(ErrorKind::field_skipped).Increment(static_cast<double>(skipped.total()));
+    }
     if (ec) {
         metrics.error(ErrorKind::payload_invalid).Increment();
-        CG_LOG(debug) << "bad payload on '" << message.topic << "': " << ec.message();
+        CG_LOG(debug) << "bad payload on '" << message.topic << "': " << ec.message() << " "
+                      << worker_.decoder().error_detail();
+        if (context.close_on_bad_payload) {
+            session_.disconnect(mqtt::reason_code::payload_format_invalid);
+            return;
+        }
         if (message.token) immediate_.push_back(message.token);
         return;
     }
 
-    std::vector<storage::Tag> tags;
-    tags.reserve(tags_.size());
-    for (const auto& [name, value] : tags_)
-        tags.emplace_back(name, value);
     std::vector<storage::Point> points;
     points.reserve(readings_.size());
+    std::vector<storage::Tag> tags;
     for (auto& reading : readings_) {
+        payload::merge_tags(tags_, reading.tags, tags);
         points.push_back({storage::format_series_key(reading.measurement, tags),
                           reading.timestamp_ms, reading.value});
     }
@@ -281,14 +314,8 @@ bool MqttConnection::retry_stalled() {
         stalled_.pop_front();
     }
     paused_ = false;
-    if (!partial_.empty() && !reading_stopped_ && !closing_) {
-        // Packets that arrived while paused (TLS reads ahead) may already be complete.
-        std::copy(partial_.begin(), partial_.end(), worker_.read_buffer().begin());
-        feed(partial_.size());
-        return !paused_;
-    }
-    wait_readable();
-    return true;
+    resume_reading();
+    return !paused_;
 }
 
 void MqttConnection::complete(const Completion& completion) {
@@ -313,7 +340,20 @@ void MqttConnection::complete(const Completion& completion) {
     metrics.ack_latency.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - completion.received)
             .count());
+    bool was_full = inflight_full();
     session_.complete(completion.token, durable);
+    if (was_full && !inflight_full()) resume_reading();
+}
+
+void MqttConnection::resume_reading() {
+    if (paused_ || reading_stopped_ || closing_ || torn_down_) return;
+    if (!partial_.empty()) {
+        // Packets that arrived before reading stopped (TLS reads ahead) may already be complete.
+        std::copy(partial_.begin(), partial_.end(), worker_.read_buffer().begin());
+        feed(partial_.size());
+        return;
+    }
+    wait_readable();
 }
 
 void MqttConnection::finish_immediate_completions() {

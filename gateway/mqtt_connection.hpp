@@ -61,6 +61,8 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void close(mqtt::reason_code reason) override;
 
     void wait_readable();
+    void resume_reading();
+    bool inflight_full() const;
     void on_handshake(const boost::system::error_code& ec);
     void on_readable(const boost::system::error_code& ec);
     void on_tls_read(const boost::system::error_code& ec, std::size_t n);

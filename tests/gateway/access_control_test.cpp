@@ -67,7 +67,7 @@ TEST_CASE("anonymous clients follow the policy: never, loopback only, always") {
     CHECK(always.authenticate({}, {}, {}, false, identity) == reason_code::success);
 }
 
-TEST_CASE("a verified certificate's CN is the identity; a username may not claim another") {
+TEST_CASE("a verified certificate's CN is the identity and a username may not claim another") {
     AccessControl access({AnonymousPolicy::never, {}, {}});
     Identity identity;
     CHECK(access.authenticate({}, {}, "air-000042", false, identity) == reason_code::success);

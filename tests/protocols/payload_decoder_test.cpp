@@ -119,7 +119,7 @@ TEST_CASE("JSON objects decode through PayloadDecoder as through JsonDecoder") {
     CHECK(decode(Format::json, "35").ec == payload::errc::not_an_object);
 }
 
-TEST_CASE("format and precision names round-trip; unknown names are refused") {
+TEST_CASE("format and precision names round-trip and unknown names are refused") {
     for (Format format :
          {Format::json, Format::senml, Format::line, Format::number, Format::detect})
         CHECK(payload::parse_format(payload::format_name(format)) == format);

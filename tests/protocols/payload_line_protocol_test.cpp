@@ -63,7 +63,7 @@ TEST_CASE("each field is a reading named measurement_field, with the line's tags
     }
 }
 
-TEST_CASE("a field called value maps to the measurement alone; no timestamp means arrival") {
+TEST_CASE("a field called value maps to the measurement alone and no timestamp means arrival") {
     auto r = line("temperature,room=kitchen value=21.5");
     REQUIRE_FALSE(r.ec);
     REQUIRE(r.readings.size() == 1);
@@ -220,7 +220,7 @@ TEST_CASE("too many tags, overlong tag values and names") {
     CHECK(r.skipped.bad_name == 1);
 }
 
-TEST_CASE("more lines than the limit are refused; blank lines and comments do not count") {
+TEST_CASE("more lines than the limit are refused but blank lines and comments do not count") {
     PayloadLimits limits;
     limits.max_lines = 2;
     CHECK_FALSE(line("# c\na v=1\n\nb v=2\n# d\n", TimePrecision::ns, limits).ec);
