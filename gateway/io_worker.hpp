@@ -40,7 +40,8 @@ struct GatewayContext {
     bool close_on_bad_payload = false;
     mqtt::server_limits limits;
     std::size_t max_connections = 0;
-    std::atomic<std::size_t> connections{0};
+    std::atomic<std::size_t> connections{0};  // accepted sockets
+    std::atomic<std::size_t> sessions{0};     // accepted CONNECTs
     // Storage writes accepted by try_write whose completion has not yet reached its connection.
     std::atomic<std::int64_t> pending_writes{0};
 };

@@ -367,7 +367,7 @@ void MqttConnection::finish_immediate_completions() {
 
 mqtt::reason_code MqttConnection::authenticate(const mqtt::connect_request& request) {
     GatewayContext& context = worker_.context();
-    if (context.connections.load() > context.max_connections) {
+    if (context.sessions.load() >= context.max_connections) {
         context.metrics.connects_refused.Increment();
         context.metrics.error(ErrorKind::connection_limit).Increment();
         return mqtt::reason_code::server_busy;
@@ -384,6 +384,8 @@ mqtt::reason_code MqttConnection::authenticate(const mqtt::connect_request& requ
         return verdict;
     }
     context.metrics.connects_accepted.Increment();
+    context.sessions.fetch_add(1);
+    counted_session_ = true;
     CG_LOG(debug) << "client '" << request.client_id << "' connected as "
                   << (identity_.anonymous ? std::string("anonymous") : identity_.user) << " (MQTT "
                   << (request.version == mqtt::protocol_version::v5 ? "5" : "3.1.1")
@@ -463,6 +465,7 @@ void MqttConnection::teardown() {
     stalled_.clear();
     worker_.remove(this);
     worker_.context().connections.fetch_sub(1);
+    if (counted_session_) worker_.context().sessions.fetch_sub(1);
     (tls_ ? worker_.context().metrics.connections_tls : worker_.context().metrics.connections)
         .Decrement();
 }

@@ -104,6 +104,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     bool writing_now_ = false;
     bool closing_ = false;  // the engine said close: flush, then close the socket
     bool torn_down_ = false;
+    bool counted_session_ = false;  // counted in GatewayContext::sessions
 };
 
 }  // namespace citygate::gateway

@@ -6,6 +6,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "gateway/io_worker.hpp"
 
@@ -28,6 +29,7 @@ class MqttListener : public std::enable_shared_from_this<MqttListener> {
 
     IoWorker& worker_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer retry_;  // after a failed accept (out of descriptors)
     boost::asio::ssl::context* tls_;
 };
 
