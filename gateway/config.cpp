@@ -146,6 +146,8 @@ const std::map<std::string, Setter, std::less<>>& setters() {
              for (const toml::node& item : *array)
                  c.ingest.topic_templates.push_back(string(item, o));
          }},
+        {"storage.test_write_delay",
+         [](auto& n, Config& c, auto o) { c.storage.test_write_delay = duration(n, o); }},
         {"ingest.default_format",
          [](auto& n, Config& c, auto o) { c.ingest.default_format = format(n, o); }},
         {"ingest.line_precision",

@@ -102,7 +102,10 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     options.partition_window = config_.storage.partition_window;
     options.out_of_order_window = config_.storage.out_of_order_window;
     options.retention = config_.storage.retention;
-    options.on_batch = [this](const storage::BatchReport& report) {
+    options.on_batch = [this, delay = config_.storage.test_write_delay](
+                           const storage::BatchReport& report) {
+        // Runs on the writer thread before the batch's callbacks: a delay here slows storage.
+        if (delay.count() > 0) std::this_thread::sleep_for(delay);
         metrics_.samples_written.Increment(static_cast<double>(report.points));
         metrics_.batch_points.Observe(static_cast<double>(report.points));
         metrics_.write_latency.Observe(std::chrono::duration<double>(report.write_latency).count());
