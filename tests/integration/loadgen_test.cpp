@@ -79,7 +79,7 @@ std::string loadgen(const GatewayUnderTest& gateway, const std::string& flags) {
 
 }  // namespace
 
-TEST_CASE("--verify proves every acknowledged reading stored, over MQTT 5 QoS 2 from 3 addresses") {
+TEST_CASE("loadgen --verify proves every acknowledged reading stored, over MQTT 5 QoS 2 from 3 addresses") {
     GatewayUnderTest gateway;
     std::string output;
     int status = run_command(loadgen(gateway,
@@ -99,7 +99,7 @@ TEST_CASE("--verify proves every acknowledged reading stored, over MQTT 5 QoS 2 
     CHECK(uint64_t(report["verify"]["readings_expected"]) >= 12 * 20);
 }
 
-TEST_CASE("--verify catches readings the gateway acknowledged but did not store") {
+TEST_CASE("loadgen --verify catches readings the gateway acknowledged but did not store") {
     // Only air sensors match the template: the others are acknowledged and counted as
     // topic_unmatched, so their readings are missing from the store.
     GatewayUnderTest gateway("[ingest]\ntopic_templates = [\"city/{district}/air/{device}\"]\n");
