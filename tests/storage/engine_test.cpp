@@ -242,7 +242,7 @@ TEST_CASE("late samples within the window are accepted, beyond it rejected and c
     CHECK(r.value()[0].values == std::vector<double>{2, 1, 4});
 }
 
-TEST_CASE("the series limit rejects new series and counts them; known series still write") {
+TEST_CASE("the series limit rejects new series and counts them while known series still write") {
     TempDir dir;
     auto o = options_for(dir, 1);
     o.max_series_per_shard = 3;

@@ -19,7 +19,7 @@ constexpr std::int64_t kHour = 3'600'000;
 constexpr std::int64_t kT0 = 1'718'409'600'000;
 }  // namespace
 
-TEST_CASE("windows are partitions; retention drops whole expired windows") {
+TEST_CASE("windows are partitions and retention drops whole expired windows") {
     TempDir dir;
     std::atomic<std::int64_t> now{kT0 + 3 * kHour};
     EngineOptions o;
