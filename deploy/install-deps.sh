@@ -14,6 +14,7 @@ packages=(
   libsimdjson-dev libtomlplusplus-dev libssl-dev
   mosquitto mosquitto-clients curl
   chromium
+  prometheus python3-yaml
 )
 
 missing=()
