@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""Validates what can be validated here of deploy/'s packaging and deployment files:
+- every YAML file under deploy/ parses;
+- Kubernetes: the objects and their cross-references (selectors, named ports, volumes, probes on
+  /readyz and /healthz, the ServiceMonitor's Service, kustomization resources), a non-root pod,
+  and the ConfigMap's TOML accepted by `citygate --check-config`;
+- docker-compose.yml: the services, and every file it mounts or builds from exists;
+- Dockerfile: Debian 12 stages, non-root user, volume, ports, health check, and a runtime
+  package list that provides every shared library the built binaries load (ldd + dpkg);
+- systemd unit: `systemd-analyze verify` prints nothing, hardening options present, and
+  `systemd-analyze security --offline` rates its exposure at most 2.0.
+No Docker engine or Kubernetes cluster is needed (or available): images are not built here.
+Usage: deploy_files.py CITYGATE_BINARY LOADGEN_BINARY
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+DEPLOY = os.path.join(ROOT, "deploy")
+failures, skipped = [], []
+
+
+def check(ok, message):
+    if not ok:
+        failures.append(message)
+        print("FAIL:", message)
+    return ok
+
+
+def load_all(path):
+    with open(path) as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc is not None]
+
+
+def check_yaml():
+    paths = sorted(glob.glob(os.path.join(DEPLOY, "**", "*.y*ml"), recursive=True))
+    for path in paths:
+        try:
+            load_all(path)
+        except yaml.YAMLError as error:
+            check(False, f"{os.path.relpath(path, ROOT)} does not parse: {error}")
+    print(f"yaml: {len(paths)} files parse")
+
+
+def check_kubernetes(citygate):
+    k8s = os.path.join(DEPLOY, "kubernetes")
+    kustomization = load_all(os.path.join(k8s, "kustomization.yaml"))[0]
+    files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(k8s, "*.yaml")))
+    check(sorted(kustomization["resources"]) == sorted(f for f in files if f != "kustomization.yaml"),
+          f"kustomization.yaml resources {kustomization['resources']} differ from the files {files}")
+    objects = [doc for name in kustomization["resources"] for doc in load_all(os.path.join(k8s, name))]
+    by_kind = {}
+    for obj in objects:
+        check({"apiVersion", "kind", "metadata"} <= obj.keys(), f"object without apiVersion/kind/metadata: {obj}")
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    for kind in ("StatefulSet", "Service", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap"):
+        check(kind in by_kind, f"no {kind} in deploy/kubernetes")
+    sts = by_kind["StatefulSet"][0]
+    spec, pod = sts["spec"], sts["spec"]["template"]["spec"]
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    matches = lambda selector: all(pod_labels.get(k) == v for k, v in selector.items())
+    check(matches(spec["selector"]["matchLabels"]), "StatefulSet selector does not match its pods")
+    claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])}
+    check("data" in claims, "StatefulSet has no volumeClaimTemplate for the data volume")
+    services = {s["metadata"]["name"]: s for s in by_kind["Service"]}
+    check(spec["serviceName"] in services and services[spec["serviceName"]]["spec"].get("clusterIP") == "None",
+          "StatefulSet serviceName is not a headless Service")
+    volumes = {v["name"] for v in pod.get("volumes", [])} | claims
+    container = pod["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    check(ports == {"mqtt": 1883, "mqtts": 8883, "http": 8080}, f"container ports {ports}")
+    for mount in container["volumeMounts"]:
+        check(mount["name"] in volumes, f"volumeMount {mount['name']} has no volume")
+    check(any(m["mountPath"] == "/var/lib/citygate" and m["name"] in claims for m in container["volumeMounts"]),
+          "the data directory is not on the claimed volume")
+    check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness is not /readyz")
+    check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness is not /healthz")
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        if probe in container:
+            check(container[probe]["httpGet"]["port"] in ports, f"{probe} port is not a container port")
+    check(pod["securityContext"].get("runAsNonRoot") is True, "pod may run as root")
+    check(container["securityContext"].get("allowPrivilegeEscalation") is False, "privilege escalation allowed")
+    check(container["securityContext"]["capabilities"]["drop"] == ["ALL"], "capabilities not dropped")
+    for name, service in services.items():
+        check(matches(service["spec"]["selector"]), f"Service {name} selects no citygate pod")
+        for port in service["spec"]["ports"]:
+            check(port["targetPort"] in ports, f"Service {name} targets unknown port {port['targetPort']}")
+    exposed = {p["port"] for s in services.values() for p in s["spec"]["ports"]}
+    check({1883, 8080} <= exposed, "no Service for MQTT and HTTP")
+    pdb = by_kind["PodDisruptionBudget"][0]["spec"]
+    check(matches(pdb["selector"]["matchLabels"]), "PodDisruptionBudget selects no citygate pod")
+    monitor = by_kind["ServiceMonitor"][0]["spec"]
+    monitored = [s for s in services.values()
+                 if all(s["metadata"]["labels"].get(k) == v for k, v in monitor["selector"]["matchLabels"].items())]
+    check(len(monitored) == 1, f"the ServiceMonitor selects {len(monitored)} Services, not exactly one")
+    for endpoint in monitor["endpoints"]:
+        check(any(p["name"] == endpoint["port"] for s in monitored for p in s["spec"]["ports"]),
+              f"ServiceMonitor endpoint port {endpoint['port']} is not on the Service")
+    check("/metrics" in [e.get("path") for e in monitor["endpoints"]], "ServiceMonitor does not scrape /metrics")
+    config_maps = {c["metadata"]["name"]: c for c in by_kind["ConfigMap"]}
+    config_volume = next(v for v in pod["volumes"] if v["name"] == "config")
+    config_map = config_maps.get(config_volume["configMap"]["name"])
+    if check(config_map is not None, "the config volume names no ConfigMap here"):
+        check(f"/etc/citygate/citygate.toml" in container["args"] or "--config" in container["args"],
+              "the container is not started with the ConfigMap's file")
+        with tempfile.NamedTemporaryFile("w", suffix=".toml") as toml:
+            toml.write(config_map["data"]["citygate.toml"])
+            toml.flush()
+            result = subprocess.run([citygate, "--config", toml.name, "--check-config"],
+                                    capture_output=True, text=True, timeout=30)
+            check(result.returncode == 0, f"citygate --check-config refuses the ConfigMap: {result.stdout}{result.stderr}")
+    print(f"kubernetes: {len(objects)} objects checked")
+
+
+def check_compose():
+    compose = load_all(os.path.join(DEPLOY, "docker-compose.yml"))[0]
+    services = compose["services"]
+    check({"citygate", "prometheus", "grafana", "mosquitto"} <= services.keys(), f"compose services {list(services)}")
+    build = services["citygate"]["build"]
+    check(os.path.isfile(os.path.join(DEPLOY, build["context"], build["dockerfile"])), "compose builds no Dockerfile")
+    named = set(compose.get("volumes", {}))
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("."):
+                check(os.path.exists(os.path.join(DEPLOY, source)), f"compose {name} mounts missing {source}")
+            else:
+                check(source in named, f"compose {name} uses undeclared volume {source}")
+    check(any(v.endswith(":/var/lib/citygate") for v in services["citygate"]["volumes"]), "citygate data is not a volume")
+    prometheus_config = next(a for a in services["prometheus"]["command"] if a.startswith("--config.file="))
+    check(os.path.isfile(os.path.join(DEPLOY, "prometheus", os.path.basename(prometheus_config.split("=", 1)[1]))),
+          "the compose Prometheus config is not in deploy/prometheus")
+    provider = load_all(os.path.join(DEPLOY, "grafana", "provisioning", "dashboards", "citygate.yml"))[0]
+    dashboard_dir = provider["providers"][0]["options"]["path"]
+    check(any(v.startswith("./grafana:" + dashboard_dir) for v in services["grafana"]["volumes"]),
+          "Grafana's dashboard provider path is not where compose mounts deploy/grafana")
+    bridge = open(os.path.join(DEPLOY, "mosquitto", "bridge.conf")).read()
+    check(re.search(r"^address citygate:1883$", bridge, re.M) is not None, "mosquitto does not bridge to citygate")
+    print(f"compose: {len(services)} services checked")
+
+
+def check_dockerfile(binaries):
+    text = open(os.path.join(DEPLOY, "Dockerfile")).read()
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?", text, re.M)
+    check(len(stages) >= 2 and all(image.startswith("debian:12") for image, _ in stages),
+          f"Dockerfile stages are not Debian 12 multi-stage: {stages}")
+    runtime = text[text.rindex("\nFROM "):]
+    check(re.search(r"^USER (?!root|0\b)\S+", runtime, re.M) is not None, "the runtime stage runs as root")
+    check('VOLUME ["/var/lib/citygate"]' in runtime, "no data volume /var/lib/citygate")
+    check(re.search(r"^EXPOSE 1883 8883 8080$", runtime, re.M) is not None, "EXPOSE 1883 8883 8080 missing")
+    check(re.search(r"HEALTHCHECK[^\n]*\\\n[^\n]*/healthz", runtime) is not None, "no HEALTHCHECK on /healthz")
+    for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        check(source == "." or os.path.exists(os.path.join(ROOT, source)), f"Dockerfile copies missing {source}")
+    install = re.search(r"apt-get install[^\n]*\\\n((?:[^\n]*\\\n)+)", runtime)
+    listed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", install.group(1).replace("\\", " ").split("&&")[0]))
+    if shutil.which("dpkg-query") is None or shutil.which("ldd") is None:
+        skipped.append("Dockerfile runtime libraries (no dpkg/ldd)")
+        return
+    status = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Priority}\t${Depends}\t${Pre-Depends}\n"],
+                            capture_output=True, text=True).stdout
+    installed = {}
+    for line in status.splitlines():
+        name, priority, depends, pre = (line.split("\t") + ["", "", ""])[:4]
+        installed[name] = (priority, re.findall(r"(?:^|[,|]\s*)([a-z0-9][a-z0-9.+-]+)", f"{depends}, {pre}"))
+    for package in sorted(listed):
+        check(package in installed, f"runtime package {package} is not a Debian 12 package installed here")
+    provided, todo = set(), [p for p in installed if installed[p][0] == "required"] + sorted(listed)
+    while todo:  # the listed packages, what apt brings with them, and debian:12-slim's own
+        package = todo.pop().split(":")[0]
+        if package in provided or package not in installed:
+            continue
+        provided.add(package)
+        todo.extend(installed[package][1])
+    libraries = set()
+    for binary in binaries:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+        libraries.update(m for m in re.findall(r"=> (/\S+)", out))
+    for library in sorted(libraries):
+        owner = subprocess.run(["dpkg", "-S", os.path.realpath(library)], capture_output=True, text=True)
+        if owner.returncode != 0:
+            owner = subprocess.run(["dpkg", "-S", library], capture_output=True, text=True)
+        packages = {p.strip().split(":")[0] for p in owner.stdout.split(": ")[0].split(",")} if owner.returncode == 0 else set()
+        check(packages & provided, f"{library} (package {packages or '?'}) is not in the runtime image")
+    print(f"Dockerfile: {len(stages)} stages, {len(libraries)} shared libraries covered by {sorted(listed)}")
+
+
+def check_systemd(citygate):
+    unit = os.path.join(DEPLOY, "systemd", "citygate.service")
+    text = open(unit).read()
+    for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/citygate",
+                   "PrivateTmp=yes", "CapabilityBoundingSet=\n", "ProtectHome=yes", "SystemCallFilter=",
+                   "RestrictAddressFamilies=", "KillSignal=SIGTERM"):
+        check(option in text, f"citygate.service lacks {option.strip()}")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        # Only for this check; nothing here needs a running systemd.
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd"],
+                       capture_output=True, timeout=300, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        skipped.append("systemd-analyze verify (systemd not installed)")
+        return
+    with tempfile.TemporaryDirectory(prefix="citygate-systemd.") as work:
+        # verify checks that ExecStart's program exists: point it at the binary just built.
+        copy = os.path.join(work, "citygate.service")
+        with open(copy, "w") as f:
+            f.write(text.replace("/usr/bin/citygate", os.path.abspath(citygate)))
+        result = subprocess.run([analyze, "verify", "--man=no", copy], capture_output=True, text=True, timeout=60)
+        output = (result.stdout + result.stderr).strip()
+        check(result.returncode == 0 and not output, f"systemd-analyze verify: rc {result.returncode}: {output}")
+        result = subprocess.run([analyze, "security", "--offline=yes", "--no-pager", copy],
+                                capture_output=True, text=True, timeout=60)
+        exposure = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout + result.stderr)
+        if check(exposure is not None, f"systemd-analyze security gave no rating: {result.stdout}{result.stderr}"):
+            check(float(exposure.group(1)) <= 2.0, f"systemd exposure {exposure.group(1)} above 2.0")
+            print(f"systemd: verify clean, exposure {exposure.group(1)}")
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    citygate, loadgen = sys.argv[1:]
+    check_yaml()
+    check_kubernetes(citygate)
+    check_compose()
+    check_dockerfile([citygate, loadgen])
+    check_systemd(citygate)
+    print("not run here: docker build / docker compose up (no Docker engine), kubectl apply (no cluster)")
+    if failures:
+        sys.exit(f"{len(failures)} problem(s)")
+    if skipped:
+        print("SKIP: not checked:", "; ".join(skipped))
+        sys.exit(77)
+    print("PASS: deploy files valid")
+
+
+if __name__ == "__main__":
+    main()
