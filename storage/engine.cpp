@@ -555,4 +555,11 @@ std::uint64_t Engine::disk_bytes() const {
     return total;
 }
 
+std::vector<RocksDbFigures> Engine::rocksdb_figures() const {
+    std::vector<RocksDbFigures> figures;
+    for (auto& shard : impl_->shards)
+        figures.push_back(shard->rocksdb_figures());
+    return figures;
+}
+
 }  // namespace citygate::storage

@@ -101,6 +101,16 @@ struct EngineStats {
     std::vector<std::uint64_t> flusher_busy_ns;
 };
 
+// One shard's RocksDB figures (all column families together).
+struct RocksDbFigures {
+    std::uint64_t memtable_bytes = 0;            // rocksdb.cur-size-all-mem-tables
+    std::uint64_t pending_compaction_bytes = 0;  // rocksdb.estimate-pending-compaction-bytes
+    std::uint64_t delayed_write_rate = 0;        // bytes/s while writes are slowed, else 0
+    bool writes_stopped = false;                 // rocksdb.is-write-stopped
+    std::uint64_t wal_bytes = 0;                 // live write-ahead log files
+    std::uint64_t running_compactions = 0;
+};
+
 // Called on a writer thread once every point of one try_write() is in the WAL (status ok), or
 // when the write failed (status carries why). Called exactly once. Outcomes:
 // - ok: every point was accepted and is in the WAL (and fsynced with FsyncPolicy::batch).
@@ -206,6 +216,9 @@ class Engine {
     void enforce_retention();
     // Bytes of SST files on disk (excludes the WAL), over all shards.
     [[nodiscard]] std::uint64_t disk_bytes() const;
+    // RocksDB health figures of every shard, for monitoring. Thread safe; reads properties and
+    // lists the shard directories (cheap, but not for a hot path).
+    [[nodiscard]] std::vector<RocksDbFigures> rocksdb_figures() const;
     // The shard a series key belongs to (hash of its tag part).
     [[nodiscard]] unsigned shard_of(std::string_view series_key) const;
 

@@ -423,6 +423,38 @@ std::uint64_t Shard::disk_bytes() const {
     return total;
 }
 
+RocksDbFigures Shard::rocksdb_figures() const {
+    RocksDbFigures figures;
+    auto aggregated = [&](const std::string& property) {
+        std::uint64_t value = 0;
+        return db_->GetAggregatedIntProperty(property, &value) ? value : 0;
+    };
+    figures.memtable_bytes = aggregated(rocksdb::DB::Properties::kCurSizeAllMemTables);
+    figures.pending_compaction_bytes =
+        aggregated(rocksdb::DB::Properties::kEstimatePendingCompactionBytes);
+    std::uint64_t value = 0;
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kActualDelayedWriteRate, &value)) {
+        figures.delayed_write_rate = value;
+    }
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kIsWriteStopped, &value)) {
+        figures.writes_stopped = value != 0;
+    }
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kNumRunningCompactions, &value)) {
+        figures.running_compactions = value;
+    }
+    // Live WAL files are the *.log files of the shard's directory.
+    std::error_code ec;
+    auto path = options_.directory / ("shard-" + std::to_string(options_.index));
+    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+        if (entry.path().extension() == ".log") {
+            std::error_code size_ec;
+            auto size = entry.file_size(size_ec);
+            if (!size_ec) figures.wal_bytes += size;
+        }
+    }
+    return figures;
+}
+
 void Shard::run() {
     std::deque<QueuedWrite> work;
     std::deque<std::function<void()>> tasks;

@@ -115,6 +115,7 @@ class Shard {
     [[nodiscard]] Status flush_now();
     [[nodiscard]] Status compact_all();
     std::uint64_t disk_bytes() const;
+    RocksDbFigures rocksdb_figures() const;
     void enforce_retention_now();
 
   private:
