@@ -186,6 +186,22 @@ const std::map<std::string, Setter, std::less<>>& setters() {
                  fail(o, "must be debug, info, warn or error, got \"" + level + "\"");
              }
          }},
+        {"server.log_format",
+         [](auto& n, Config& c, auto o) {
+             std::string text = string(n, o);
+             if (!log::parse_format(text, c.server.log_format)) {
+                 fail(o, "must be \"text\" or \"json\", got \"" + text + "\"");
+             }
+         }},
+        {"city.max_pairs",
+         [](auto& n, Config& c, auto o) {
+             c.city.max_pairs = integer<std::size_t>(n, o, 0, 1'000'000);
+         }},
+        {"city.district_tag",
+         [](auto& n, Config& c, auto o) {
+             c.city.district_tag = string(n, o);
+             if (c.city.district_tag.empty()) fail(o, "must not be empty");
+         }},
         {"server.shutdown_timeout",
          [](auto& n, Config& c, auto o) { c.server.shutdown_timeout = duration(n, o); }},
     };

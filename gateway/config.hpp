@@ -77,9 +77,17 @@ struct Config {
         bool close_on_bad_payload = false;  // else bad payloads are counted and acknowledged
     } ingest;
 
+    // City aggregates for dashboards (/metrics/city, the status page): 1-minute averages per
+    // district and measurement.
+    struct City {
+        std::size_t max_pairs = 4096;           // distinct (district, measurement) pairs; 0: off
+        std::string district_tag = "district";  // the tag that names a reading's district
+    } city;
+
     struct Server {
         unsigned io_threads = 0;  // 0: one per core
         log::Level log_level = log::Level::info;
+        log::Format log_format = log::Format::text;
         std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(10);
     } server;
 };

@@ -72,7 +72,34 @@ void collect_storage_metrics(const storage::Engine& engine,
     auto disk =
         family("citygate_storage_disk_bytes", "Bytes of SST files on disk", MetricType::Gauge);
     add_sample(disk, static_cast<double>(engine.disk_bytes()));
-    for (auto* f : {&series, &rejected, &depth, &written, &head, &batches, &disk}) {
+    auto memtable = family("citygate_rocksdb_memtable_bytes", "RocksDB memtable bytes of a shard",
+                           MetricType::Gauge);
+    auto pending =
+        family("citygate_rocksdb_pending_compaction_bytes",
+               "RocksDB estimate of bytes compaction still has to rewrite", MetricType::Gauge);
+    auto delayed = family("citygate_rocksdb_delayed_write_rate_bytes",
+                          "RocksDB write rate limit while writes are slowed (0: not slowed)",
+                          MetricType::Gauge);
+    auto stopped =
+        family("citygate_rocksdb_write_stopped",
+               "1 while RocksDB stops writes of a shard (a write stall)", MetricType::Gauge);
+    auto wal = family("citygate_rocksdb_wal_bytes", "Bytes of live write-ahead log files",
+                      MetricType::Gauge);
+    auto compactions =
+        family("citygate_rocksdb_running_compactions", "Compactions running", MetricType::Gauge);
+    auto figures = engine.rocksdb_figures();
+    for (std::size_t shard = 0; shard < figures.size(); ++shard) {
+        std::vector<prometheus::ClientMetric::Label> label = {{"shard", std::to_string(shard)}};
+        const auto& f = figures[shard];
+        add_sample(memtable, static_cast<double>(f.memtable_bytes), label);
+        add_sample(pending, static_cast<double>(f.pending_compaction_bytes), label);
+        add_sample(delayed, static_cast<double>(f.delayed_write_rate), label);
+        add_sample(stopped, f.writes_stopped ? 1 : 0, label);
+        add_sample(wal, static_cast<double>(f.wal_bytes), label);
+        add_sample(compactions, static_cast<double>(f.running_compactions), label);
+    }
+    for (auto* f : {&series, &rejected, &depth, &written, &head, &batches, &disk, &memtable,
+                    &pending, &delayed, &stopped, &wal, &compactions}) {
         families.push_back(std::move(*f));
     }
 }
@@ -86,6 +113,7 @@ unsigned or_cores(unsigned configured) {
 Gateway::Gateway(Config config) : config_(std::move(config)) {
     validate(config_);
     log::set_level(config_.server.log_level);
+    log::set_format(config_.server.log_format);
 
     std::error_code dir_error;
     std::filesystem::create_directories(config_.storage.data_dir, dir_error);
@@ -147,6 +175,11 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     context_->default_format = config_.ingest.default_format;
     context_->line_precision = config_.ingest.line_precision;
     context_->close_on_bad_payload = config_.ingest.close_on_bad_payload;
+    if (config_.city.max_pairs > 0) {
+        city_ = std::make_unique<CityAggregates>(config_.city.max_pairs);
+        context_->city = city_.get();
+        context_->city_district_tag = config_.city.district_tag;
+    }
 
     unsigned io_threads = or_cores(config_.server.io_threads);
     // Room for the largest packet the engine accepts plus a read's worth of what follows it.
@@ -166,6 +199,9 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     query_limits.max_series = config_.http.max_query_series;
     query_limits.max_points = config_.http.max_query_points;
     api_ = std::make_unique<HttpApi>(*engine_, metrics_, ready_, query_limits);
+    status_ = std::make_unique<StatusPage>(*engine_, metrics_, city_.get(),
+                                           config_.storage.queue_capacity);
+    api_->set_status(status_.get(), city_.get());
     try {
         http_ = std::make_unique<HttpServer>(
             http_io_, endpoint_of(config_.http.listen, config_.http.port, "http.listen"),
@@ -234,20 +270,22 @@ void Gateway::run() {
     for (auto& listener : listeners_)
         listener->start();
     http_->start();
+    status_->start(http_io_);
     for (auto& worker : workers_) {
         threads_.emplace_back([io = &worker->io()] { io->run(); });
     }
     for (unsigned i = 0; i < config_.http.threads; ++i) {
         threads_.emplace_back([this] { http_io_.run(); });
     }
-    CG_LOG(info) << "mqtt listening on " << config_.mqtt.listen << ":" << mqtt_port_ << " ("
-                 << workers_.size() << " I/O threads, " << engine_->shard_count()
-                 << " storage shards)";
+    CG_LOG(info).with("port", mqtt_port_)
+        << "mqtt listening on " << config_.mqtt.listen << ":" << mqtt_port_ << " ("
+        << workers_.size() << " I/O threads, " << engine_->shard_count() << " storage shards)";
     if (tls_port_) {
         CG_LOG(info) << "mqtts listening on " << config_.tls.listen << ":" << tls_port_
                      << (config_.tls.ca_file.empty() ? "" : " (client certificates verified)");
     }
-    CG_LOG(info) << "http listening on " << config_.http.listen << ":" << http_port_;
+    CG_LOG(info).with("port", http_port_)
+        << "http listening on " << config_.http.listen << ":" << http_port_;
     CG_LOG(info) << "data directory " << config_.storage.data_dir.string();
     ready_ = true;
 

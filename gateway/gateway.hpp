@@ -8,12 +8,14 @@
 #include <thread>
 #include <vector>
 
+#include "gateway/city_aggregates.hpp"
 #include "gateway/config.hpp"
 #include "gateway/http_api.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/io_worker.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/mqtt_listener.hpp"
+#include "gateway/status_page.hpp"
 #include "gateway/tls.hpp"
 
 namespace citygate::gateway {
@@ -49,6 +51,7 @@ class Gateway {
 
     Config config_;
     Metrics metrics_;
+    std::unique_ptr<CityAggregates> city_;  // before workers_: outlives their accumulators
     std::unique_ptr<GatewayContext> context_;
     std::vector<std::unique_ptr<IoWorker>> workers_;
     std::unique_ptr<storage::Engine> engine_;  // after workers_: destroyed first
@@ -56,6 +59,7 @@ class Gateway {
     std::unique_ptr<boost::asio::ssl::context> tls_context_;
     std::vector<std::shared_ptr<MqttListener>> listeners_;  // plain and TLS, any order
     boost::asio::io_context http_io_{1};
+    std::unique_ptr<StatusPage> status_;  // its timer runs on http_io_
     std::unique_ptr<HttpApi> api_;
     std::unique_ptr<HttpServer> http_;
     std::vector<std::thread> threads_;

@@ -2,8 +2,10 @@
 #include "gateway/http_api.hpp"
 
 #include "gateway/config.hpp"
+#include "gateway/log.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 
@@ -24,6 +26,12 @@ HttpResponse json_error(http::status status, std::string_view message) {
     append_json_string(body, message);
     body += '}';
     return json_response(status, std::move(body));
+}
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 bool parse_int64(std::string_view text, std::int64_t& value) {
@@ -169,6 +177,11 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
                  storage::QueryLimits limits)
     : engine_(engine), metrics_(metrics), ready_(ready), limits_(limits) {}
 
+void HttpApi::set_status(const StatusPage* status, const CityAggregates* city) {
+    status_ = status;
+    city_ = city;
+}
+
 HttpResponse HttpApi::handle(const HttpRequest& request) const {
     std::string_view target(request.target().data(), request.target().size());
     std::size_t question = target.find('?');
@@ -176,6 +189,7 @@ HttpResponse HttpApi::handle(const HttpRequest& request) const {
     std::string_view query =
         question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
 
+    if (path == "/api/v1/log_level") return log_level(request);
     if (request.method() != http::verb::get && request.method() != http::verb::head) {
         HttpResponse response = json_error(http::status::method_not_allowed, "use GET");
         response.set(http::field::allow, "GET, HEAD");
@@ -192,6 +206,22 @@ HttpResponse HttpApi::handle(const HttpRequest& request) const {
         response.body() = metrics_.serialize();
         return response;
     }
+    if (path == "/metrics/city" && city_) {
+        HttpResponse response(http::status::ok, 11);
+        response.set(http::field::content_type, "text/plain; version=0.0.4");
+        response.body() = CityAggregates::serialize(city_->snapshot(now_ms()));
+        return response;
+    }
+    if (path == "/" && status_) {
+        HttpResponse response(http::status::ok, 11);
+        response.set(http::field::content_type, "text/html; charset=utf-8");
+        response.set(http::field::cache_control, "no-store");
+        response.body() = std::string(StatusPage::html());
+        return response;
+    }
+    if (path == "/api/v1/status" && status_) {
+        return json_response(http::status::ok, status_->json(now_ms()));
+    }
     if (path == "/api/v1/query_range") return query_range(query);
     if (path == "/api/v1/series") return series(query);
     if (path == "/api/v1/export") return export_points(query);
@@ -204,6 +234,43 @@ HttpResponse HttpApi::handle(const HttpRequest& request) const {
                             query);
     }
     return json_error(http::status::not_found, "no such endpoint: " + std::string(path));
+}
+
+// GET answers the level; PUT or POST with a body of debug, info, warn or error (surrounding
+// whitespace and quotes ignored) sets it for the whole process.
+HttpResponse HttpApi::log_level(const HttpRequest& request) const {
+    auto answer = [](log::Level previous) {
+        std::string body = "{\"status\":\"success\",\"data\":{\"level\":\"";
+        body += log::level_name(log::level());
+        body += "\",\"previous\":\"";
+        body += log::level_name(previous);
+        body += "\"}}";
+        return json_response(http::status::ok, std::move(body));
+    };
+    http::verb method = request.method();
+    if (method == http::verb::get || method == http::verb::head) return answer(log::level());
+    if (method != http::verb::put && method != http::verb::post) {
+        HttpResponse response =
+            json_error(http::status::method_not_allowed, "use GET, PUT or POST");
+        response.set(http::field::allow, "GET, HEAD, PUT, POST");
+        return response;
+    }
+    std::string_view text = request.body();
+    auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"'; };
+    while (!text.empty() && blank(text.front()))
+        text.remove_prefix(1);
+    while (!text.empty() && blank(text.back()))
+        text.remove_suffix(1);
+    log::Level level;
+    if (!log::parse_level(text, level)) {
+        return bad_request("log level must be debug, info, warn or error");
+    }
+    log::Level previous = log::level();
+    log::set_level(level);
+    // Logged at warn so the change shows at any level it leaves.
+    CG_LOG(warn).with("level", log::level_name(level)).with("previous", log::level_name(previous))
+        << "log level changed to " << log::level_name(level) << " over HTTP";
+    return answer(previous);
 }
 
 HttpResponse HttpApi::bad_request(std::string_view message) const {

@@ -7,8 +7,10 @@
 #include <string>
 #include <string_view>
 
+#include "gateway/city_aggregates.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/metrics.hpp"
+#include "gateway/status_page.hpp"
 #include "storage/engine.hpp"
 
 namespace citygate::gateway {
@@ -18,7 +20,11 @@ class HttpApi {
     HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
             storage::QueryLimits limits = {});
 
-    // Thread safe.
+    // Serves `GET /` and `/api/v1/status` from `status` and `/metrics/city` from `city` (either
+    // may be null: not served). Call before the first request; both must outlive this object.
+    void set_status(const StatusPage* status, const CityAggregates* city);
+
+    // Thread safe. GET and HEAD everywhere; PUT or POST only on /api/v1/log_level.
     HttpResponse handle(const HttpRequest& request) const;
 
   private:
@@ -29,6 +35,7 @@ class HttpApi {
     HttpResponse label_values(std::string_view name, std::string_view query) const;
     HttpResponse export_points(std::string_view query) const;
     HttpResponse bad_request(std::string_view message) const;
+    HttpResponse log_level(const HttpRequest& request) const;
     std::optional<HttpResponse> range_parameters(std::string_view query,
                                                  storage::Selector& selector, std::int64_t& start,
                                                  std::int64_t& end) const;
@@ -37,6 +44,8 @@ class HttpApi {
     Metrics& metrics_;
     const std::atomic<bool>& ready_;
     storage::QueryLimits limits_;
+    const StatusPage* status_ = nullptr;
+    const CityAggregates* city_ = nullptr;
 };
 
 // Decodes a percent-encoded query component ('+' is a space). Returns false on a bad escape.

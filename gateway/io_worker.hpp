@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "gateway/access_control.hpp"
+#include "gateway/city_aggregates.hpp"
 #include "gateway/metrics.hpp"
 #include "protocols/mqtt/server_session.hpp"
 #include "protocols/payload/payload_decoder.hpp"
@@ -38,6 +39,8 @@ struct GatewayContext {
     payload::Format default_format = payload::Format::detect;
     payload::TimePrecision line_precision = payload::TimePrecision::ns;
     bool close_on_bad_payload = false;
+    CityAggregates* city = nullptr;  // null: city aggregates off
+    std::string city_district_tag = "district";
     mqtt::server_limits limits;
     std::size_t max_connections = 0;
     std::atomic<std::size_t> connections{0};  // accepted sockets
@@ -70,6 +73,18 @@ class IoWorker {
     // Any thread. Asks the worker to retry the writes of connections paused by backpressure.
     void post_space_available();
 
+    // Scratch space of the connection being served right now (I/O thread only): kept here so an
+    // idle connection does not carry it.
+    struct Scratch {
+        std::vector<std::pair<std::string_view, std::string_view>> tags;
+        std::vector<payload::Reading> readings;
+        std::vector<storage::Tag> series_tags;
+        // Deliveries finished without storage (refused topic or payload), completed once the
+        // session returns from on_bytes().
+        std::vector<mqtt::delivery_token> immediate;
+    };
+    Scratch& scratch() { return scratch_; }
+
     // I/O thread only.
     void pause(std::shared_ptr<MqttConnection> connection);
     void add(MqttConnection* connection) { live_.insert(connection); }
@@ -90,6 +105,7 @@ class IoWorker {
     bool drain_posted_ = false;
     std::atomic<bool> retry_posted_{false};
 
+    Scratch scratch_;
     std::vector<std::shared_ptr<MqttConnection>> paused_;
     std::unordered_set<MqttConnection*> live_;
 };

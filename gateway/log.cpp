@@ -1,17 +1,49 @@
-// Log lines: `2026-11-22T14:36:00.123Z info message`, written with one write() so lines from
-// different threads never interleave.
+// Log lines in text or JSON, written with one write() so lines from different threads never
+// interleave.
 #include "gateway/log.hpp"
 
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 namespace citygate::log {
 namespace {
 
 std::atomic<Level> current_level{Level::info};
+std::atomic<Format> current_format{Format::text};
+
+void append_json_string(std::string& out, std::string_view text) {
+    out += '"';
+    for (char c : text) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (static_cast<unsigned char>(c) < 0x20) {
+            char escaped[8];
+            std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+            out += escaped;
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+}
+
+// Text values with spaces, quotes or '=' are quoted so fields stay parseable.
+void append_text_value(std::string& out, std::string_view value) {
+    if (!value.empty() && value.find_first_of(" \"=\n") == std::string_view::npos) {
+        out += value;
+    } else {
+        append_json_string(out, value);
+    }
+}
+
+}  // namespace
 
 const char* level_name(Level level) {
     switch (level) {
@@ -27,8 +59,6 @@ const char* level_name(Level level) {
     return "?";
 }
 
-}  // namespace
-
 bool parse_level(std::string_view text, Level& level) {
     for (Level candidate : {Level::debug, Level::info, Level::warn, Level::error}) {
         if (text == level_name(candidate)) {
@@ -39,35 +69,89 @@ bool parse_level(std::string_view text, Level& level) {
     return false;
 }
 
+bool parse_format(std::string_view text, Format& format) {
+    if (text == "text") {
+        format = Format::text;
+    } else if (text == "json") {
+        format = Format::json;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 void set_level(Level level) {
     current_level.store(level, std::memory_order_relaxed);
+}
+
+Level level() {
+    return current_level.load(std::memory_order_relaxed);
+}
+
+void set_format(Format format) {
+    current_format.store(format, std::memory_order_relaxed);
+}
+
+Format format() {
+    return current_format.load(std::memory_order_relaxed);
 }
 
 bool enabled(Level level) {
     return level >= current_level.load(std::memory_order_relaxed);
 }
 
-void write(Level level, std::string_view message) {
+std::string format_line(Format format, std::string_view timestamp, Level level,
+                        std::string_view message, const std::vector<Field>& fields) {
+    std::string line;
+    line.reserve(message.size() + 64);
+    if (format == Format::json) {
+        line += "{\"ts\":";
+        append_json_string(line, timestamp);
+        line += ",\"level\":\"";
+        line += level_name(level);
+        line += "\",\"msg\":";
+        append_json_string(line, message);
+        for (const Field& field : fields) {
+            // Fields never overwrite the three fixed keys.
+            if (field.key == "ts" || field.key == "level" || field.key == "msg") continue;
+            line += ',';
+            append_json_string(line, field.key);
+            line += ':';
+            if (field.quoted) {
+                append_json_string(line, field.value);
+            } else {
+                line += field.value;
+            }
+        }
+        line += '}';
+        return line;
+    }
+    line += timestamp;
+    line += ' ';
+    line += level_name(level);
+    line += ' ';
+    line += message;
+    for (const Field& field : fields) {
+        line += ' ';
+        line += field.key;
+        line += '=';
+        append_text_value(line, field.value);
+    }
+    return line;
+}
+
+void write(Level level, std::string_view message, const std::vector<Field>& fields) {
     auto now = std::chrono::system_clock::now();
     std::time_t seconds = std::chrono::system_clock::to_time_t(now);
     auto millis =
         std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
     std::tm utc{};
     ::gmtime_r(&seconds, &utc);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+    char stamp[40];
+    std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+    std::snprintf(stamp + n, sizeof stamp - n, ".%03dZ", static_cast<int>(millis.count()));
 
-    std::string line;
-    line.reserve(message.size() + 48);
-    line += stamp;
-    line += '.';
-    line += static_cast<char>('0' + millis.count() / 100);
-    line += static_cast<char>('0' + millis.count() / 10 % 10);
-    line += static_cast<char>('0' + millis.count() % 10);
-    line += "Z ";
-    line += level_name(level);
-    line += ' ';
-    line += message;
+    std::string line = format_line(format(), stamp, level, message, fields);
     line += '\n';
     // A failed write to stderr has nowhere better to be reported.
     [[maybe_unused]] auto written = ::write(STDERR_FILENO, line.data(), line.size());

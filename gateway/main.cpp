@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
         ("io-threads", po::value<unsigned>(), "MQTT I/O threads (0: one per core)")
         ("shards", po::value<unsigned>(), "storage shards (0: one per core)")
         ("fsync", po::value<std::string>(), "WAL fsync policy: none or batch")
-        ("log-level", po::value<std::string>(), "debug, info, warn or error");
+        ("log-level", po::value<std::string>(), "debug, info, warn or error")
+        ("log-format", po::value<std::string>(), "text or json (one JSON object a line)");
     // clang-format on
 
     po::variables_map args;
@@ -93,7 +94,14 @@ int main(int argc, char** argv) {
                 throw ConfigError("--log-level: must be debug, info, warn or error");
             }
         }
+        if (args.count("log-format")) {
+            auto format = args["log-format"].as<std::string>();
+            if (!citygate::log::parse_format(format, config.server.log_format)) {
+                throw ConfigError("--log-format: must be text or json");
+            }
+        }
         citygate::gateway::validate(config);
+        citygate::log::set_format(config.server.log_format);
         if (args.count("check-config")) {
             std::cout << "configuration ok\n";
             return 0;
