@@ -15,18 +15,26 @@ std::int64_t now_ms() {
         .count();
 }
 
+// Counts a reading in the city aggregates under its district tag, if it has one.
+void add_to_city(CityAggregates& city, std::string_view district_tag,
+                 const std::vector<storage::Tag>& tags, const payload::Reading& reading) {
+    for (const auto& [name, value] : tags) {
+        if (name == district_tag) {
+            return city.local().add(value, reading.measurement, reading.timestamp_ms, reading.value,
+                                    now_ms());
+        }
+    }
+}
+
 }  // namespace
 
 MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket,
                                boost::asio::ssl::context* tls)
     : worker_(worker),
       socket_(std::move(socket)),
-      tls_(tls ? std::make_unique<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>(
-                     std::move(socket_), *tls)
-               : nullptr),
+      tls_(tls ? std::make_unique<TlsState>(std::move(socket_), *tls) : nullptr),
       session_(*this, worker.context().limits),
-      connect_timer_(worker.io()),
-      keep_alive_timer_(worker.io()) {}
+      timer_(worker.io()) {}
 
 MqttConnection::~MqttConnection() = default;
 
@@ -40,10 +48,11 @@ void MqttConnection::start() {
     socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
     session_.start();  // the connect timeout covers the TLS handshake too
     if (tls_) {
-        tls_->async_handshake(boost::asio::ssl::stream_base::server,
-                              [self = shared_from_this()](const boost::system::error_code& ec) {
-                                  self->on_handshake(ec);
-                              });
+        tls_->stream.async_handshake(
+            boost::asio::ssl::stream_base::server,
+            [self = shared_from_this()](const boost::system::error_code& ec) {
+                self->on_handshake(ec);
+            });
         return;
     }
     socket_.non_blocking(true, ec);
@@ -58,7 +67,7 @@ void MqttConnection::on_handshake(const boost::system::error_code& ec) {
         session_.on_peer_closed();
         return teardown();
     }
-    certificate_user_ = peer_common_name(tls_->native_handle());
+    tls_->certificate_user = peer_common_name(tls_->stream.native_handle());
     wait_readable();
 }
 
@@ -73,9 +82,9 @@ void MqttConnection::wait_readable() {
     if (inflight_full()) return;
     waiting_ = true;
     if (tls_) {
-        tls_buffer_.resize(4096);
-        tls_->async_read_some(
-            boost::asio::buffer(tls_buffer_),
+        tls_->buffer.resize(4096);
+        tls_->stream.async_read_some(
+            boost::asio::buffer(tls_->buffer),
             [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
                 self->waiting_ = false;
                 self->on_tls_read(ec, n);
@@ -120,8 +129,8 @@ void MqttConnection::on_tls_read(const boost::system::error_code& ec, std::size_
     worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
     if (reading_stopped_ || paused_ || closing_) {
         // Already decrypted: keep it for when reading resumes.
-        partial_.insert(partial_.end(), tls_buffer_.begin(),
-                        tls_buffer_.begin() + static_cast<std::ptrdiff_t>(n));
+        partial_.insert(partial_.end(), tls_->buffer.begin(),
+                        tls_->buffer.begin() + static_cast<std::ptrdiff_t>(n));
         return;
     }
     std::vector<std::uint8_t>& buffer = worker_.read_buffer();
@@ -131,7 +140,7 @@ void MqttConnection::on_tls_read(const boost::system::error_code& ec, std::size_
         return;
     }
     std::copy(partial_.begin(), partial_.end(), buffer.begin());
-    std::copy(tls_buffer_.begin(), tls_buffer_.begin() + static_cast<std::ptrdiff_t>(n),
+    std::copy(tls_->buffer.begin(), tls_->buffer.begin() + static_cast<std::ptrdiff_t>(n),
               buffer.begin() + static_cast<std::ptrdiff_t>(have));
     feed(have + n);
 }
@@ -175,7 +184,7 @@ void MqttConnection::flush() {
         self->on_written(ec);
     };
     if (tls_) {
-        boost::asio::async_write(*tls_, boost::asio::buffer(writing_), std::move(on_done));
+        boost::asio::async_write(tls_->stream, boost::asio::buffer(writing_), std::move(on_done));
     } else {
         boost::asio::async_write(socket_, boost::asio::buffer(writing_), std::move(on_done));
     }
@@ -209,18 +218,21 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
             break;
     }
 
+    IoWorker::Scratch& scratch = worker_.scratch();
+    auto& topic_tags = scratch.tags;  // topic tags, viewing into the template and the topic
+    auto& readings = scratch.readings;
     if (!worker_.context().access.may_publish(identity_, session_.client_id(), message.topic)) {
         metrics.error(ErrorKind::acl_denied).Increment();
         CG_LOG(debug) << "acl denies '" << message.topic << "' to "
                       << (identity_.anonymous ? std::string("anonymous") : identity_.user);
-        if (message.token) immediate_.push_back(message.token);
+        if (message.token) scratch.immediate.push_back(message.token);
         return;
     }
 
-    tags_.clear();
+    topic_tags.clear();
     const payload::TopicTemplate* matched = nullptr;
     for (const auto& candidate : worker_.context().templates) {
-        if (candidate.match(message.topic, tags_)) {
+        if (candidate.match(message.topic, topic_tags)) {
             matched = &candidate;
             break;
         }
@@ -230,17 +242,17 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
     if (!matched) {
         metrics.error(ErrorKind::topic_unmatched).Increment();
         CG_LOG(debug) << "no topic template matches '" << message.topic << "'";
-        if (message.token) immediate_.push_back(message.token);
+        if (message.token) scratch.immediate.push_back(message.token);
         return;
     }
 
     // A template level named `measurement` names the readings instead of tagging them (plain
     // numbers, nameless SenML records); without one, the topic's last level does.
     std::string_view measurement = message.topic.substr(message.topic.rfind('/') + 1);
-    for (auto tag = tags_.begin(); tag != tags_.end(); ++tag) {
+    for (auto tag = topic_tags.begin(); tag != topic_tags.end(); ++tag) {
         if (tag->first == "measurement") {
             measurement = tag->second;
-            tags_.erase(tag);
+            topic_tags.erase(tag);
             break;
         }
     }
@@ -253,9 +265,9 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
         }
     }
 
-    readings_.clear();
+    readings.clear();
     payload::SkippedFields skipped;
-    auto ec = worker_.decoder().decode(format, message.payload, measurement, now_ms(), readings_,
+    auto ec = worker_.decoder().decode(format, message.payload, measurement, now_ms(), readings,
                                        skipped, context.line_precision);
     if (skipped.total()) {
         metrics.error(ErrorKind::field_skipped).Increment(static_cast<double>(skipped.total()));
@@ -268,17 +280,18 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
             session_.disconnect(mqtt::reason_code::payload_format_invalid);
             return;
         }
-        if (message.token) immediate_.push_back(message.token);
+        if (message.token) scratch.immediate.push_back(message.token);
         return;
     }
 
     std::vector<storage::Point> points;
-    points.reserve(readings_.size());
-    std::vector<storage::Tag> tags;
-    for (auto& reading : readings_) {
-        payload::merge_tags(tags_, reading.tags, tags);
+    points.reserve(readings.size());
+    std::vector<storage::Tag>& tags = scratch.series_tags;
+    for (auto& reading : readings) {
+        payload::merge_tags(topic_tags, reading.tags, tags);
         points.push_back({storage::format_series_key(reading.measurement, tags),
                           reading.timestamp_ms, reading.value});
+        if (context.city) add_to_city(*context.city, context.city_district_tag, tags, reading);
     }
 
     if (!stalled_.empty() || !submit(points, message.token, received)) {
@@ -308,11 +321,15 @@ bool MqttConnection::submit(std::vector<storage::Point>& points, mqtt::delivery_
 }
 
 bool MqttConnection::retry_stalled() {
-    while (!stalled_.empty()) {
-        StalledWrite& next = stalled_.front();
-        if (!submit(next.points, next.token, next.received)) return false;
-        stalled_.pop_front();
+    std::size_t done = 0;
+    while (done < stalled_.size()) {
+        StalledWrite& next = stalled_[done];
+        if (!submit(next.points, next.token, next.received)) break;
+        ++done;
     }
+    stalled_.erase(stalled_.begin(), stalled_.begin() + static_cast<std::ptrdiff_t>(done));
+    if (!stalled_.empty()) return false;
+    stalled_.shrink_to_fit();
     paused_ = false;
     resume_reading();
     return !paused_;
@@ -357,8 +374,10 @@ void MqttConnection::resume_reading() {
 }
 
 void MqttConnection::finish_immediate_completions() {
+    std::vector<mqtt::delivery_token>& pending = worker_.scratch().immediate;
+    if (pending.empty()) return;
     std::vector<mqtt::delivery_token> tokens;
-    tokens.swap(immediate_);
+    tokens.swap(pending);
     for (auto token : tokens) {
         if (torn_down_) return;
         session_.complete(token, true);
@@ -373,7 +392,7 @@ mqtt::reason_code MqttConnection::authenticate(const mqtt::connect_request& requ
         return mqtt::reason_code::server_busy;
     }
     std::optional<std::string_view> certificate_user;
-    if (certificate_user_) certificate_user = *certificate_user_;
+    if (tls_ && tls_->certificate_user) certificate_user = *tls_->certificate_user;
     mqtt::reason_code verdict = context.access.authenticate(
         request.username, request.password, certificate_user, from_loopback_, identity_);
     if (verdict != mqtt::reason_code::success) {
@@ -404,25 +423,31 @@ void MqttConnection::unsubscribe(std::span<const std::string_view>) {}
 
 void MqttConnection::arm_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
     if (torn_down_) return;
-    auto& timer = kind == mqtt::timer_kind::connect_timeout ? connect_timer_ : keep_alive_timer_;
-    timer.expires_after(after);
-    timer.async_wait([self = shared_from_this(), kind, after](const boost::system::error_code& ec) {
-        if (!ec) self->on_timer(kind, after);
-    });
+    timer_kind_ = kind;
+    timer_armed_ = true;
+    timer_.expires_after(after);
+    timer_.async_wait(
+        [self = shared_from_this(), kind, after](const boost::system::error_code& ec) {
+            if (!ec) self->on_timer(kind, after);
+        });
 }
 
 void MqttConnection::on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
-    if (torn_down_) return;
-    // A client we stopped reading (backpressure, drain) is not silent: its packets wait in the
-    // socket. Give it another period instead of timing it out.
-    if (kind == mqtt::timer_kind::keep_alive && (paused_ || reading_stopped_)) {
+    if (torn_down_ || !timer_armed_ || timer_kind_ != kind) return;
+    timer_armed_ = false;
+    // A client we stopped reading (backpressure, drain, inflight at its maximum) is not silent:
+    // its packets wait in the socket. Give it another period instead of timing it out.
+    if (kind == mqtt::timer_kind::keep_alive && (paused_ || reading_stopped_ || inflight_full())) {
         return arm_timer(kind, after);
     }
     session_.on_timer(kind);
 }
 
 void MqttConnection::cancel_timer(mqtt::timer_kind kind) {
-    (kind == mqtt::timer_kind::connect_timeout ? connect_timer_ : keep_alive_timer_).cancel();
+    // The timer may already serve the other kind; cancelling this one must not stop that.
+    if (!timer_armed_ || timer_kind_ != kind) return;
+    timer_armed_ = false;
+    timer_.cancel();
 }
 
 void MqttConnection::close(mqtt::reason_code reason) {
@@ -436,8 +461,8 @@ void MqttConnection::close(mqtt::reason_code reason) {
         }
         CG_LOG(debug) << "closing mqtt connection, reason 0x" << std::hex << code;
     }
-    connect_timer_.cancel();
-    keep_alive_timer_.cancel();
+    timer_armed_ = false;
+    timer_.cancel();
     // The socket is not cancelled: that would abort the write in flight too. flush() tears the
     // connection down once the last bytes are out, which ends the readability wait.
     flush();
@@ -457,8 +482,8 @@ void MqttConnection::disconnect(mqtt::reason_code reason) {
 void MqttConnection::teardown() {
     if (torn_down_) return;
     torn_down_ = true;
-    connect_timer_.cancel();
-    keep_alive_timer_.cancel();
+    timer_armed_ = false;
+    timer_.cancel();
     boost::system::error_code ignored;
     socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
     socket().close(ignored);

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <vector>
 
@@ -69,7 +68,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     // Feeds the first `have` bytes of the worker's read buffer to the session.
     void feed(std::size_t have);
     void peer_gone(const boost::system::error_code& ec);
-    boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
+    boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->stream.next_layer() : socket_; }
     void flush();
     void on_written(const boost::system::error_code& ec);
     void on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after);
@@ -78,25 +77,31 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void finish_immediate_completions();
     void teardown();
 
+    // TLS connections only: kept apart so a plain connection does not pay for it.
+    struct TlsState {
+        TlsState(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& context)
+            : stream(std::move(socket), context) {}
+        boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream;
+        std::vector<std::uint8_t> buffer;
+        std::optional<std::string> certificate_user;  // CN of a verified client certificate
+    };
+
+    // Members are kept few and small: an idle connection should cost well under 2 KiB in all.
     IoWorker& worker_;
     boost::asio::ip::tcp::socket socket_;  // moved into tls_ for a TLS connection
-    std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> tls_;
-    std::vector<std::uint8_t> tls_buffer_;
+    std::unique_ptr<TlsState> tls_;
     mqtt::server_session session_;
     Identity identity_;
-    std::optional<std::string> certificate_user_;  // CN of a verified client certificate
+    // One timer serves both kinds: the connect timeout ends where keep-alive begins.
+    boost::asio::steady_timer timer_;
+    mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;
+    bool timer_armed_ = false;
     bool from_loopback_ = false;
-    boost::asio::steady_timer connect_timer_;
-    boost::asio::steady_timer keep_alive_timer_;
 
     std::vector<std::uint8_t> partial_;  // start of an incomplete packet, empty while idle
     std::vector<std::uint8_t> outbox_;   // bytes queued while a write is in flight
     std::vector<std::uint8_t> writing_;  // bytes of the write in flight
-    std::deque<StalledWrite> stalled_;   // refused by a full shard queue, in arrival order
-    // Deliveries finished without storage (bad topic or payload), completed after on_bytes().
-    std::vector<mqtt::delivery_token> immediate_;
-    std::vector<std::pair<std::string_view, std::string_view>> tags_;
-    std::vector<payload::Reading> readings_;
+    std::vector<StalledWrite> stalled_;  // refused by a full shard queue, in arrival order
 
     bool waiting_ = false;  // an async_wait for readability is pending
     bool reading_stopped_ = false;

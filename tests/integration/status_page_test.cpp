@@ -290,7 +290,7 @@ TEST_CASE("JSON logs: every line is one object with ts, level, msg and fields") 
     CHECK(level_field);
 }
 
-TEST_CASE("--log-format and server.log_format refuse unknown formats") {
+TEST_CASE("the log format option and flag refuse unknown formats") {
     std::string output;
     CHECK(run_command(std::string(CITYGATE_BINARY) + " --log-format xml --check-config", &output) ==
           2);
