@@ -51,6 +51,8 @@ void StatsTotals::add(const PublisherStats& s, bool with_histograms) {
     if (with_histograms) {
         connack_latency.merge(s.connack_latency);
         ack_latency.merge(s.ack_latency);
+        connack_by_second.merge(s.connack_by_second);
+        ack_by_second.merge(s.ack_by_second);
     }
 }
 

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "loadgen/latency_histogram.hpp"
+#include "loadgen/latency_timeline.hpp"
 
 namespace citygate::loadgen {
 
@@ -59,9 +60,11 @@ struct alignas(64) PublisherStats {
     Counter pings;               // PINGREQs sent
     Counter last_connect_ns;     // steady clock at the latest first CONNACK
     std::array<Counter, drop_reason_count> drops;       // each drop, by reason
-    std::array<Counter, drop_reason_count> reconnects;  // reconnects, by what they followed
+    std::array<Counter, drop_reason_count> reconnects;  // by why the connection was lost
     LatencyHistogram connack_latency;
     LatencyHistogram ack_latency;
+    LatencyTimeline connack_by_second;  // the same samples, per second of the run
+    LatencyTimeline ack_by_second;
 };
 
 // A plain sum of several threads' stats, taken after they have joined (or, for the counters
@@ -73,8 +76,10 @@ struct StatsTotals {
                   last_connect_ns = 0;  // the latest over the threads
     std::array<std::uint64_t, drop_reason_count> drops{}, reconnects{};
     LatencyHistogram connack_latency, ack_latency;
+    LatencyTimeline connack_by_second, ack_by_second;
 
-    // Adds the counters; the histograms too when `with_histograms` (the writer has stopped).
+    // Adds the counters; the histograms and timelines too when `with_histograms` (the writer has
+    // stopped).
     void add(const PublisherStats& stats, bool with_histograms);
     std::uint64_t drops_total() const;
 };

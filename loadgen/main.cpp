@@ -305,6 +305,10 @@ int main(int argc, char** argv) {
         io_threads[c % threads]->sensors.push_back(c);
 
     auto started = Clock::now();
+    for (auto& t : io_threads) {
+        t->stats.connack_by_second.start(started);
+        t->stats.ack_by_second.start(started);
+    }
     std::atomic<unsigned> threads_done{0};
     std::vector<std::thread> workers;
     for (auto& t : io_threads) {
@@ -367,6 +371,7 @@ int main(int argc, char** argv) {
         total.add(t->stats, true);
     report.timeline.push_back({report.seconds, total.open, total.connected, total.sent,
                                total.acknowledged, total.drops_total(), total.reconnected});
+    add_latency_over_time(report.timeline, total);
     // Connect rate over the time from start to the last first CONNACK.
     if (total.last_connect_ns > 0) {
         auto last = Clock::time_point(std::chrono::nanoseconds(total.last_connect_ns));

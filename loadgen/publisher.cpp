@@ -189,9 +189,10 @@ bool Publisher::on_connack(const mqtt::connack_packet& connack) {
     keep_alive_.cancel();  // the connect timeout
     auto now = std::chrono::steady_clock::now();
     stats_.connack_latency.record(now - connect_started_);
+    stats_.connack_by_second.record(now, now - connect_started_);
     if (ever_connected_) {
         stats_.reconnected.add();
-        stats_.reconnects[static_cast<std::size_t>(last_drop_)].add();
+        stats_.reconnects[static_cast<std::size_t>(lost_reason_)].add();
     } else {
         stats_.connected.add();
         stats_.last_connect_ns.set(static_cast<std::uint64_t>(
@@ -222,7 +223,9 @@ bool Publisher::acknowledge(std::uint16_t packet_id, mqtt::reason_code reason) {
         drop(DropReason::protocol_error);
         return false;
     }
-    stats_.ack_latency.record(std::chrono::steady_clock::now() - found->sent);
+    auto now = std::chrono::steady_clock::now();
+    stats_.ack_latency.record(now - found->sent);
+    stats_.ack_by_second.record(now, now - found->sent);
     if (failure(reason)) {
         stats_.negative_acks.add();
     } else {
@@ -359,8 +362,12 @@ void Publisher::flush() {
 void Publisher::drop(DropReason reason) {
     if (phase_ == Phase::finished || phase_ == Phase::backing_off) return;
     stats_.drops[static_cast<std::size_t>(reason)].add();
-    last_drop_ = reason;
-    if (phase_ == Phase::online) stats_.open.subtract();
+    if (phase_ == Phase::online) {
+        // A reconnect is filed under why the connection was lost, not under the refusals of
+        // the attempts that followed while the broker was down.
+        lost_reason_ = reason;
+        stats_.open.subtract();
+    }
     phase_ = Phase::backing_off;
     stats_.unacknowledged.add(inflight_.size());
     inflight_.clear();

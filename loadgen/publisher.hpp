@@ -136,7 +136,7 @@ class Publisher : public std::enable_shared_from_this<Publisher> {
     std::uint16_t window_ = 0;
     std::uint16_t keep_alive_s_ = 0;
     std::uint32_t failed_attempts_ = 0;
-    DropReason last_drop_ = DropReason::connect_error;
+    DropReason lost_reason_ = DropReason::closed_by_server;  // of the last online connection
     std::chrono::steady_clock::time_point connect_started_;
 
     std::vector<std::uint8_t> read_buffer_;

@@ -2,6 +2,7 @@
 // a few lines of script, so the page works offline and a headless browser can check the charts.
 #include "loadgen/run_report.hpp"
 
+#include <cmath>
 #include <cstdio>
 
 namespace citygate::loadgen {
@@ -93,7 +94,33 @@ void by_reason(JsonWriter& json, std::string_view name,
     json.close();
 }
 
+std::string fixed3(double value) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.3f", value);
+    return buffer;
+}
+
 }  // namespace
+
+void add_latency_over_time(std::vector<TimelineSample>& timeline, const StatsTotals& totals) {
+    auto slot_at = [](double t_s) {
+        return static_cast<std::size_t>(std::floor(std::max(0.0, t_s)));
+    };
+    for (std::size_t i = 1; i < timeline.size(); ++i) {
+        std::size_t first = slot_at(timeline[i - 1].t_s);
+        std::size_t last =
+            i + 1 == timeline.size() ? LatencyTimeline::max_slots : slot_at(timeline[i].t_s);
+        TimelineSample& sample = timeline[i];
+        LatencyHistogram ack = totals.ack_by_second.merged(first, last);
+        LatencyHistogram connack = totals.connack_by_second.merged(first, last);
+        sample.ack_count = ack.count();
+        sample.ack_p50_ms = millis(ack.quantile(0.5));
+        sample.ack_p99_ms = millis(ack.quantile(0.99));
+        sample.connack_count = connack.count();
+        sample.connack_p50_ms = millis(connack.quantile(0.5));
+        sample.connack_p99_ms = millis(connack.quantile(0.99));
+    }
+}
 
 std::string to_json(const RunReport& r) {
     const StatsTotals& t = r.totals;
@@ -142,6 +169,12 @@ std::string to_json(const RunReport& r) {
         json.raw(std::to_string(s.t_s));
         for (auto v : {s.open, s.connected, s.sent, s.acknowledged, s.drops, s.reconnected})
             json.raw(std::to_string(v));
+        json.raw(std::to_string(s.ack_count));
+        json.raw(fixed3(s.ack_p50_ms));
+        json.raw(fixed3(s.ack_p99_ms));
+        json.raw(std::to_string(s.connack_count));
+        json.raw(fixed3(s.connack_p50_ms));
+        json.raw(fixed3(s.connack_p99_ms));
         json.end_array();
     }
     json.end_array();
@@ -177,7 +210,8 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-
 <h1>citygate-loadgen</h1>
 <p id="summary"></p>
 <figure id="throughput"><figcaption>Throughput (messages/s)</figcaption></figure>
-<figure id="latency"><figcaption>Latency by percentile (ms)</figcaption></figure>
+<figure id="latency-over-time"><figcaption>Latency over time (ms, p50 and p99 of each second)</figcaption></figure>
+<figure id="latency"><figcaption>Latency by percentile, whole run (ms)</figcaption></figure>
 <figure id="connections"><figcaption>Connections over time</figcaption></figure>
 <h2>Totals</h2><table id="totals"></table>
 <script id="report" type="application/json">)html";
@@ -227,7 +261,8 @@ function chart(id, series, xLabel) {
   fig.appendChild(legend);
   fig.setAttribute("data-points", drawn);
 }
-// Per-second rates from the cumulative timeline: [t, open, connected, sent, acked, drops, reconnected].
+// Timeline rows: [t, open, connected, sent, acked, drops, reconnected, ack count, ack p50, ack p99,
+// connack count, connack p50, connack p99]; counters cumulative, latency of that stretch only.
 const tl = report.timeline;
 function rate(col) {
   const out = [];
@@ -240,6 +275,12 @@ function rate(col) {
 const seconds = x => x.toFixed(0) + " s";
 chart("throughput", [{name: "sent/s", color: "#1f77b4", points: rate(3)},
                      {name: "acknowledged/s", color: "#2ca02c", points: rate(4)}], seconds);
+// Latency over time: a point for each stretch in which something completed.
+const over = (n, col) => tl.filter(r => r[n] > 0).map(r => [r[0], r[col]]);
+chart("latency-over-time", [{name: "PUBACK/PUBCOMP p50", color: "#2ca02c", points: over(7, 8)},
+                            {name: "PUBACK/PUBCOMP p99", color: "#d62728", points: over(7, 9)},
+                            {name: "CONNACK p50", color: "#17becf", points: over(10, 11)},
+                            {name: "CONNACK p99", color: "#9467bd", points: over(10, 12)}], seconds);
 // Percentiles on the usual HDR axis: x = log10(1 / (1 - p)), so 90, 99, 99.9 are evenly spaced.
 const pct = [["p50", 0.5], ["p90", 0.9], ["p99", 0.99], ["p99_9", 0.999], ["max", 0.9999]];
 const hdr = h => h.count ? pct.map(([k, p]) => [Math.log10(1 / (1 - p)), h[k]]) : [];

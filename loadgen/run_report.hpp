@@ -13,11 +13,19 @@
 
 namespace citygate::loadgen {
 
-// Cumulative counters sampled once a second.
+// Cumulative counters sampled once a second, with the latency of what completed since the
+// previous sample (percentiles of that stretch's one-second histogram slots).
 struct TimelineSample {
     double t_s = 0;  // since the run started
     std::uint64_t open = 0, connected = 0, sent = 0, acknowledged = 0, drops = 0, reconnected = 0;
+    std::uint64_t ack_count = 0, connack_count = 0;
+    double ack_p50_ms = 0, ack_p99_ms = 0, connack_p50_ms = 0, connack_p99_ms = 0;
 };
+
+// Fills each sample's latency fields from the per-second slots of `totals`: sample i covers the
+// whole slots from floor(t[i-1]) to floor(t[i]); the last sample also takes every later slot, so
+// each slot counts once.
+void add_latency_over_time(std::vector<TimelineSample>& timeline, const StatsTotals& totals);
 
 struct RunReport {
     Scenario scenario;
