@@ -2,6 +2,7 @@
 #include "gateway/config.hpp"
 
 #include <charconv>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <set>
@@ -39,6 +40,14 @@ payload::Format format(const toml::node& node, std::string_view option) {
     auto parsed = payload::parse_format(text);
     if (!parsed) fail(option, "must be json, senml, line, number or detect, got \"" + text + "\"");
     return *parsed;
+}
+
+double number(const toml::node& node, std::string_view option) {
+    auto value = node.value<double>();  // integers convert too
+    if (!value || *value < 0 || !std::isfinite(*value)) {
+        fail(option, "expected a non-negative number");
+    }
+    return *value;
 }
 
 bool boolean(const toml::node& node, std::string_view option) {
@@ -101,6 +110,10 @@ const std::map<std::string, Setter, std::less<>>& setters() {
         {"auth.credentials_file",
          [](auto& n, Config& c, auto o) { c.auth.credentials_file = string(n, o); }},
         {"auth.acl_file", [](auto& n, Config& c, auto o) { c.auth.acl_file = string(n, o); }},
+        {"mqtt.max_publish_rate",
+         [](auto& n, Config& c, auto o) { c.mqtt.max_publish_rate = number(n, o); }},
+        {"mqtt.publish_burst",
+         [](auto& n, Config& c, auto o) { c.mqtt.publish_burst = number(n, o); }},
         {"http.listen", [](auto& n, Config& c, auto o) { c.http.listen = string(n, o); }},
         {"http.port",
          [](auto& n, Config& c, auto o) { c.http.port = integer<std::uint16_t>(n, o, 0, 65535); }},

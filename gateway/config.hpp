@@ -26,6 +26,10 @@ struct Config {
         std::uint16_t receive_maximum = 256;
         std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
         std::size_t max_connections = 1'000'000;
+        // PUBLISHes per second one connection may send; beyond it the gateway stops reading
+        // that socket until the rate allows more (TCP pushes back on the client). 0: no limit.
+        double max_publish_rate = 0;
+        double publish_burst = 0;  // messages allowed at once; 0: one second's worth
     } mqtt;
 
     struct Tls {

@@ -166,6 +166,9 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     context_ = std::make_unique<GatewayContext>(*engine_, metrics_, *access_);
     context_->limits = limits;
     context_->max_connections = config_.mqtt.max_connections;
+    context_->max_publish_rate = config_.mqtt.max_publish_rate;
+    context_->publish_burst = config_.mqtt.publish_burst;
+    metrics_.connections_limit.Set(static_cast<double>(config_.mqtt.max_connections));
     for (const auto& pattern : config_.ingest.topic_templates) {
         context_->templates.push_back(*payload::TopicTemplate::parse(pattern));
     }

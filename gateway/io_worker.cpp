@@ -10,7 +10,8 @@ namespace citygate::gateway {
 IoWorker::IoWorker(GatewayContext& context, std::size_t read_buffer_size)
     : context_(context),
       read_buffer_(read_buffer_size),
-      decoder_(payload::PayloadLimits{context.limits.maximum_packet_size}) {}
+      decoder_(payload::PayloadLimits{context.limits.maximum_packet_size}),
+      throttle_timer_(io_) {}
 
 void IoWorker::post_completion(Completion completion) {
     bool post = false;
@@ -40,6 +41,32 @@ void IoWorker::post_space_available() {
     boost::asio::post(io_, [this] {
         retry_posted_.store(false);
         retry_paused();
+    });
+}
+
+void IoWorker::throttle(std::shared_ptr<MqttConnection> connection,
+                        std::chrono::steady_clock::time_point until) {
+    context_.metrics.rate_limited.Increment();
+    bool earliest = throttled_.empty() || until < throttled_.top().until;
+    throttled_.push({until, std::move(connection)});
+    if (!earliest) return;
+    throttle_timer_.expires_at(until);
+    throttle_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) wake_throttled();
+    });
+}
+
+void IoWorker::wake_throttled() {
+    auto now = std::chrono::steady_clock::now();
+    while (!throttled_.empty() && throttled_.top().until <= now) {
+        auto connection = throttled_.top().connection;
+        throttled_.pop();
+        connection->end_throttle();
+    }
+    if (throttled_.empty()) return;
+    throttle_timer_.expires_at(throttled_.top().until);
+    throttle_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) wake_throttled();
     });
 }
 

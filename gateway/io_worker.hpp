@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <unordered_set>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "gateway/access_control.hpp"
 #include "gateway/city_aggregates.hpp"
@@ -43,6 +45,8 @@ struct GatewayContext {
     std::string city_district_tag = "district";
     mqtt::server_limits limits;
     std::size_t max_connections = 0;
+    double max_publish_rate = 0;  // per connection, messages/s; 0: unlimited
+    double publish_burst = 0;
     std::atomic<std::size_t> connections{0};  // accepted sockets
     std::atomic<std::size_t> sessions{0};     // accepted CONNECTs
     // Storage writes accepted by try_write whose completion has not yet reached its connection.
@@ -85,6 +89,11 @@ class IoWorker {
     };
     Scratch& scratch() { return scratch_; }
 
+    // I/O thread only. Resumes the connection's reading at `until` (publish rate limit); one
+    // timer per thread serves every throttled connection.
+    void throttle(std::shared_ptr<MqttConnection> connection,
+                  std::chrono::steady_clock::time_point until);
+
     // I/O thread only.
     void pause(std::shared_ptr<MqttConnection> connection);
     void add(MqttConnection* connection) { live_.insert(connection); }
@@ -105,6 +114,15 @@ class IoWorker {
     bool drain_posted_ = false;
     std::atomic<bool> retry_posted_{false};
 
+    void wake_throttled();
+
+    struct Throttled {
+        std::chrono::steady_clock::time_point until;
+        std::shared_ptr<MqttConnection> connection;
+        bool operator>(const Throttled& other) const { return until > other.until; }
+    };
+    std::priority_queue<Throttled, std::vector<Throttled>, std::greater<>> throttled_;
+    boost::asio::steady_timer throttle_timer_;
     Scratch scratch_;
     std::vector<std::shared_ptr<MqttConnection>> paused_;
     std::unordered_set<MqttConnection*> live_;

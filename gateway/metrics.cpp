@@ -93,6 +93,15 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
                                          "Times a connection stopped reading because a storage "
                                          "shard queue was full")
                               .Add({})),
+      rate_limited(counter_family(*registry, "citygate_rate_limited_total",
+                                  "Times a connection stopped being read because it published "
+                                  "faster than mqtt.max_publish_rate")
+                       .Add({})),
+      connections_limit(BuildGauge()
+                            .Name("citygate_connections_limit")
+                            .Help("mqtt.max_connections: CONNECTs beyond it hear server busy")
+                            .Register(*registry)
+                            .Add({})),
       batch_points(BuildHistogram()
                        .Name("citygate_storage_batch_points")
                        .Help("Points per group-committed storage batch")

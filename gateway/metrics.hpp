@@ -59,6 +59,8 @@ class Metrics {
     prometheus::Counter& bytes_sent;
     prometheus::Counter& samples_written;
     prometheus::Counter& backpressure_pauses;
+    prometheus::Counter& rate_limited;
+    prometheus::Gauge& connections_limit;
     prometheus::Histogram& batch_points;
     prometheus::Histogram& write_latency;
     prometheus::Histogram& ack_latency;

@@ -75,8 +75,37 @@ bool MqttConnection::inflight_full() const {
     return session_.inflight() >= worker_.context().limits.receive_maximum;
 }
 
+void MqttConnection::refill_rate_tokens(std::chrono::steady_clock::time_point now) {
+    double rate = worker_.context().max_publish_rate;
+    double burst =
+        worker_.context().publish_burst > 0 ? worker_.context().publish_burst : std::max(1.0, rate);
+    // A fresh connection starts with a full bucket.
+    double elapsed = rate_refilled_ == std::chrono::steady_clock::time_point{}
+                         ? burst / rate
+                         : std::chrono::duration<double>(now - rate_refilled_).count();
+    rate_tokens_ = static_cast<float>(std::min(burst, rate_tokens_ + elapsed * rate));
+    rate_refilled_ = now;
+}
+
+void MqttConnection::end_throttle() {
+    throttled_ = false;
+    resume_reading();
+}
+
 void MqttConnection::wait_readable() {
-    if (waiting_ || reading_stopped_ || paused_ || closing_ || torn_down_) return;
+    if (waiting_ || reading_stopped_ || paused_ || throttled_ || closing_ || torn_down_) return;
+    double rate = worker_.context().max_publish_rate;
+    if (rate > 0) refill_rate_tokens(std::chrono::steady_clock::now());
+    if (rate > 0 && rate_tokens_ < 0) {
+        // Over the publish rate: leave the bytes in the socket until the bucket refills, so the
+        // client is slowed by TCP instead of being disconnected.
+        throttled_ = true;
+        auto wait = std::chrono::duration<double>(-rate_tokens_ / rate);
+        worker_.throttle(shared_from_this(),
+                         std::chrono::steady_clock::now() +
+                             std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait));
+        return;
+    }
     // MQTT 3.1.1 has no receive maximum: the gateway enforces one by not reading while this many
     // messages wait for storage (for MQTT 5 clients it is advertised in CONNACK as well).
     if (inflight_full()) return;
@@ -205,6 +234,10 @@ void MqttConnection::on_written(const boost::system::error_code& ec) {
 
 void MqttConnection::deliver(const mqtt::inbound_publish& message) {
     auto received = std::chrono::steady_clock::now();
+    if (worker_.context().max_publish_rate > 0) {
+        refill_rate_tokens(received);
+        rate_tokens_ -= 1;
+    }
     Metrics& metrics = worker_.context().metrics;
     switch (message.qos) {
         case mqtt::qos::at_most_once:
@@ -363,7 +396,7 @@ void MqttConnection::complete(const Completion& completion) {
 }
 
 void MqttConnection::resume_reading() {
-    if (paused_ || reading_stopped_ || closing_ || torn_down_) return;
+    if (paused_ || throttled_ || reading_stopped_ || closing_ || torn_down_) return;
     if (!partial_.empty()) {
         // Packets that arrived before reading stopped (TLS reads ahead) may already be complete.
         std::copy(partial_.begin(), partial_.end(), worker_.read_buffer().begin());
@@ -437,7 +470,8 @@ void MqttConnection::on_timer(mqtt::timer_kind kind, std::chrono::milliseconds a
     timer_armed_ = false;
     // A client we stopped reading (backpressure, drain, inflight at its maximum) is not silent:
     // its packets wait in the socket. Give it another period instead of timing it out.
-    if (kind == mqtt::timer_kind::keep_alive && (paused_ || reading_stopped_ || inflight_full())) {
+    if (kind == mqtt::timer_kind::keep_alive &&
+        (paused_ || throttled_ || reading_stopped_ || inflight_full())) {
         return arm_timer(kind, after);
     }
     session_.on_timer(kind);

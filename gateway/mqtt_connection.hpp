@@ -39,6 +39,9 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     // Stop reading new packets; in-flight writes still complete and are acknowledged.
     void stop_reading();
 
+    // The publish rate allows reading again (I/O thread).
+    void end_throttle();
+
     // Server-initiated end (v5 DISCONNECT with the reason, 3.1.1 close).
     void disconnect(mqtt::reason_code reason);
 
@@ -60,6 +63,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void close(mqtt::reason_code reason) override;
 
     void wait_readable();
+    void refill_rate_tokens(std::chrono::steady_clock::time_point now);
     void resume_reading();
     bool inflight_full() const;
     void on_handshake(const boost::system::error_code& ec);
@@ -97,6 +101,10 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;
     bool timer_armed_ = false;
     bool from_loopback_ = false;
+    bool throttled_ = false;  // over the publish rate: not reading until the worker wakes us
+    // Publish rate limit: a token bucket refilled by elapsed time, negative when over.
+    float rate_tokens_ = 0;
+    std::chrono::steady_clock::time_point rate_refilled_{};
 
     std::vector<std::uint8_t> partial_;  // start of an incomplete packet, empty while idle
     std::vector<std::uint8_t> outbox_;   // bytes queued while a write is in flight

@@ -185,3 +185,29 @@ TEST_CASE("a flood of connections beyond the limit hears server busy, within it 
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     good_client_still_works(gateway, "after-flood");
 }
+
+TEST_CASE("a client publishing above max_publish_rate is slowed, not dropped or disconnected") {
+    GatewayUnderTest gateway("[mqtt]\nmax_publish_rate = 50\npublish_burst = 10\n");
+    std::string output;
+    auto started = std::chrono::steady_clock::now();
+    // 150 readings in one connection, as fast as mosquitto_pub can send them (QoS 1).
+    int status =
+        run_command("seq 150 | sed 's/.*/{\"pm25\": &}/' | mosquitto_pub -h 127.0.0.1 -p " +
+                        std::to_string(gateway.mqtt_port()) + " -q 1 -t city/a/air/rate-1 -l",
+                    &output);
+    auto took = std::chrono::steady_clock::now() - started;
+    INFO(output);
+    REQUIRE(status == 0);
+    // 10 at once, then 50 a second: the last of 150 cannot be read before 2.8 s.
+    CHECK(took >= std::chrono::milliseconds(2500));
+    auto reply = gateway.get("/api/v1/query_range", {{"series", "pm25{device=\"rate-1\"}"},
+                                                     {"start", "0"},
+                                                     {"end", "9000000000000"},
+                                                     {"step", "1h"},
+                                                     {"function", "count"},
+                                                     {"group_by", ""}});
+    INFO(reply.body);
+    CHECK(reply.body.find("[[") != std::string::npos);
+    CHECK(gateway.metric("citygate_rate_limited_total").value() > 0);
+    CHECK(gateway.metric(R"(citygate_messages_received_total{qos="1"})") == 150);
+}
