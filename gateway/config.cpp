@@ -159,6 +159,8 @@ const std::map<std::string, Setter, std::less<>>& setters() {
              for (const toml::node& item : *array)
                  c.ingest.topic_templates.push_back(string(item, o));
          }},
+        {"storage.backup_dir",
+         [](auto& n, Config& c, auto o) { c.storage.backup_dir = string(n, o); }},
         {"storage.test_write_delay",
          [](auto& n, Config& c, auto o) { c.storage.test_write_delay = duration(n, o); }},
         {"ingest.default_format",

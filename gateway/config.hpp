@@ -64,6 +64,9 @@ struct Config {
         std::chrono::milliseconds partition_window = std::chrono::hours(24);
         std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
         std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
+        // POST /api/v1/admin/checkpoint writes checkpoints here; empty:
+        // <data_dir>/../<name>-backups
+        std::filesystem::path backup_dir;
         // Testing only: writer threads sleep this long per batch, to exercise backpressure.
         std::chrono::milliseconds test_write_delay{0};
     } storage;

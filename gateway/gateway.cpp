@@ -104,6 +104,15 @@ void collect_storage_metrics(const storage::Engine& engine,
     }
 }
 
+// Checkpoints go beside the data directory by default, not inside it: a restore copies a
+// checkpoint into place, and the data directory should hold nothing else.
+std::filesystem::path backup_directory(const Config::Storage& storage) {
+    if (!storage.backup_dir.empty()) return storage.backup_dir;
+    auto data = std::filesystem::absolute(storage.data_dir).lexically_normal();
+    if (!data.has_filename()) data = data.parent_path();
+    return data.parent_path() / (data.filename().string() + "-backups");
+}
+
 unsigned or_cores(unsigned configured) {
     return configured ? configured : std::max(1u, std::thread::hardware_concurrency());
 }
@@ -205,6 +214,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     status_ = std::make_unique<StatusPage>(*engine_, metrics_, city_.get(),
                                            config_.storage.queue_capacity);
     api_->set_status(status_.get(), city_.get());
+    api_->set_backup_directory(backup_directory(config_.storage));
     try {
         http_ = std::make_unique<HttpServer>(
             http_io_, endpoint_of(config_.http.listen, config_.http.port, "http.listen"),

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 namespace citygate::gateway {
 namespace {
@@ -190,6 +191,7 @@ HttpResponse HttpApi::handle(const HttpRequest& request) const {
         question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
 
     if (path == "/api/v1/log_level") return log_level(request);
+    if (path == "/api/v1/admin/checkpoint") return checkpoint(request);
     if (request.method() != http::verb::get && request.method() != http::verb::head) {
         HttpResponse response = json_error(http::status::method_not_allowed, "use GET");
         response.set(http::field::allow, "GET, HEAD");
@@ -238,6 +240,39 @@ HttpResponse HttpApi::handle(const HttpRequest& request) const {
 
 // GET answers the level; PUT or POST with a body of debug, info, warn or error (surrounding
 // whitespace and quotes ignored) sets it for the whole process.
+HttpResponse HttpApi::checkpoint(const HttpRequest& request) const {
+    if (request.method() != http::verb::post) {
+        HttpResponse response = json_error(http::status::method_not_allowed, "use POST");
+        response.set(http::field::allow, "POST");
+        return response;
+    }
+    if (backup_directory_.empty()) {
+        return json_error(http::status::not_found, "checkpoints are not configured");
+    }
+    // Named by the UTC time it was taken, to the millisecond, so names sort by age.
+    auto now = std::chrono::system_clock::now();
+    std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+    std::tm utc{};
+    ::gmtime_r(&seconds, &utc);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
+    auto millis =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+    char name[64];
+    std::snprintf(name, sizeof name, "checkpoint-%s.%03dZ", stamp,
+                  static_cast<int>(millis.count()));
+    std::filesystem::path target = backup_directory_ / name;
+    std::error_code ec;
+    std::filesystem::create_directories(backup_directory_, ec);
+    auto status = engine_.checkpoint(target);
+    if (!status.is_ok()) return json_error(status_for(status), status.message());
+    CG_LOG(info) << "checkpoint written to " << target.string();
+    std::string body = "{\"status\":\"success\",\"data\":{\"path\":";
+    append_json_string(body, target.string());
+    body += "}}";
+    return json_response(http::status::ok, std::move(body));
+}
+
 HttpResponse HttpApi::log_level(const HttpRequest& request) const {
     auto answer = [](log::Level previous) {
         std::string body = "{\"status\":\"success\",\"data\":{\"level\":\"";

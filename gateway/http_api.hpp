@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,7 +25,13 @@ class HttpApi {
     // may be null: not served). Call before the first request; both must outlive this object.
     void set_status(const StatusPage* status, const CityAggregates* city);
 
-    // Thread safe. GET and HEAD everywhere; PUT or POST only on /api/v1/log_level.
+    // Enables POST /api/v1/admin/checkpoint, writing checkpoints under `directory`.
+    void set_backup_directory(std::filesystem::path directory) {
+        backup_directory_ = std::move(directory);
+    }
+
+    // Thread safe. GET and HEAD everywhere; PUT or POST only on /api/v1/log_level, POST on
+    // /api/v1/admin/checkpoint.
     HttpResponse handle(const HttpRequest& request) const;
 
   private:
@@ -36,6 +43,7 @@ class HttpApi {
     HttpResponse export_points(std::string_view query) const;
     HttpResponse bad_request(std::string_view message) const;
     HttpResponse log_level(const HttpRequest& request) const;
+    HttpResponse checkpoint(const HttpRequest& request) const;
     std::optional<HttpResponse> range_parameters(std::string_view query,
                                                  storage::Selector& selector, std::int64_t& start,
                                                  std::int64_t& end) const;
@@ -44,6 +52,7 @@ class HttpApi {
     Metrics& metrics_;
     const std::atomic<bool>& ready_;
     storage::QueryLimits limits_;
+    std::filesystem::path backup_directory_;
     const StatusPage* status_ = nullptr;
     const CityAggregates* city_ = nullptr;
 };

@@ -1,5 +1,6 @@
 // citygate: the MQTT ingestion gateway. Embedded defaults, then --config FILE, then flags.
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
         ("version", "print the version and exit")
         ("config,c", po::value<std::string>(), "TOML configuration file (see deploy/citygate.example.toml)")
         ("check-config", "validate the configuration and exit")
+        ("restore", po::value<std::string>(), "copy a checkpoint directory into the (empty or absent) data directory and exit")
         ("hash-password", "read a password from stdin, print a credentials-file hash of it and exit")
         ("mqtt-port", po::value<unsigned>(), "MQTT port (0 picks a free one; default 1883)")
         ("mqtt-listen", po::value<std::string>(), "MQTT listen address (default 0.0.0.0)")
@@ -102,6 +104,29 @@ int main(int argc, char** argv) {
         }
         citygate::gateway::validate(config);
         citygate::log::set_format(config.server.log_format);
+        if (args.count("restore")) {
+            std::filesystem::path from = args["restore"].as<std::string>();
+            std::filesystem::path to = config.storage.data_dir;
+            std::error_code ec;
+            if (!std::filesystem::exists(from / "engine.meta", ec)) {
+                std::cerr << "citygate: " << from.string()
+                          << " is not a checkpoint (no engine.meta)\n";
+                return 2;
+            }
+            if (std::filesystem::exists(to, ec) && !std::filesystem::is_empty(to, ec)) {
+                std::cerr << "citygate: data directory " << to.string()
+                          << " is not empty; restore into an empty one (move the old one away)\n";
+                return 2;
+            }
+            std::filesystem::create_directories(to, ec);
+            std::filesystem::copy(from, to, std::filesystem::copy_options::recursive, ec);
+            if (ec) {
+                std::cerr << "citygate: restore failed: " << ec.message() << "\n";
+                return 1;
+            }
+            std::cout << "restored " << from.string() << " into " << to.string() << "\n";
+            return 0;
+        }
         if (args.count("check-config")) {
             std::cout << "configuration ok\n";
             return 0;

@@ -555,6 +555,29 @@ std::uint64_t Engine::disk_bytes() const {
     return total;
 }
 
+Status Engine::checkpoint(const std::filesystem::path& target) const {
+    std::error_code ec;
+    if (std::filesystem::exists(target, ec)) {
+        return Status::error(Status::Code::invalid_argument,
+                             "checkpoint target exists: " + target.string());
+    }
+    std::filesystem::create_directories(target, ec);
+    if (ec) {
+        return Status::error(Status::Code::io_error,
+                             "cannot create " + target.string() + ": " + ec.message());
+    }
+    std::filesystem::copy_file(impl_->options.directory / "engine.meta", target / "engine.meta",
+                               ec);
+    if (ec) {
+        return Status::error(Status::Code::io_error, "cannot copy engine.meta: " + ec.message());
+    }
+    for (std::size_t i = 0; i < impl_->shards.size(); ++i) {
+        auto status = impl_->shards[i]->checkpoint(target / ("shard-" + std::to_string(i)));
+        if (!status.is_ok()) return status;
+    }
+    return Status::ok();
+}
+
 std::vector<RocksDbFigures> Engine::rocksdb_figures() const {
     std::vector<RocksDbFigures> figures;
     for (auto& shard : impl_->shards)

@@ -216,6 +216,11 @@ class Engine {
     void enforce_retention();
     // Bytes of SST files on disk (excludes the WAL), over all shards.
     [[nodiscard]] std::uint64_t disk_bytes() const;
+    // Writes a consistent copy of every shard (RocksDB checkpoints: hard links where the file
+    // system allows, so cheap) plus the engine's metadata into `target`, which must not exist.
+    // Every write whose callback fired before the call is in the copy. Open the copy with
+    // Engine::open (or copy it into place with the gateway stopped) to restore. Thread safe.
+    [[nodiscard]] Status checkpoint(const std::filesystem::path& target) const;
     // RocksDB health figures of every shard, for monitoring. Thread safe; reads properties and
     // lists the shard directories (cheap, but not for a hot path).
     [[nodiscard]] std::vector<RocksDbFigures> rocksdb_figures() const;

@@ -5,6 +5,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include <time.h>
@@ -421,6 +422,20 @@ std::uint64_t Shard::disk_bytes() const {
         }
     }
     return total;
+}
+
+Status Shard::checkpoint(const std::filesystem::path& target) const {
+    rocksdb::Checkpoint* raw = nullptr;
+    if (auto s = rocksdb::Checkpoint::Create(db_.get(), &raw); !s.ok()) {
+        return from_rocks(s, "checkpoint");
+    }
+    std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+    // log_size_for_flush 0: memtables are flushed first, so the copy needs no WAL replay beyond
+    // what it carries; the batch log keeps points not yet in chunks, as in the live shard.
+    if (auto s = checkpoint->CreateCheckpoint(target.string(), 0); !s.ok()) {
+        return from_rocks(s, "checkpoint");
+    }
+    return Status::ok();
 }
 
 RocksDbFigures Shard::rocksdb_figures() const {

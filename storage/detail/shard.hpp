@@ -116,6 +116,8 @@ class Shard {
     [[nodiscard]] Status compact_all();
     std::uint64_t disk_bytes() const;
     RocksDbFigures rocksdb_figures() const;
+    // A RocksDB checkpoint of this shard in `target` (a directory that must not exist).
+    Status checkpoint(const std::filesystem::path& target) const;
     void enforce_retention_now();
 
   private:
