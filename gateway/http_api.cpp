@@ -80,6 +80,26 @@ void append_values(std::string& out, const std::vector<std::int64_t>& timestamps
     out += ']';
 }
 
+// One element of data.result: {"series":KEY,"metric":{...},"values":[[ts,v],...]}. The labels
+// come from the key, or from `group_labels` for a group (which has no series key of its own).
+void append_result(std::string& out, std::string_view key,
+                   const std::vector<storage::Tag>* group_labels,
+                   const std::vector<std::int64_t>& timestamps, const std::vector<double>& values) {
+    out += "{\"series\":";
+    append_json_string(out, key);
+    out += ",\"metric\":";
+    if (group_labels) {
+        append_labels(out, {}, *group_labels);
+    } else {
+        auto parsed = storage::parse_series_key(key);
+        append_labels(out, parsed.is_ok() ? parsed.value().first : std::string(),
+                      parsed.is_ok() ? parsed.value().second : std::vector<storage::Tag>{});
+    }
+    out += ",\"values\":";
+    append_values(out, timestamps, values);
+    out += '}';
+}
+
 // RFC 4180: a field with quotes or commas is quoted, quotes doubled.
 void append_csv_field(std::string& out, std::string_view text) {
     out += '"';
@@ -353,19 +373,9 @@ HttpResponse HttpApi::query_range(std::string_view query) const {
     if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
 
     std::string body = "{\"status\":\"success\",\"data\":{\"result\":[";
-    bool first_series = true;
     for (const storage::RawSeries& series : result.value()) {
-        if (!first_series) body += ',';
-        first_series = false;
-        body += "{\"series\":";
-        append_json_string(body, series.series);
-        body += ",\"metric\":";
-        auto parsed = storage::parse_series_key(series.series);
-        append_labels(body, parsed.is_ok() ? parsed.value().first : std::string(),
-                      parsed.is_ok() ? parsed.value().second : std::vector<storage::Tag>{});
-        body += ",\"values\":";
-        append_values(body, series.timestamps_ms, series.values);
-        body += '}';
+        if (body.back() != '[') body += ',';
+        append_result(body, series.series, nullptr, series.timestamps_ms, series.values);
     }
     body += "]}}";
     return json_response(http::status::ok, std::move(body));
@@ -419,23 +429,10 @@ HttpResponse HttpApi::aggregate(std::string_view query, storage::Selector select
     auto result = engine_.query_aggregate(request, limits_);
     if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
     std::string body = "{\"status\":\"success\",\"data\":{\"result\":[";
-    bool first_series = true;
     for (const storage::AggregatedSeries& series : result.value()) {
-        if (!first_series) body += ',';
-        first_series = false;
-        body += "{\"series\":";
-        append_json_string(body, series.key);
-        body += ",\"metric\":";
-        if (request.group_by) {
-            append_labels(body, {}, series.labels);
-        } else {
-            auto parsed = storage::parse_series_key(series.key);
-            append_labels(body, parsed.is_ok() ? parsed.value().first : std::string(),
-                          parsed.is_ok() ? parsed.value().second : series.labels);
-        }
-        body += ",\"values\":";
-        append_values(body, series.timestamps_ms, series.values);
-        body += '}';
+        if (body.back() != '[') body += ',';
+        append_result(body, series.key, request.group_by ? &series.labels : nullptr,
+                      series.timestamps_ms, series.values);
     }
     body += "]}}";
     return json_response(http::status::ok, std::move(body));

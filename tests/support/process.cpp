@@ -17,7 +17,8 @@ Process::Process(std::vector<std::string> argv, std::filesystem::path log_file)
     : log_file_(std::move(log_file)) {
     if (argv.empty()) throw std::invalid_argument("Process needs a program");
     std::vector<char*> args;
-    for (auto& arg : argv) args.push_back(arg.data());
+    for (auto& arg : argv)
+        args.push_back(arg.data());
     args.push_back(nullptr);
 
     pid_ = ::fork();
@@ -89,7 +90,8 @@ int run_command(const std::string& command, std::string* output) {
     if (pipe == nullptr) return -1;
     std::string collected;
     char buffer[4096];
-    while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) collected.append(buffer, n);
+    while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe))
+        collected.append(buffer, n);
     int status = ::pclose(pipe);
     if (output) *output = std::move(collected);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -13,7 +13,7 @@
 namespace citygate::test {
 
 class Process {
-public:
+  public:
     // Starts `argv[0]` with the arguments; stdout and stderr go to `log_file`.
     Process(std::vector<std::string> argv, std::filesystem::path log_file);
     ~Process();
@@ -36,7 +36,7 @@ public:
     std::optional<std::string> wait_for_log(const std::string& needle,
                                             std::chrono::milliseconds timeout);
 
-private:
+  private:
     pid_t pid_ = -1;
     std::optional<int> exit_status_;
     std::filesystem::path log_file_;

@@ -7,7 +7,7 @@
 namespace citygate::test {
 
 class TempDir {
-public:
+  public:
     explicit TempDir(std::string_view prefix = "citygate-test");
     ~TempDir();
     TempDir(const TempDir&) = delete;
@@ -15,7 +15,7 @@ public:
 
     const std::filesystem::path& path() const { return path_; }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 
