@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include <mqtt/async_client.h>
 #include <mqtt/client.h>
 #include <simdjson.h>
 
@@ -81,18 +82,20 @@ TEST_CASE("kill -9 under QoS 1 load loses no acknowledged reading") {
         acknowledged[p] = -1;
         threads.emplace_back([&, p] {
             try {
-                mqtt::client client("tcp://127.0.0.1:" + std::to_string(gateway.mqtt_port()),
-                                    "killer-" + std::to_string(p),
-                                    mqtt::create_options(MQTTVERSION_3_1_1));
+                // The async client: a token of a publish cut off by the kill must time out, and
+                // the synchronous client's wait has no timeout.
+                mqtt::async_client client("tcp://127.0.0.1:" + std::to_string(gateway.mqtt_port()),
+                                          "killer-" + std::to_string(p),
+                                          mqtt::create_options(MQTTVERSION_3_1_1));
                 auto options = mqtt::connect_options_builder().clean_session(true).finalize();
-                options.set_connect_timeout(5);
-                client.connect(options);
+                if (!client.connect(options)->wait_for(5s)) return;
                 for (int i = 0; !stop && i < 1'000'000; ++i) {
                     std::string payload = "{\"ts\":" + std::to_string(base + i) +
                                           ",\"seq\":" + std::to_string(i) + "}";
-                    // Returns once the PUBACK arrived: from then on the reading must survive.
-                    client.publish(mqtt::message("city/jingan/power/k-" + std::to_string(p),
-                                                 payload, 1, false));
+                    auto token = client.publish(mqtt::make_message(
+                        "city/jingan/power/k-" + std::to_string(p), payload, 1, false));
+                    // Done once the PUBACK arrived: from then on the reading must survive.
+                    if (!token->wait_for(5s)) break;
                     acknowledged[p] = i;
                 }
             } catch (const mqtt::exception&) {
