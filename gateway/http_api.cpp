@@ -110,6 +110,17 @@ void append_csv_field(std::string& out, std::string_view text) {
     out += '"';
 }
 
+// {"status":"success","data":["a","b",...]}
+HttpResponse string_list_response(const std::vector<std::string>& items) {
+    std::string body = "{\"status\":\"success\",\"data\":[";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (i) body += ',';
+        append_json_string(body, items[i]);
+    }
+    body += "]}";
+    return json_response(http::status::ok, std::move(body));
+}
+
 http::status status_for(const storage::Status& status) {
     switch (status.code()) {
         case storage::Status::Code::invalid_argument:
@@ -160,38 +171,6 @@ bool query_parameter(std::string_view query, std::string_view name, std::string&
         query.remove_prefix(amp + 1);
     }
     return false;
-}
-
-void append_json_string(std::string& out, std::string_view text) {
-    out += '"';
-    for (char c : text) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    char escaped[8];
-                    std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-                    out += escaped;
-                } else {
-                    out += c;
-                }
-        }
-    }
-    out += '"';
 }
 
 HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
@@ -449,13 +428,7 @@ HttpResponse HttpApi::label_values(std::string_view name, std::string_view query
     if (!selector.is_ok()) return bad_request("match: " + selector.status().message());
     auto result = engine_.label_values(label, selector.value(), limits_);
     if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
-    std::string body = "{\"status\":\"success\",\"data\":[";
-    for (std::size_t i = 0; i < result.value().size(); ++i) {
-        if (i) body += ',';
-        append_json_string(body, result.value()[i]);
-    }
-    body += "]}";
-    return json_response(http::status::ok, std::move(body));
+    return string_list_response(result.value());
 }
 
 HttpResponse HttpApi::export_points(std::string_view query) const {
@@ -571,13 +544,7 @@ HttpResponse HttpApi::series(std::string_view query) const {
     if (!selector.is_ok()) return bad_request("match: " + selector.status().message());
     auto result = engine_.series(selector.value(), limits_);
     if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
-    std::string body = "{\"status\":\"success\",\"data\":[";
-    for (std::size_t i = 0; i < result.value().size(); ++i) {
-        if (i) body += ',';
-        append_json_string(body, result.value()[i]);
-    }
-    body += "]}";
-    return json_response(http::status::ok, std::move(body));
+    return string_list_response(result.value());
 }
 
 }  // namespace citygate::gateway

@@ -10,6 +10,7 @@
 
 #include "gateway/city_aggregates.hpp"
 #include "gateway/http_server.hpp"
+#include "gateway/json_text.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/status_page.hpp"
 #include "storage/engine.hpp"
@@ -62,8 +63,5 @@ bool url_decode(std::string_view in, std::string& out);
 
 // Finds `name` in a query string and decodes its value; returns false when absent or malformed.
 bool query_parameter(std::string_view query, std::string_view name, std::string& value);
-
-// Appends `text` as a JSON string literal, quotes included.
-void append_json_string(std::string& out, std::string_view text);
 
 }  // namespace citygate::gateway

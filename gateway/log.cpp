@@ -2,6 +2,8 @@
 // interleave.
 #include "gateway/log.hpp"
 
+#include "gateway/json_text.hpp"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -15,24 +17,7 @@ namespace {
 std::atomic<Level> current_level{Level::info};
 std::atomic<Format> current_format{Format::text};
 
-void append_json_string(std::string& out, std::string_view text) {
-    out += '"';
-    for (char c : text) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (c == '\n') {
-            out += "\\n";
-        } else if (static_cast<unsigned char>(c) < 0x20) {
-            char escaped[8];
-            std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-            out += escaped;
-        } else {
-            out += c;
-        }
-    }
-    out += '"';
-}
+using gateway::append_json_string;
 
 // Text values with spaces, quotes or '=' are quoted so fields stay parseable.
 void append_text_value(std::string& out, std::string_view value) {
