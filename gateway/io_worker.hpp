@@ -85,7 +85,7 @@ class IoWorker {
         std::vector<storage::Tag> series_tags;
         // Deliveries finished without storage (refused topic or payload), completed once the
         // session returns from on_bytes().
-        std::vector<mqtt::delivery_token> immediate;
+        std::vector<std::pair<mqtt::delivery_token, mqtt::reason_code>> immediate;
     };
     Scratch& scratch() { return scratch_; }
 

@@ -258,7 +258,7 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
         metrics.error(ErrorKind::acl_denied).Increment();
         CG_LOG(debug) << "acl denies '" << message.topic << "' to "
                       << (identity_.anonymous ? std::string("anonymous") : identity_.user);
-        if (message.token) scratch.immediate.push_back(message.token);
+        if (message.token) refuse(message.token, mqtt::reason_code::not_authorized);
         return;
     }
 
@@ -270,12 +270,10 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
             break;
         }
     }
-    // A message that cannot be stored is still acknowledged: it is counted, and re-sending it
-    // would not make it storable.
     if (!matched) {
         metrics.error(ErrorKind::topic_unmatched).Increment();
         CG_LOG(debug) << "no topic template matches '" << message.topic << "'";
-        if (message.token) scratch.immediate.push_back(message.token);
+        if (message.token) refuse(message.token, mqtt::reason_code::topic_name_invalid);
         return;
     }
 
@@ -313,7 +311,7 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
             session_.disconnect(mqtt::reason_code::payload_format_invalid);
             return;
         }
-        if (message.token) scratch.immediate.push_back(message.token);
+        if (message.token) refuse(message.token, mqtt::reason_code::payload_format_invalid);
         return;
     }
 
@@ -406,14 +404,22 @@ void MqttConnection::resume_reading() {
     wait_readable();
 }
 
+void MqttConnection::refuse(mqtt::delivery_token token, mqtt::reason_code reason) {
+    // A message the gateway will not store is still acknowledged: it is counted, and re-sending
+    // it would not make it storable. MQTT 5 clients learn why from the reason code; 3.1.1 has
+    // no negative acknowledgement, so they get a plain one.
+    if (session_.version() != mqtt::protocol_version::v5) reason = mqtt::reason_code::success;
+    worker_.scratch().immediate.emplace_back(token, reason);
+}
+
 void MqttConnection::finish_immediate_completions() {
-    std::vector<mqtt::delivery_token>& pending = worker_.scratch().immediate;
+    auto& pending = worker_.scratch().immediate;
     if (pending.empty()) return;
-    std::vector<mqtt::delivery_token> tokens;
-    tokens.swap(pending);
-    for (auto token : tokens) {
+    std::vector<std::pair<mqtt::delivery_token, mqtt::reason_code>> refused;
+    refused.swap(pending);
+    for (auto [token, reason] : refused) {
         if (torn_down_) return;
-        session_.complete(token, true);
+        session_.complete(token, reason);
     }
 }
 

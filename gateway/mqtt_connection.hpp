@@ -78,6 +78,8 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after);
     bool submit(std::vector<storage::Point>& points, mqtt::delivery_token token,
                 std::chrono::steady_clock::time_point received);
+    // Completes a delivery the gateway will not store, after the session returns (I/O thread).
+    void refuse(mqtt::delivery_token token, mqtt::reason_code reason);
     void finish_immediate_completions();
     void teardown();
 

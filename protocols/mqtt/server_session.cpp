@@ -36,7 +36,7 @@ struct server_session::state {
         std::uint16_t packet_id;
         mqtt::qos qos;
         bool done;
-        bool stored;
+        reason_code outcome;  // what the PUBACK or PUBREC says
     };
 
     session_handler& handler;
@@ -284,7 +284,7 @@ struct server_session::state {
             return disconnect(reason_code::receive_maximum_exceeded);  // MQTT-3.3.4-7, 4.9
         }
         message.token = next_token++;
-        acks.push_back({message.token, p.packet_id, p.qos, false, false});
+        acks.push_back({message.token, p.packet_id, p.qos, false, reason_code::success});
         ++undone;
         handler.deliver(message);
     }
@@ -383,15 +383,16 @@ struct server_session::state {
     void on_packet(unsuback_packet&) { disconnect(reason_code::protocol_error); }
     void on_packet(pingresp_packet&) { disconnect(reason_code::protocol_error); }
 
-    void complete(delivery_token token, bool stored) {
+    void complete(delivery_token token, reason_code outcome) {
         if (stage != phase::connected || ack_head == acks.size()) return;
         const delivery_token first = acks[ack_head].token;
         if (token < first || token - first >= acks.size() - ack_head) return;  // unknown
         pending_ack& entry = acks[ack_head + (token - first)];
         if (entry.done) return;
         entry.done = true;
-        entry.stored = stored;
+        entry.outcome = outcome;
         --undone;
+        const bool stored = static_cast<std::uint8_t>(outcome) < 0x80;
         if (!stored && !v5()) {
             // 3.1.1 has no negative acknowledgement: closing makes the client resend.
             return end(reason_code::unspecified_error);
@@ -399,8 +400,8 @@ struct server_session::state {
         // MQTT-4.6.0-2: acknowledgements leave in the order the PUBLISHes arrived.
         while (ack_head < acks.size() && acks[ack_head].done) {
             const pending_ack& a = acks[ack_head++];
-            const reason_code reason =
-                a.stored ? reason_code::success : reason_code::unspecified_error;
+            const reason_code reason = a.outcome;
+            const bool accepted = static_cast<std::uint8_t>(reason) < 0x80;
             if (a.qos == qos::at_least_once) {
                 puback_packet ack;
                 ack.packet_id = a.packet_id;
@@ -411,7 +412,7 @@ struct server_session::state {
                 rec.packet_id = a.packet_id;
                 rec.reason = reason;
                 queue(rec);
-                if (a.stored) awaiting_pubrel.push_back(a.packet_id);  // >= 0x80 ends the flow
+                if (accepted) awaiting_pubrel.push_back(a.packet_id);  // >= 0x80 ends the flow
             }
         }
         if (ack_head == acks.size()) {
@@ -481,7 +482,11 @@ void server_session::on_peer_closed() {
 }
 
 void server_session::complete(delivery_token token, bool stored) {
-    state_->complete(token, stored);
+    state_->complete(token, stored ? reason_code::success : reason_code::unspecified_error);
+}
+
+void server_session::complete(delivery_token token, reason_code outcome) {
+    state_->complete(token, outcome);
 }
 
 void server_session::disconnect(reason_code reason) {

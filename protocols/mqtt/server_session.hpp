@@ -152,6 +152,11 @@ class server_session {
     // unspecified_error (v5) or closes the connection (3.1.1, which has no negative ack).
     void complete(delivery_token token, bool stored);
 
+    // The same with the outcome named. MQTT 5 clients get it in the PUBACK / PUBREC (e.g.
+    // not_authorized, topic_name_invalid, payload_format_invalid: accepted but not used). For
+    // MQTT 3.1.1 a code below 0x80 acknowledges and one from 0x80 closes the connection.
+    void complete(delivery_token token, reason_code outcome);
+
     // Server-initiated end: DISCONNECT with the reason (v5) or a plain close (3.1.1).
     void disconnect(reason_code reason);
 

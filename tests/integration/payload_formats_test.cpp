@@ -74,7 +74,11 @@ format = "line"
     // Bad values: a NaN field (skipped, the rest of its line kept), and a payload that is no
     // number at all (refused whole).
     publish("city/fengxian/water/l-10", "river level=NaN,flow=7i " + std::to_string(t));
-    publish("num/chongming/n-1/noise", "loud");
+    // Refused whole: an MQTT 5 client hears why (PUBACK 0x99, payload format invalid).
+    CHECK_THROWS_WITH(publish("num/chongming/n-1/noise", "loud"),
+                      Catch::Contains("Payload format invalid"));
+    // A topic no template matches: PUBACK 0x90, topic name invalid.
+    CHECK_THROWS_WITH(publish("elsewhere/x", R"({"a": 1})"), Catch::Contains("Topic name invalid"));
     client.disconnect();
 
     auto temperature = query(gateway, "w1_temperature");

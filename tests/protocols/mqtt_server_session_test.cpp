@@ -284,6 +284,42 @@ TEST_CASE("PUBREL before our PUBREC is a protocol error", "[mqtt][session]") {
     CHECK(f.handler.closed == reason_code::protocol_error);
 }
 
+TEST_CASE("complete with a named outcome", "[mqtt][session]") {
+    SECTION("v5 QoS 1 carries the reason code in PUBACK") {
+        fixture f;
+        f.connect(protocol_version::v5);
+        f.feed(publish_qos(1, 3, protocol_version::v5));
+        f.session->complete(f.handler.deliveries[0].token, reason_code::not_authorized);
+        CHECK(to_hex(f.handler.sent) == "40 03 00 03 87");
+        CHECK(!f.handler.closed);
+    }
+    SECTION("v5 keeps arrival order whatever the outcomes") {
+        fixture f;
+        f.connect(protocol_version::v5);
+        f.feed(publish_qos(1, 3, protocol_version::v5));
+        f.feed(publish_qos(1, 4, protocol_version::v5));
+        f.session->complete(f.handler.deliveries[1].token, reason_code::success);
+        CHECK(f.handler.sent.empty());
+        f.session->complete(f.handler.deliveries[0].token, reason_code::payload_format_invalid);
+        CHECK(to_hex(f.handler.sent) == "40 03 00 03 99 40 02 00 04");
+    }
+    SECTION("3.1.1 acknowledges a success-class outcome") {
+        fixture f;
+        f.connect(protocol_version::v3_1_1);
+        f.feed(publish_qos(1, 3, protocol_version::v3_1_1));
+        f.session->complete(f.handler.deliveries[0].token, reason_code::success);
+        CHECK(to_hex(f.handler.sent) == "40 02 00 03");
+    }
+    SECTION("3.1.1 closes on a failure outcome, having no negative ack") {
+        fixture f;
+        f.connect(protocol_version::v3_1_1);
+        f.feed(publish_qos(1, 3, protocol_version::v3_1_1));
+        f.session->complete(f.handler.deliveries[0].token, reason_code::not_authorized);
+        CHECK(f.handler.sent.empty());
+        CHECK(f.handler.closed);
+    }
+}
+
 TEST_CASE("complete(stored = false)", "[mqtt][session]") {
     SECTION("v5 acknowledges with unspecified error") {
         fixture f;
