@@ -1,6 +1,7 @@
 // Beast HTTP listener and sessions, after the Beast advanced server example.
 #include "gateway/http_server.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 
@@ -17,11 +18,18 @@ using tcp = boost::asio::ip::tcp;
 
 constexpr std::size_t request_body_limit = 64 * 1024;
 constexpr auto read_timeout = std::chrono::seconds(30);
+// HTTP clients are operators, dashboards and scrapers: a few dozen at most. Beyond this many
+// open connections new ones are closed at once, so a flood cannot exhaust descriptors.
+constexpr int max_sessions = 256;
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
   public:
-    HttpSession(tcp::socket socket, std::shared_ptr<const HttpHandler> handler)
-        : stream_(std::move(socket)), handler_(std::move(handler)) {}
+    HttpSession(tcp::socket socket, std::shared_ptr<const HttpHandler> handler,
+                std::shared_ptr<std::atomic<int>> open)
+        : stream_(std::move(socket)), handler_(std::move(handler)), open_(std::move(open)) {
+        ++*open_;
+    }
+    ~HttpSession() { --*open_; }
 
     void start() { do_read(); }
 
@@ -93,6 +101,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     std::optional<http::request_parser<http::string_body>> parser_;
     HttpResponse response_;
     std::shared_ptr<const HttpHandler> handler_;  // shared: sessions may outlive the listener
+    std::shared_ptr<std::atomic<int>> open_;      // sessions open, counted for the limit
 };
 
 }  // namespace
@@ -115,8 +124,13 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
                 if (!self->acceptor_.is_open()) return;
                 if (ec) {
                     CG_LOG(warn) << "http accept: " << ec.message();
+                } else if (self->open_->load() >= max_sessions) {
+                    CG_LOG(warn) << "http: " << max_sessions << " connections open, refusing one";
+                    beast::error_code ignored;
+                    socket.close(ignored);
                 } else {
-                    std::make_shared<HttpSession>(std::move(socket), self->handler_)->start();
+                    std::make_shared<HttpSession>(std::move(socket), self->handler_, self->open_)
+                        ->start();
                 }
                 self->accept();
             });
@@ -133,6 +147,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
     boost::asio::io_context& io_;
     tcp::acceptor acceptor_;
     std::shared_ptr<const HttpHandler> handler_;
+    std::shared_ptr<std::atomic<int>> open_ = std::make_shared<std::atomic<int>>(0);
 };
 
 HttpServer::HttpServer(boost::asio::io_context& io, const tcp::endpoint& endpoint,
