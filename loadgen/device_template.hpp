@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "loadgen/city_model.hpp"
+#include "city/city_model.hpp"
 
 namespace citygate::loadgen {
 

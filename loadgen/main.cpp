@@ -15,7 +15,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/program_options.hpp>
 
-#include "loadgen/city_model.hpp"
+#include "city/city_model.hpp"
 #include "loadgen/device_template.hpp"
 #include "loadgen/payload_format.hpp"
 #include "loadgen/publisher.hpp"

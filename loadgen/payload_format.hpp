@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "loadgen/city_model.hpp"
+#include "city/city_model.hpp"
 
 namespace citygate::loadgen {
 

@@ -12,7 +12,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
-#include "loadgen/city_model.hpp"
+#include "city/city_model.hpp"
 
 namespace citygate::loadgen {
 

@@ -1,7 +1,7 @@
 // Load generator payloads decode back to the model's readings through the gateway's decoder.
 #include <catch2/catch.hpp>
 
-#include "loadgen/city_model.hpp"
+#include "city/city_model.hpp"
 #include "loadgen/payload_format.hpp"
 #include "protocols/payload/json_decoder.hpp"
 

@@ -3,7 +3,7 @@
 # against Mosquitto (in memory), both on loopback at free ports, and prints both JSON results,
 # their throughput ratio and the generator's own CPU use. Bounded: every run stops by --duration.
 #
-# usage: loadgen/bench/compare-mosquitto.sh [build-dir] [-- extra loadgen flags]
+# usage: bench/compare-mosquitto.sh [build-dir] [-- extra loadgen flags]
 #   default scenario: 200 sensors x 500 readings, QoS 1, inflight 16, 1 generator thread.
 set -euo pipefail
 

@@ -1,7 +1,7 @@
 // City model: sensor placement and the reading function. Noise comes from a hash of (seed,
 // sensor, measurement, time step), not from a stateful generator, so any subset of readings can
 // be produced in any order and still match a full run.
-#include "loadgen/city_model.hpp"
+#include "city/city_model.hpp"
 
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,4 @@
-// citygate-storage-bench: ingests the deterministic city dataset (loadgen/city_model) into the
+// citygate-storage-bench: ingests the deterministic city dataset (city/city_model) into the
 // storage engine and prints ingest rates (WAL on; fsync none and batch), bytes per point on disk
 // after a full compaction and query latencies. The last line is one JSON object for scripts.
 #include <algorithm>
@@ -13,7 +13,7 @@
 
 #include <unistd.h>
 
-#include "loadgen/city_model.hpp"
+#include "city/city_model.hpp"
 #include "storage/engine.hpp"
 
 using namespace citygate;

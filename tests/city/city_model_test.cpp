@@ -4,7 +4,7 @@
 #include <cmath>
 #include <set>
 
-#include "loadgen/city_model.hpp"
+#include "city/city_model.hpp"
 
 using namespace citygate::loadgen;
 
