@@ -2,10 +2,12 @@
 // into the bytes they were parsed from, which must outlive the packet.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -194,5 +196,23 @@ using packet =
 inline packet_type type_of(const packet& p) noexcept {
     return static_cast<packet_type>(p.index() + 1);
 }
+
+namespace detail {
+template <typename Packet, std::size_t I = 0>
+constexpr packet_type type_of_alternative() noexcept {
+    if constexpr (std::is_same_v<Packet, std::variant_alternative_t<I, packet>>) {
+        return static_cast<packet_type>(I + 1);
+    } else {
+        return type_of_alternative<Packet, I + 1>();
+    }
+}
+}  // namespace detail
+
+// The type of a packet struct: packet_type_of<puback_packet> == packet_type::puback.
+template <typename Packet>
+inline constexpr packet_type packet_type_of = detail::type_of_alternative<Packet>();
+
+// Which way a packet went, for the session engines' packet hooks (metrics).
+enum class packet_direction : std::uint8_t { inbound, outbound };
 
 }  // namespace citygate::mqtt

@@ -76,6 +76,7 @@ struct server_session::state {
         if (encode(p, version, scratch)) return;
         // MQTT-3.1.2-24: never send a packet above the client's maximum packet size.
         if (scratch.size() > peer_maximum_packet_size) return;
+        handler.on_packet(packet_direction::outbound, packet_type_of<Packet>);
         scratch.append_to(outbox);
     }
 
@@ -456,6 +457,7 @@ std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
         }
         consumed += result.consumed;
         any = true;
+        s.handler.on_packet(packet_direction::inbound, type_of(current));
         s.handle(current);
     }
     s.in_input = false;

@@ -123,6 +123,16 @@ class session_handler {
     // The session is over: close the socket once the bytes already passed to send() are written.
     // `reason` says why (success for a normal DISCONNECT). Called once; nothing follows it.
     virtual void close(reason_code reason) = 0;
+
+    // Once per packet parsed from the client, before the session acts on it (so also for one it
+    // then refuses, such as a second CONNECT or a PUBLISH over the receive maximum), and once per
+    // packet queued for send() (the CONNACK of a refused CONNECT and the DISCONNECT of a
+    // server-initiated end included). Not called for bytes the parser rejects, nor for a packet
+    // withheld because it exceeds the client's maximum packet size. For metrics: keep it cheap.
+    virtual void on_packet(packet_direction direction, packet_type type) {
+        static_cast<void>(direction);
+        static_cast<void>(type);
+    }
 };
 
 class server_session {

@@ -1,6 +1,8 @@
 // Specification of the server session engine: handshake, QoS flows, ordering, limits, timers.
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include "protocols/mqtt/server_session.hpp"
 #include "tests/protocols/mqtt_test_support.hpp"
 
@@ -749,4 +751,79 @@ TEST_CASE("MQTT-3.2.2-12: a v5 will above the maximum QoS is refused with CONNAC
     f.feed(encode_bytes(c, c.version));
     CHECK(to_hex(f.handler.sent) == "20 03 00 9b 00");
     CHECK(f.handler.closed == reason_code::qos_not_supported);
+}
+
+namespace {
+using packet_counts = std::map<std::pair<packet_direction, packet_type>, int>;
+constexpr auto in = packet_direction::inbound;
+constexpr auto out = packet_direction::outbound;
+}  // namespace
+
+TEST_CASE("on_packet() counts each packet parsed and each packet queued, once", "[mqtt][session]") {
+    fixture f;
+    f.feed(connect_v5);
+    f.feed(cat({publish_qos(1, 1, protocol_version::v5), publish_qos(2, 2, protocol_version::v5),
+                hex("c0 00")}));  // PUBLISH QoS 1, PUBLISH QoS 2, PINGREQ
+    for (const auto& d : f.handler.deliveries)
+        f.session->complete(d.token, true);
+    f.feed(hex("62 02 00 02"));  // PUBREL 2
+    f.feed(hex("e0 00"));        // DISCONNECT
+    CHECK(f.handler.packets == packet_counts{{{in, packet_type::connect}, 1},
+                                             {{out, packet_type::connack}, 1},
+                                             {{in, packet_type::publish}, 2},
+                                             {{out, packet_type::puback}, 1},
+                                             {{out, packet_type::pubrec}, 1},
+                                             {{in, packet_type::pingreq}, 1},
+                                             {{out, packet_type::pingresp}, 1},
+                                             {{in, packet_type::pubrel}, 1},
+                                             {{out, packet_type::pubcomp}, 1},
+                                             {{in, packet_type::disconnect}, 1}});
+}
+
+TEST_CASE("on_packet() counts a refused CONNECT and the CONNACK that refuses it",
+          "[mqtt][session]") {
+    fixture f;
+    f.handler.verdict = reason_code::not_authorized;
+    f.feed(connect_v311);
+    CHECK(f.handler.packets ==
+          packet_counts{{{in, packet_type::connect}, 1}, {{out, packet_type::connack}, 1}});
+}
+
+TEST_CASE("on_packet() skips a CONNECT the parser rejects but counts its CONNACK",
+          "[mqtt][session]") {
+    fixture f;
+    bytes c = connect_v311;
+    c[8] = 3;  // level 3
+    f.feed(c);
+    CHECK(f.handler.packets == packet_counts{{{out, packet_type::connack}, 1}});
+}
+
+TEST_CASE("on_packet() skips a malformed packet and counts the DISCONNECT it causes",
+          "[mqtt][session]") {
+    fixture f;
+    f.connect(protocol_version::v5);
+    f.handler.packets.clear();
+    f.feed(hex("32 04 00 01 61 00 00"));  // body ends inside the packet id
+    CHECK(f.handler.packets == packet_counts{{{out, packet_type::disconnect}, 1}});
+}
+
+TEST_CASE("on_packet() counts a packet the session then refuses", "[mqtt][session]") {
+    fixture f;
+    f.connect(protocol_version::v3_1_1);
+    f.handler.packets.clear();
+    f.feed(connect_v311);  // MQTT-3.1.0-2: a second CONNECT closes (3.1.1: nothing sent)
+    CHECK(f.handler.closed == reason_code::protocol_error);
+    CHECK(f.handler.packets == packet_counts{{{in, packet_type::connect}, 1}});
+}
+
+TEST_CASE("on_packet() skips a packet withheld above the client's maximum packet size",
+          "[mqtt][session]") {
+    fixture f;
+    connect_packet c;
+    c.version = protocol_version::v5;
+    c.client_id = "dev1";
+    c.props.maximum_packet_size = 16;  // the CONNACK (18 bytes) cannot be sent
+    f.feed(encode_bytes(c, c.version));
+    CHECK(f.handler.sent.empty());
+    CHECK(f.handler.packets == packet_counts{{{in, packet_type::connect}, 1}});
 }

@@ -118,6 +118,7 @@ class recording_handler : public session_handler {
     std::optional<reason_code> closed;
     int close_calls = 0;
     std::vector<std::string> username_seen;
+    std::map<std::pair<packet_direction, packet_type>, int> packets;  // on_packet() calls
 
     reason_code verdict = reason_code::success;
     std::vector<reason_code> suback_answer;          // empty: grant each requested QoS
@@ -161,6 +162,7 @@ class recording_handler : public session_handler {
         closed = reason;
         ++close_calls;
     }
+    void on_packet(packet_direction d, packet_type t) override { ++packets[{d, t}]; }
 
     // Returns and forgets what was sent so far.
     bytes take_sent() {
