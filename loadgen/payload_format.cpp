@@ -59,7 +59,8 @@ std::string_view senml_unit(std::string_view measurement) {
 
 void format_senml(const Sensor& sensor, std::int64_t ts_ms, std::span<const Reading> readings,
                   std::string& out) {
-    out.assign("[");
+    // A char, not "[": GCC 12 at -O3 warns -Wrestrict on assigning a 1-char literal (GCC PR105329).
+    out.assign(1, '[');
     bool first = true;
     for (const Reading& reading : readings) {
         if (first) {
