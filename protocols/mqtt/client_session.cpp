@@ -1,61 +1,95 @@
-// The client half of the MQTT flows, used by the load generator.
+// The client half of the MQTT flows: CONNECT/CONNACK, outbound QoS 0/1/2 with packet ids and the
+// server's limits, keep-alive, inbound PUBLISH acknowledged in arrival order, SUBSCRIBE.
 #include "protocols/mqtt/client_session.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "protocols/mqtt/error.hpp"
 
 namespace citygate::mqtt {
+namespace {
+
+bool is_failure(reason_code reason) {
+    return static_cast<std::uint8_t>(reason) >= 0x80;
+}
+
+}  // namespace
 
 client_session::client_session(client_handler& handler, protocol_version version,
-                               parser_limits limits)
-    : handler_(handler), version_(version), limits_(limits) {}
+                               client_options options)
+    : handler_(handler), options_(options), version_(version) {
+    // The load generator holds ~19k of these per process, next to its socket and timers.
+    static_assert(sizeof(client_session) <= 72, "client_session grew: check loadgen memory");
+}
 
 template <typename Packet>
-void client_session::send_packet(const Packet& p) {
+boost::system::error_code client_session::send_packet(const Packet& p) {
+    encoded_packet local;
+    encoded_packet* out = handler_.encode_buffer();
+    if (out == nullptr) out = &local;
     boost::system::error_code ec;
     if constexpr (std::is_same_v<Packet, connect_packet>) {
-        ec = encode(p, scratch_);
+        ec = encode(p, *out);
     } else {
-        ec = encode(p, version_, scratch_);
+        ec = encode(p, version_, *out);
     }
-    if (ec) return fail(to_reason_code(static_cast<errc>(ec.value())));
-    out_.clear();
-    scratch_.append_to(out_);
-    handler_.send(out_);
+    if (ec) return ec;
+    // MQTT-3.2.2-15 (v5): nothing above the server's maximum packet size.
+    if (out->size() > server_maximum_packet_size_) return errc::packet_too_large;
+    sent_since_check_ = true;
+    handler_.on_packet(packet_direction::outbound, packet_type_of<Packet>);
+    handler_.send(out->header());
+    if (!out->payload().empty()) handler_.send(out->payload());
+    return {};
 }
 
 void client_session::connect(connect_packet packet) {
+    flows_.clear();
+    publishes_in_flight_ = 0;
+    server_maximum_packet_size_ = std::numeric_limits<std::uint32_t>::max();
+    receive_maximum_ = 0xFFFF;
+    pings_unanswered_ = 0;
+    sent_since_check_ = false;
+    timer_armed_ = false;
     packet.version = version_;
-    send_packet(packet);
+    keep_alive_s_ = packet.keep_alive_s;
+    stage_ = stage::connecting;
+    if (auto ec = send_packet(packet)) {
+        end(client_end::protocol_error, to_reason_code(static_cast<errc>(ec.value())));
+    }
 }
 
-client_session::outgoing* client_session::find(std::uint16_t id) {
-    auto it = std::find_if(inflight_.begin(), inflight_.end(),
-                           [id](const outgoing& o) { return o.packet_id == id; });
-    return it == inflight_.end() ? nullptr : &*it;
+client_session::flow* client_session::find(std::uint16_t id, bool inbound) {
+    auto it = std::find_if(flows_.begin(), flows_.end(), [&](const flow& f) {
+        return f.packet_id == id && (f.state >= flow_state::inbound_qos1) == inbound;
+    });
+    return it == flows_.end() ? nullptr : &*it;
 }
 
-void client_session::release(std::uint16_t id) {
-    std::erase_if(inflight_, [id](const outgoing& o) { return o.packet_id == id; });
+void client_session::release(const flow* f) {
+    const bool publish = f->state == flow_state::awaiting_puback ||
+                         f->state == flow_state::awaiting_pubrec ||
+                         f->state == flow_state::awaiting_pubcomp;
+    if (publish) --publishes_in_flight_;
+    flows_.erase(flows_.begin() + (f - flows_.data()));
+    if (flows_.empty()) flows_.shrink_to_fit();  // an idle connection keeps no flow table
 }
 
-std::optional<std::uint16_t> client_session::allocate_id() {
-    // MQTT-2.2.1-3 (MQTT-2.3.1-2 in 3.1.1): a non-zero id not in use.
-    for (int tries = 0; tries < 0x10000; ++tries) {
+std::uint16_t client_session::allocate_id() {
+    // MQTT-2.2.1-3 (MQTT-2.3.1-2 in 3.1.1): a non-zero id not in use by one of our flows.
+    for (int tries = 0; tries < 0xFFFF; ++tries) {
         const std::uint16_t id = next_id_;
         next_id_ = static_cast<std::uint16_t>(next_id_ == 0xFFFF ? 1 : next_id_ + 1);
-        if (find(id) == nullptr &&
-            std::find(other_ids_.begin(), other_ids_.end(), id) == other_ids_.end()) {
-            return id;
-        }
+        if (find(id, false) == nullptr) return id;
     }
-    return std::nullopt;
+    return 0;
 }
 
-std::optional<std::uint16_t> client_session::publish(std::string_view topic, bytes_view payload,
-                                                     qos q, bool retain, const properties* props) {
-    if (ended_) return std::nullopt;
+client_session::publish_result client_session::publish(std::string_view topic, bytes_view payload,
+                                                       qos q, bool retain,
+                                                       const properties* props) {
+    if (stage_ != stage::connected) return {0, errc::unexpected_packet};
     publish_packet p;
     p.topic = topic;
     p.payload = payload;
@@ -64,164 +98,289 @@ std::optional<std::uint16_t> client_session::publish(std::string_view topic, byt
     if (props != nullptr) p.props = *props;
     if (q != qos::at_most_once) {
         // MQTT-3.3.4-7: no more QoS 1/2 PUBLISHes in flight than the server's receive maximum.
-        if (inflight_.size() >= receive_maximum_) return std::nullopt;
-        const auto id = allocate_id();
-        if (!id) return std::nullopt;
-        p.packet_id = *id;
-        inflight_.push_back(
-            {*id, q == qos::at_least_once ? flight::awaiting_puback : flight::awaiting_pubrec});
+        if (publishes_in_flight_ >= receive_maximum_) return {0, errc::receive_maximum_exceeded};
+        p.packet_id = allocate_id();
+        if (p.packet_id == 0) return {0, errc::receive_maximum_exceeded};
     }
-    send_packet(p);
-    return p.packet_id;
+    if (auto ec = send_packet(p)) return {0, ec};
+    if (q != qos::at_most_once) {
+        flows_.push_back(
+            {p.packet_id,
+             q == qos::at_least_once ? flow_state::awaiting_puback : flow_state::awaiting_pubrec,
+             reason_code::success});
+        ++publishes_in_flight_;
+    }
+    return {p.packet_id, {}};
 }
 
-std::optional<std::uint16_t> client_session::subscribe(std::span<const subscription> entries) {
-    const auto id = allocate_id();
-    if (!id || ended_) return std::nullopt;
+std::uint16_t client_session::subscribe(std::span<const subscription> entries) {
+    if (stage_ != stage::connected) return 0;
     subscribe_packet s;
-    s.packet_id = *id;
+    s.packet_id = allocate_id();
+    if (s.packet_id == 0) return 0;
     s.entries.assign(entries.begin(), entries.end());
-    other_ids_.push_back(*id);
-    send_packet(s);
-    return id;
+    if (send_packet(s)) return 0;
+    flows_.push_back({s.packet_id, flow_state::awaiting_suback, reason_code::success});
+    return s.packet_id;
 }
 
-std::optional<std::uint16_t> client_session::unsubscribe(
-    std::span<const std::string_view> filters) {
-    const auto id = allocate_id();
-    if (!id || ended_) return std::nullopt;
+std::uint16_t client_session::unsubscribe(std::span<const std::string_view> filters) {
+    if (stage_ != stage::connected) return 0;
     unsubscribe_packet u;
-    u.packet_id = *id;
+    u.packet_id = allocate_id();
+    if (u.packet_id == 0) return 0;
     u.filters.assign(filters.begin(), filters.end());
-    other_ids_.push_back(*id);
-    send_packet(u);
-    return id;
+    if (send_packet(u)) return 0;
+    flows_.push_back({u.packet_id, flow_state::awaiting_unsuback, reason_code::success});
+    return u.packet_id;
 }
 
 void client_session::ping() {
-    if (!ended_) send_packet(pingreq_packet{});
+    if (stage_ != stage::connected) return;
+    if (!send_packet(pingreq_packet{})) ++pings_unanswered_;
 }
 
 void client_session::disconnect(reason_code reason) {
-    if (ended_) return;
+    if (stage_ != stage::connecting && stage_ != stage::connected) return;
     disconnect_packet d;
-    d.reason = reason;
-    send_packet(d);
-    ended_ = true;
-    connected_ = false;
+    d.reason =
+        valid_reason(packet_type::disconnect, reason) ? reason : reason_code::unspecified_error;
+    static_cast<void>(send_packet(d));  // a bare DISCONNECT always encodes
+    end(client_end::disconnected, reason);
+}
+
+void client_session::acknowledge(std::uint16_t packet_id, reason_code reason) {
+    if (stage_ != stage::connected) return;
+    flow* f = find(packet_id, true);
+    if (f == nullptr) return;
+    if (f->state == flow_state::inbound_qos1) {
+        f->state = flow_state::acknowledged_qos1;
+    } else if (f->state == flow_state::inbound_qos2) {
+        f->state = flow_state::acknowledged_qos2;
+    } else {
+        return;  // already acknowledged
+    }
+    f->reason = version_ == protocol_version::v5 ? reason : reason_code::success;
+    send_inbound_acks();
+}
+
+void client_session::send_inbound_acks() {
+    // MQTT-4.6.0-2: PUBACKs and PUBRECs leave in the order their PUBLISHes arrived.
+    std::size_t i = 0;
+    while (i < flows_.size()) {
+        flow& f = flows_[i];
+        if (f.state == flow_state::inbound_qos1 || f.state == flow_state::inbound_qos2) return;
+        if (f.state == flow_state::acknowledged_qos1) {
+            puback_packet ack;
+            ack.packet_id = f.packet_id;
+            ack.reason = valid_reason(packet_type::puback, f.reason)
+                             ? f.reason
+                             : reason_code::unspecified_error;
+            static_cast<void>(send_packet(ack));
+            release(&f);
+            continue;
+        }
+        if (f.state == flow_state::acknowledged_qos2) {
+            pubrec_packet rec;
+            rec.packet_id = f.packet_id;
+            rec.reason = valid_reason(packet_type::pubrec, f.reason)
+                             ? f.reason
+                             : reason_code::unspecified_error;
+            static_cast<void>(send_packet(rec));
+            if (is_failure(rec.reason)) {  // a failure code ends the flow
+                release(&f);
+                continue;
+            }
+            f.state = flow_state::awaiting_pubrel;
+        }
+        ++i;
+    }
+}
+
+void client_session::end(client_end why, reason_code reason) {
+    if (stage_ == stage::closed) return;
+    stage_ = stage::closed;
+    if (timer_armed_) handler_.cancel_timer(client_timer::keep_alive);
+    timer_armed_ = false;
+    flows_ = {};
+    publishes_in_flight_ = 0;
+    handler_.close(why, reason);
 }
 
 void client_session::fail(reason_code reason) {
-    if (ended_) return;
-    ended_ = true;
-    connected_ = false;
+    if (stage_ != stage::connecting && stage_ != stage::connected) return;
     if (version_ == protocol_version::v5) {
         disconnect_packet d;
         d.reason =
             valid_reason(packet_type::disconnect, reason) ? reason : reason_code::protocol_error;
-        if (!encode(d, version_, scratch_)) {
-            out_.clear();
-            scratch_.append_to(out_);
-            handler_.send(out_);
-        }
+        static_cast<void>(send_packet(d));
     }
-    handler_.on_disconnect(reason);
+    end(client_end::protocol_error, reason);
+}
+
+void client_session::arm_keep_alive() {
+    if (keep_alive_s_ == 0 || stage_ != stage::connected) return;
+    // Checked every half period: a client silent for a whole half period pings, so the server
+    // never sees more than one keep-alive period without a packet (MQTT-3.1.2-23 / -20).
+    handler_.arm_timer(client_timer::keep_alive, std::chrono::milliseconds(keep_alive_s_) * 500);
+    timer_armed_ = true;
+}
+
+void client_session::on_timer(client_timer kind) {
+    if (kind != client_timer::keep_alive) return;
+    timer_armed_ = false;
+    if (stage_ != stage::connected) return;
+    if (pings_unanswered_ >= 2) {
+        return end(client_end::keep_alive_timeout, reason_code::keep_alive_timeout);
+    }
+    if (!sent_since_check_ && !send_packet(pingreq_packet{})) ++pings_unanswered_;
+    sent_since_check_ = false;
+    arm_keep_alive();
+}
+
+void client_session::on_peer_closed() {
+    stage_ = stage::closed;
+    timer_armed_ = false;
+    flows_ = {};
+    publishes_in_flight_ = 0;
+}
+
+std::size_t client_session::inflight() const noexcept {
+    return publishes_in_flight_;
 }
 
 std::size_t client_session::on_bytes(bytes_view bytes) {
     std::size_t consumed = 0;
-    while (!ended_ && consumed < bytes.size()) {
-        const auto r = parse(bytes.subspan(consumed), version_, limits_, current_);
+    packet current;  // not a member: an idle session keeps no parsed packet
+    while ((stage_ == stage::connecting || stage_ == stage::connected) && consumed < bytes.size()) {
+        const auto r = parse(bytes.subspan(consumed), version_, options_.limits, current);
         if (r.status == parse_status::need_more) break;
         if (r.status == parse_status::error) {
             fail(to_reason_code(static_cast<errc>(r.error.value())));
             break;
         }
         consumed += r.consumed;
-        handle(current_);
+        handler_.on_packet(packet_direction::inbound, type_of(current));
+        handle(current);
     }
     return consumed;
 }
 
 void client_session::handle(const packet& p) {
     if (const auto* ack = std::get_if<connack_packet>(&p)) {
-        if (connected_) return fail(reason_code::protocol_error);
-        connected_ = ack->reason == reason_code::success;
-        receive_maximum_ = ack->props.receive_maximum.value_or(0xFFFF);
+        if (stage_ != stage::connecting) return fail(reason_code::protocol_error);
+        const bool accepted = ack->reason == reason_code::success;
+        if (accepted) {
+            stage_ = stage::connected;
+            receive_maximum_ = ack->props.receive_maximum.value_or(0xFFFF);
+            server_maximum_packet_size_ =
+                ack->props.maximum_packet_size.value_or(std::numeric_limits<std::uint32_t>::max());
+            keep_alive_s_ = ack->props.server_keep_alive.value_or(keep_alive_s_);  // MQTT-3.2.2-21
+        }
         handler_.on_connack(*ack);
-        if (!connected_) {
-            ended_ = true;
-            handler_.on_disconnect(ack->reason);
+        if (!accepted) return end(client_end::refused, ack->reason);
+        return arm_keep_alive();  // unless on_connack() already disconnected
+    }
+    // MQTT-3.2.0-1: the server's first packet is CONNACK.
+    if (stage_ != stage::connected) return fail(reason_code::protocol_error);
+    std::visit([this](const auto& typed) { receive(typed); }, p);
+}
+
+void client_session::receive(const puback_packet& p) {
+    const flow* f = find(p.packet_id, false);
+    // An acknowledgement of nothing we sent: the server lost track of our session.
+    if (f == nullptr || f->state != flow_state::awaiting_puback) {
+        return fail(reason_code::protocol_error);
+    }
+    release(f);
+    handler_.on_published(p.packet_id, p.reason);
+}
+
+void client_session::receive(const pubrec_packet& p) {
+    flow* f = find(p.packet_id, false);
+    pubrel_packet rel;
+    rel.packet_id = p.packet_id;
+    if (f == nullptr ||
+        (f->state != flow_state::awaiting_pubrec && f->state != flow_state::awaiting_pubcomp)) {
+        // Section 4.3.3 (v5): an unknown id is answered with PUBREL 0x92.
+        if (version_ == protocol_version::v5) rel.reason = reason_code::packet_identifier_not_found;
+        static_cast<void>(send_packet(rel));
+        return;
+    }
+    if (is_failure(p.reason)) {  // the flow ends on a failure code
+        release(f);
+        return handler_.on_published(p.packet_id, p.reason);
+    }
+    f->state = flow_state::awaiting_pubcomp;  // a repeated PUBREC gets the PUBREL again
+    static_cast<void>(send_packet(rel));
+}
+
+void client_session::receive(const pubcomp_packet& p) {
+    const flow* f = find(p.packet_id, false);
+    if (f == nullptr || f->state != flow_state::awaiting_pubcomp) {
+        return fail(reason_code::protocol_error);
+    }
+    release(f);
+    handler_.on_published(p.packet_id, p.reason);
+}
+
+void client_session::receive(const publish_packet& p) {
+    if (p.qos == qos::at_most_once) return handler_.on_message(p);
+    if (flow* f = find(p.packet_id, true)) {
+        // A resent QoS 2 PUBLISH is not delivered twice (section 4.3.3): once PUBREC is out it
+        // is repeated, before that it follows in order.
+        if (f->state == flow_state::awaiting_pubrel) {
+            pubrec_packet rec;
+            rec.packet_id = p.packet_id;
+            static_cast<void>(send_packet(rec));
         }
         return;
     }
-    if (!connected_) return fail(reason_code::protocol_error);  // CONNACK comes first
-    std::visit(
-        [this](const auto& typed) {
-            using P = std::decay_t<decltype(typed)>;
-            if constexpr (std::is_same_v<P, puback_packet>) {
-                outgoing* o = find(typed.packet_id);
-                if (o == nullptr || o->state != flight::awaiting_puback) return;
-                release(typed.packet_id);
-                handler_.on_published(typed.packet_id, typed.reason);
-            } else if constexpr (std::is_same_v<P, pubrec_packet>) {
-                outgoing* o = find(typed.packet_id);
-                if (o == nullptr || o->state == flight::awaiting_puback) {
-                    // v5 4.3.3: answer an unknown id with PUBREL 0x92.
-                    pubrel_packet rel;
-                    rel.packet_id = typed.packet_id;
-                    rel.reason = reason_code::packet_identifier_not_found;
-                    if (version_ == protocol_version::v3_1_1) rel.reason = reason_code::success;
-                    return send_packet(rel);
-                }
-                if (static_cast<std::uint8_t>(typed.reason) >= 0x80) {
-                    release(typed.packet_id);  // the flow ends on a failure code
-                    return handler_.on_published(typed.packet_id, typed.reason);
-                }
-                o->state = flight::awaiting_pubcomp;
-                pubrel_packet rel;
-                rel.packet_id = typed.packet_id;
-                send_packet(rel);
-            } else if constexpr (std::is_same_v<P, pubcomp_packet>) {
-                outgoing* o = find(typed.packet_id);
-                if (o == nullptr || o->state != flight::awaiting_pubcomp) return;
-                release(typed.packet_id);
-                handler_.on_published(typed.packet_id, typed.reason);
-            } else if constexpr (std::is_same_v<P, publish_packet>) {
-                handler_.on_message(typed);
-                if (typed.qos == qos::at_least_once) {
-                    puback_packet ack;
-                    ack.packet_id = typed.packet_id;
-                    send_packet(ack);
-                } else if (typed.qos == qos::exactly_once) {
-                    pubrec_packet rec;
-                    rec.packet_id = typed.packet_id;
-                    send_packet(rec);
-                }
-            } else if constexpr (std::is_same_v<P, pubrel_packet>) {
-                pubcomp_packet comp;
-                comp.packet_id = typed.packet_id;
-                send_packet(comp);
-            } else if constexpr (std::is_same_v<P, suback_packet> ||
-                                 std::is_same_v<P, unsuback_packet>) {
-                std::erase(other_ids_, typed.packet_id);
-                if constexpr (std::is_same_v<P, suback_packet>) {
-                    handler_.on_suback(typed);
-                } else {
-                    handler_.on_unsuback(typed);
-                }
-            } else if constexpr (std::is_same_v<P, pingresp_packet>) {
-                handler_.on_pingresp();
-            } else if constexpr (std::is_same_v<P, disconnect_packet>) {
-                ended_ = true;
-                connected_ = false;
-                handler_.on_disconnect(typed.reason);
-            } else {
-                // CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, AUTH: not from a server to us.
-                fail(reason_code::protocol_error);
-            }
-        },
-        p);
+    flows_.push_back(
+        {p.packet_id,
+         p.qos == qos::at_least_once ? flow_state::inbound_qos1 : flow_state::inbound_qos2,
+         reason_code::success});
+    handler_.on_message(p);
+    if (options_.acknowledge_on_return) acknowledge(p.packet_id);
+}
+
+void client_session::receive(const pubrel_packet& p) {
+    pubcomp_packet comp;
+    comp.packet_id = p.packet_id;
+    const flow* f = find(p.packet_id, true);
+    if (f != nullptr && f->state == flow_state::awaiting_pubrel) {
+        release(f);
+    } else if (version_ == protocol_version::v5) {
+        comp.reason = reason_code::packet_identifier_not_found;
+    }
+    static_cast<void>(send_packet(comp));
+}
+
+void client_session::receive(const suback_packet& p) {
+    const flow* f = find(p.packet_id, false);
+    if (f == nullptr || f->state != flow_state::awaiting_suback) {
+        return fail(reason_code::protocol_error);
+    }
+    release(f);
+    handler_.on_suback(p);
+}
+
+void client_session::receive(const unsuback_packet& p) {
+    const flow* f = find(p.packet_id, false);
+    if (f == nullptr || f->state != flow_state::awaiting_unsuback) {
+        return fail(reason_code::protocol_error);
+    }
+    release(f);
+    handler_.on_unsuback(p);
+}
+
+void client_session::receive(const pingresp_packet&) {
+    pings_unanswered_ = 0;
+    handler_.on_pingresp();
+}
+
+void client_session::receive(const disconnect_packet& p) {
+    end(client_end::server_disconnect, p.reason);
 }
 
 }  // namespace citygate::mqtt
