@@ -229,7 +229,7 @@ void client_session::arm_keep_alive() {
 void client_session::on_timer(client_timer kind) {
     if (kind != client_timer::keep_alive) return;
     timer_armed_ = false;
-    if (stage_ != stage::connected) return;
+    if (stage_ != stage::connected || keep_alive_s_ == 0) return;  // a stray expiry
     if (pings_unanswered_ >= 2) {
         return end(client_end::keep_alive_timeout, reason_code::keep_alive_timeout);
     }

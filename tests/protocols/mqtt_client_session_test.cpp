@@ -452,7 +452,9 @@ TEST_CASE("keep-alive 0 arms no timer", "[mqtt][client]") {
     direct d(protocol_version::v3_1_1, connack_v311, 0);
     CHECK(!d.h.armed);
     d.c.on_timer(client_timer::keep_alive);  // a stray expiry sends nothing
+    d.c.on_timer(client_timer::keep_alive);
     CHECK(d.h.sent.empty());
+    CHECK(!d.h.armed);
 }
 
 TEST_CASE("MQTT-3.2.2-21: the v5 server keep-alive from CONNACK replaces ours", "[mqtt][client]") {
