@@ -113,8 +113,8 @@ IngestResult ingest(storage::Engine& engine, const loadgen::CityModel& city,
     auto before = engine.stats();
     auto started = Clock::now();
     auto submit = [&] {
-        auto cb = [&](storage::Status s) {
-            if (!s.is_ok()) failed = true;
+        auto cb = [&](const storage::WriteResult& r) {
+            if (!r.durable() || r.rejected() > 0) failed = true;
             acked_writes.fetch_add(1, std::memory_order_relaxed);
         };
         points += batch.size();

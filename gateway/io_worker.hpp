@@ -57,7 +57,7 @@ struct GatewayContext {
 struct Completion {
     std::shared_ptr<MqttConnection> connection;
     mqtt::delivery_token token = 0;
-    storage::Status status;
+    storage::WriteResult result;
     std::chrono::steady_clock::time_point received;
 };
 

@@ -338,9 +338,9 @@ bool MqttConnection::submit(std::vector<storage::Point>& points, mqtt::delivery_
                             std::chrono::steady_clock::time_point received) {
     IoWorker* worker = &worker_;
     storage::WriteCallback done = [worker, self = shared_from_this(), token,
-                                   received](storage::Status status) mutable {
+                                   received](const storage::WriteResult& result) mutable {
         // Moving the connection out keeps its last reference off the writer thread.
-        worker->post_completion({std::move(self), token, std::move(status), received});
+        worker->post_completion({std::move(self), token, result, received});
     };
     GatewayContext& context = worker_.context();
     context.pending_writes.fetch_add(1);
@@ -367,22 +367,21 @@ bool MqttConnection::retry_stalled() {
 }
 
 void MqttConnection::complete(const Completion& completion) {
-    using Code = storage::Status::Code;
-    const storage::Status& status = completion.status;
+    const storage::WriteResult& result = completion.result;
     // Points refused for what they are (late, behind retention, over the series limit) are
     // counted; the rest of the message is durable and acknowledged, since re-sending the same
     // points would be refused again. Only a failed WAL write withholds the acknowledgement.
-    bool durable = status.is_ok() || status.code() == Code::invalid_argument ||
-                   status.code() == Code::limit_exceeded;
+    bool durable = result.durable();
     Metrics& metrics = worker_.context().metrics;
-    if (!status.is_ok()) {
-        metrics.error(durable ? ErrorKind::storage_rejected : ErrorKind::storage_failed)
-            .Increment();
-        if (durable) {
-            CG_LOG(debug) << "storage refused points: " << status.message();
-        } else {
-            CG_LOG(warn) << "storage write failed: " << status.message();
-        }
+    if (!durable) {
+        metrics.error(ErrorKind::storage_failed).Increment();
+        CG_LOG(warn) << "storage write failed: " << result.status.message();
+    } else if (result.rejected() > 0) {
+        metrics.error(ErrorKind::storage_rejected).Increment();
+        CG_LOG(debug) << "storage refused points: " << result.rejected_late << " late, "
+                      << result.rejected_series_limit << " over the series limit, "
+                      << result.rejected_invalid << " with an invalid series key; "
+                      << result.accepted << " stored";
     }
     if (torn_down_ || completion.token == 0) return;  // gone, or QoS 0: nothing to acknowledge
     metrics.ack_latency.Observe(

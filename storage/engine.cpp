@@ -207,7 +207,7 @@ unsigned Engine::shard_of(std::string_view series_key) const {
 
 bool Engine::try_write(std::vector<Point>& points, WriteCallback done) {
     if (points.empty()) {
-        if (done) done(Status::ok());
+        if (done) done(WriteResult{});
         return true;
     }
     auto& shards = impl_->shards;

@@ -111,17 +111,30 @@ struct RocksDbFigures {
     std::uint64_t running_compactions = 0;
 };
 
-// Called on a writer thread once every point of one try_write() is in the WAL (status ok), or
-// when the write failed (status carries why). Called exactly once. Outcomes:
-// - ok: every point was accepted and is in the WAL (and fsynced with FsyncPolicy::batch).
-// - limit_exceeded / invalid_argument: some points were rejected (limit_exceeded when any hit the
-//   series limit, a quota that may clear later; invalid_argument when they were only late beyond
-//   the out-of-order window or behind retention, or had a malformed series key), the message
-//   says how many of each; EVERY OTHER point is in the WAL just as with ok. Rejected points are
-//   counted in EngineStats. A QoS 1 PUBACK may be sent (accepted points are durable); retrying
-//   the rejected ones will not help, except for limit_exceeded.
-// - io_error and others: the WAL write failed; no point of this write is guaranteed durable.
-using WriteCallback = std::function<void(Status)>;
+// What became of one try_write(), reported once on a writer thread.
+struct WriteResult {
+    // ok: every accepted point is in the WAL (fsynced with FsyncPolicy::batch). Otherwise the
+    // WAL write failed and no point of this write is guaranteed durable.
+    Status status;
+    std::size_t accepted = 0;  // points now durable
+    // Older than the out-of-order window, or behind retention.
+    std::size_t rejected_late = 0;
+    // Would create a series over the per-shard limit (may clear later).
+    std::size_t rejected_series_limit = 0;
+    std::size_t rejected_invalid = 0;  // not a canonical series key
+    [[nodiscard]] bool durable() const { return status.is_ok(); }
+    [[nodiscard]] std::size_t rejected() const {
+        return rejected_late + rejected_series_limit + rejected_invalid;
+    }
+};
+
+// Called exactly once per try_write() that returned true, on the writer thread that committed
+// the write's last part (every part is in the WAL, or one failed). Rejected points are a result,
+// not a failure: a durable write may have rejected some points (also counted in EngineStats)
+// while every other point is in the WAL, so a QoS 1 PUBACK may be sent; retrying rejected points
+// will not help, except those over the series limit once retention frees series. When the write
+// is not durable every count is 0: the caller cannot know which points reached the WAL.
+using WriteCallback = std::function<void(const WriteResult&)>;
 
 struct RawSeries {
     std::string series;
@@ -180,8 +193,8 @@ class Engine {
     // Enqueues the points (all or none). Returns false, without taking the points, when a shard
     // queue they need is full: the caller pushes back and retries after on_space_available.
     // On true the points have been moved out and `points` is left empty; `done` will fire (see
-    // WriteCallback). An empty `points` fires `done` with ok at once on the calling thread. One
-    // call larger than a whole shard queue is let in when that queue is empty.
+    // WriteCallback). An empty `points` fires `done` with an ok, empty result at once on the
+    // calling thread. One call larger than a whole shard queue is let in when that queue is empty.
     // Thread safe. Points of one series keep their order.
     [[nodiscard]] bool try_write(std::vector<Point>& points, WriteCallback done);
 

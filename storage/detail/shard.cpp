@@ -606,10 +606,8 @@ std::int64_t Shard::retention_cutoff() const {
 }
 
 void Shard::commit(std::deque<QueuedWrite>& work) {
-    struct Part {
-        std::uint64_t late = 0, over_limit = 0, invalid = 0;
-    };
-    std::vector<Part> parts(work.size());
+    // Each queued write's part of the outcome; its status is the batch's.
+    std::vector<WriteResult> parts(work.size());
     auto& staged = commit_staged_;
     staged.clear();
     std::size_t total = 0;
@@ -635,11 +633,11 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
             } else {
                 auto added = index_.add(point.series, id);
                 if (added == SeriesIndex::AddResult::limit_reached) {
-                    ++parts[w].over_limit;
+                    ++parts[w].rejected_series_limit;
                     continue;
                 }
                 if (added == SeriesIndex::AddResult::bad_key) {
-                    ++parts[w].invalid;
+                    ++parts[w].rejected_invalid;
                     continue;
                 }
                 ++new_series;
@@ -664,7 +662,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
             if (point.timestamp_ms < cutoff ||
                 (st.max_ts != INT64_MIN &&
                  point.timestamp_ms < st.max_ts - options_.out_of_order_ms)) {
-                ++parts[w].late;
+                ++parts[w].rejected_late;
                 continue;
             }
             st.max_ts = std::max(st.max_ts, point.timestamp_ms);
@@ -674,6 +672,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
             prev_ts = point.timestamp_ms;
             staged.push_back(
                 {id, {point.timestamp_ms, point.value}, point.timestamp_ms <= st.sealed_max_ts});
+            ++parts[w].accepted;
         }
     }
     if (status.is_ok() && !staged.empty()) {
@@ -715,9 +714,9 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
 
     std::uint64_t late = 0, over = 0, invalid = 0;
     for (auto& p : parts) {
-        late += p.late;
-        over += p.over_limit;
-        invalid += p.invalid;
+        late += p.rejected_late;
+        over += p.rejected_series_limit;
+        invalid += p.rejected_invalid;
     }
     if (status.is_ok()) {
         points_written_.fetch_add(staged.size(), std::memory_order_relaxed);
@@ -735,11 +734,9 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
     // (or from on_space_available) finds it.
     reserved_.fetch_sub(total, std::memory_order_acq_rel);
     for (std::size_t w = 0; w < work.size(); ++w) {
-        if (status.is_ok()) {
-            work[w].join->complete(status, parts[w].late, parts[w].over_limit, parts[w].invalid);
-        } else {
-            work[w].join->complete(status, 0, 0, 0);
-        }
+        // Nothing of a failed batch is in the WAL, so its parts carry no counts.
+        if (!status.is_ok()) parts[w] = WriteResult{.status = status};
+        work[w].join->complete(parts[w]);
     }
     if (options_.on_space_available) options_.on_space_available();
 }

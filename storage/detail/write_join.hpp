@@ -5,7 +5,6 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <string>
 #include <vector>
 
 #include "storage/engine.hpp"
@@ -16,16 +15,14 @@ class WriteJoin {
   public:
     WriteJoin(unsigned parts, WriteCallback done) : remaining_(parts), done_(std::move(done)) {}
 
-    // One part finished: `status` is the part's WAL outcome; the counts are its rejected points.
-    void complete(const Status& status, std::uint64_t late, std::uint64_t over_limit,
-                  std::uint64_t invalid);
+    // One part finished: `part.status` is its WAL outcome, the counts are its points.
+    void complete(const WriteResult& part);
 
   private:
     std::atomic<unsigned> remaining_;
     WriteCallback done_;
     std::mutex mutex_;
-    Status failure_;
-    std::uint64_t late_ = 0, over_limit_ = 0, invalid_ = 0;
+    WriteResult combined_;
 };
 
 struct QueuedWrite {

@@ -92,7 +92,7 @@ TEST_CASE("background flushes keep every point readable exactly once while inges
                 model[k][late] = 0.5 * round;
             }
         }
-        REQUIRE(write_sync(engine, std::move(points)).is_ok());
+        REQUIRE(all_accepted(write_sync(engine, std::move(points))));
         ts += 10'000;
     }
     done = true;
@@ -160,7 +160,7 @@ TEST_CASE("points handed to the flush thread survive a reopen before or after th
             std::vector<Point> points;
             for (int j = 0; j < 50; ++j, ts += 1000)
                 points.push_back({k, ts, static_cast<double>(ts % 1000)});
-            REQUIRE(write_sync(engine, std::move(points)).is_ok());
+            REQUIRE(all_accepted(write_sync(engine, std::move(points))));
         }
         auto raw = engine.query_raw(sel("no2"), kT0, ts);
         REQUIRE(raw.is_ok());
@@ -200,7 +200,7 @@ TEST_CASE("new series appear in listings and queries while readers run, never ha
         std::vector<Point> points;
         for (int j = 0; j < 5; ++j)
             points.push_back({key("co2", "n-" + std::to_string(i * 5 + j)), kT0 + i, 1.0});
-        REQUIRE(write_sync(engine, std::move(points)).is_ok());
+        REQUIRE(all_accepted(write_sync(engine, std::move(points))));
     }
     done = true;
     reader.join();

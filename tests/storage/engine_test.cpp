@@ -41,7 +41,7 @@ TEST_CASE("written points are readable once the callback fired") {
         points.push_back({key("pm25", "a-1"), kT0 + i * 1000, 10.0 + i});
         points.push_back({key("pm10", "a-2"), kT0 + i * 1000, 20.0 + i});
     }
-    REQUIRE(write_sync(*engine, points).is_ok());
+    REQUIRE(all_accepted(write_sync(*engine, points)));
     auto r = engine->query_raw(sel(R"(pm25{device="a-1"})"), kT0 + 2000, kT0 + 5000);
     REQUIRE(r.is_ok());
     REQUIRE(r.value().size() == 1);
@@ -69,13 +69,15 @@ TEST_CASE("a write spanning shards fires one callback after every part") {
     }
     REQUIRE(shards.size() > 1);
     std::atomic<int> calls{0};
-    std::promise<Status> done;
-    REQUIRE(engine->try_write(points, [&](Status s) {
+    std::promise<WriteResult> done;
+    REQUIRE(engine->try_write(points, [&](const WriteResult& r) {
         ++calls;
-        done.set_value(std::move(s));
+        done.set_value(r);
     }));
     CHECK(points.empty());
-    REQUIRE(done.get_future().get().is_ok());
+    auto result = done.get_future().get();
+    REQUIRE(all_accepted(result));
+    CHECK(result.accepted == 64);  // the parts' counts add up
     auto r = engine->query_raw(sel("noise"), kT0, kT0 + 1);
     REQUIRE(r.is_ok());
     CHECK(r.value().size() == 64);
@@ -111,14 +113,14 @@ TEST_CASE("try_write refuses, untouched, when a shard queue is full, then recove
         for (auto& p : batch)
             p.timestamp_ms += round * 10;
         auto copy = batch;
-        if (!engine->try_write(batch, [&](Status s) {
-                if (s.is_ok()) ++acked;
+        if (!engine->try_write(batch, [&](const WriteResult& r) {
+                if (all_accepted(r)) ++acked;
             })) {
             ++refused;
             CHECK(batch.size() == copy.size());
             CHECK(batch[0].series == copy[0].series);
             CHECK(batch[3].timestamp_ms == copy[3].timestamp_ms);
-            REQUIRE(write_sync(*engine, std::move(batch)).is_ok());
+            REQUIRE(all_accepted(write_sync(*engine, std::move(batch))));
             ++acked;
         }
     }
@@ -136,7 +138,7 @@ TEST_CASE("a write larger than the queue goes in when the queue is empty") {
     std::vector<Point> points;
     for (int i = 0; i < 100; ++i)
         points.push_back({key("pm25", "big"), kT0 + i, 1.0 * i});
-    REQUIRE(write_sync(*engine, points).is_ok());
+    REQUIRE(all_accepted(write_sync(*engine, points)));
     CHECK(engine->stats().points_written == 100);
 }
 
@@ -147,7 +149,7 @@ TEST_CASE("the destructor drains the queue and fires every callback") {
         auto engine = open_engine(options_for(dir, 2));
         for (int i = 0; i < 500; ++i) {
             std::vector<Point> p{{key("pm25", "d-" + std::to_string(i % 7)), kT0 + i, 1.0 * i}};
-            while (!engine->try_write(p, [&](Status s) { ok += s.is_ok(); }))
+            while (!engine->try_write(p, [&](const WriteResult& r) { ok += all_accepted(r); }))
                 std::this_thread::yield();
         }
     }
@@ -169,13 +171,13 @@ TEST_CASE("points survive reopen from the log and from flushed chunks") {
         std::vector<Point> p;
         for (int i = 0; i < 100; ++i)
             p.push_back({key("pm25", "r"), kT0 + i * 10'000, i * 0.5});
-        REQUIRE(write_sync(*engine, p).is_ok());
+        REQUIRE(all_accepted(write_sync(*engine, p)));
         REQUIRE(engine->flush().is_ok());
         CHECK(engine->stats().head_points == 0);
         p.clear();
         for (int i = 100; i < 150; ++i)
             p.push_back({key("pm25", "r"), kT0 + i * 10'000, i * 0.5});
-        REQUIRE(write_sync(*engine, p).is_ok());
+        REQUIRE(all_accepted(write_sync(*engine, p)));
         CHECK(engine->stats().head_points == 50);
     }
     auto engine = open_engine(o);
@@ -206,7 +208,7 @@ TEST_CASE("a duplicate timestamp keeps the last value, in the head and across a 
     TempDir dir;
     auto engine = open_engine(options_for(dir, 1));
     auto k = key("temperature", "dup");
-    REQUIRE(write_sync(*engine, {{k, kT0, 1}, {k, kT0 + 1000, 2}, {k, kT0, 3}}).is_ok());
+    REQUIRE(all_accepted(write_sync(*engine, {{k, kT0, 1}, {k, kT0 + 1000, 2}, {k, kT0, 3}})));
     auto check = [&](std::vector<double> expected) {
         auto r = engine->query_raw(sel("temperature"), kT0, kT0 + 5000);
         REQUIRE(r.is_ok());
@@ -216,7 +218,7 @@ TEST_CASE("a duplicate timestamp keeps the last value, in the head and across a 
     check({3, 2});
     REQUIRE(engine->flush().is_ok());
     check({3, 2});
-    REQUIRE(write_sync(*engine, {{k, kT0 + 1000, 4}}).is_ok());  // replaces a flushed point
+    REQUIRE(all_accepted(write_sync(*engine, {{k, kT0 + 1000, 4}})));  // replaces a flushed point
     check({3, 4});
     REQUIRE(engine->flush().is_ok());
     check({3, 4});
@@ -228,13 +230,16 @@ TEST_CASE("late samples within the window are accepted, beyond it rejected and c
     o.out_of_order_window = std::chrono::minutes(10);
     auto engine = open_engine(o);
     auto k = key("pm25", "late");
-    REQUIRE(write_sync(*engine, {{k, kT0 + 3'600'000, 1}}).is_ok());
+    REQUIRE(all_accepted(write_sync(*engine, {{k, kT0 + 3'600'000, 1}})));
     REQUIRE(engine->flush().is_ok());
-    REQUIRE(write_sync(*engine, {{k, kT0 + 3'600'000 - 5 * 60'000, 2}}).is_ok());  // 5 min late
-    auto rejected = write_sync(*engine, {{k, kT0 + 3'600'000 - 11 * 60'000, 3},    // 11 min late
+    REQUIRE(
+        all_accepted(write_sync(*engine, {{k, kT0 + 3'600'000 - 5 * 60'000, 2}})));  // 5 min late
+    auto rejected = write_sync(*engine, {{k, kT0 + 3'600'000 - 11 * 60'000, 3},      // 11 min late
                                          {k, kT0 + 3'600'000 + 1000, 4}});
-    CHECK(rejected.code() == Status::Code::invalid_argument);
-    CHECK(rejected.message().find("1 late") != std::string::npos);
+    CHECK(rejected.durable());
+    CHECK(rejected.rejected_late == 1);
+    CHECK(rejected.rejected() == 1);
+    CHECK(rejected.accepted == 1);
     CHECK(engine->stats().points_rejected_late == 1);
     REQUIRE(engine->flush().is_ok());
     auto r = engine->query_raw(sel("pm25"), kT0, kT0 + 7'200'000);
@@ -247,11 +252,13 @@ TEST_CASE("the series limit rejects new series and counts them while known serie
     auto o = options_for(dir, 1);
     o.max_series_per_shard = 3;
     auto engine = open_engine(o);
-    REQUIRE(write_sync(*engine,
-                       {{key("a", "1"), kT0, 1}, {key("a", "2"), kT0, 1}, {key("a", "3"), kT0, 1}})
-                .is_ok());
+    REQUIRE(all_accepted(write_sync(
+        *engine, {{key("a", "1"), kT0, 1}, {key("a", "2"), kT0, 1}, {key("a", "3"), kT0, 1}})));
     auto s = write_sync(*engine, {{key("a", "4"), kT0, 1}, {key("a", "1"), kT0 + 1, 2}});
-    CHECK(s.code() == Status::Code::limit_exceeded);
+    CHECK(s.durable());
+    CHECK(s.rejected_series_limit == 1);
+    CHECK(s.rejected() == 1);
+    CHECK(s.accepted == 1);
     auto st = engine->stats();
     CHECK(st.points_rejected_series_limit == 1);
     CHECK(st.series == 3);
@@ -262,19 +269,62 @@ TEST_CASE("malformed series keys are rejected and counted") {
     TempDir dir;
     auto engine = open_engine(options_for(dir, 1));
     auto s = write_sync(*engine, {{"not a key", kT0, 1}, {key("a", "1"), kT0, 1}});
-    CHECK(s.code() == Status::Code::invalid_argument);
+    CHECK(s.durable());
+    CHECK(s.rejected_invalid == 1);
+    CHECK(s.rejected() == 1);
+    CHECK(s.accepted == 1);
     CHECK(engine->stats().points_rejected_invalid == 1);
     CHECK(engine->stats().points_written == 1);
+}
+
+TEST_CASE("a write spanning shards reports every part's rejections in one result") {
+    TempDir dir;
+    auto o = options_for(dir, 4);
+    o.out_of_order_window = std::chrono::minutes(1);
+    auto engine = open_engine(o);
+    std::vector<Point> first, second;
+    std::set<unsigned> shards;
+    for (int d = 0; d < 16; ++d) {
+        auto k = key("noise", "j-" + std::to_string(d));
+        shards.insert(engine->shard_of(k));
+        first.push_back({k, kT0 + 3'600'000, 1});
+        second.push_back({k, kT0, 2});                     // an hour late
+        second.push_back({k, kT0 + 3'600'000 + 1000, 3});  // accepted
+    }
+    REQUIRE(shards.size() > 1);
+    second.push_back({"not a key", kT0, 4});
+    REQUIRE(all_accepted(write_sync(*engine, first)));
+    auto r = write_sync(*engine, second);
+    CHECK(r.durable());
+    CHECK(r.accepted == 16);
+    CHECK(r.rejected_late == 16);
+    CHECK(r.rejected_invalid == 1);
+    CHECK(r.rejected_series_limit == 0);
+    CHECK(r.rejected() == 17);
+}
+
+TEST_CASE("an empty write is durable at once with nothing to count") {
+    TempDir dir;
+    auto engine = open_engine(options_for(dir, 1));
+    std::vector<Point> none;
+    bool called = false;
+    REQUIRE(engine->try_write(none, [&](const WriteResult& r) {
+        called = true;
+        CHECK(r.durable());
+        CHECK(r.accepted == 0);
+        CHECK(r.rejected() == 0);
+    }));
+    CHECK(called);  // on the calling thread, before try_write returned
 }
 
 TEST_CASE("series and label values by matcher") {
     TempDir dir;
     auto engine = open_engine(options_for(dir, 2));
-    REQUIRE(write_sync(*engine, {{key("pm25", "a-1", "pudong"), kT0, 1},
-                                 {key("pm25", "a-2", "xuhui"), kT0, 1},
-                                 {key("pm10", "a-1", "pudong"), kT0, 1},
-                                 {format_series_key("noise", {{"district", "xuhui"}}), kT0, 1}})
-                .is_ok());
+    REQUIRE(all_accepted(
+        write_sync(*engine, {{key("pm25", "a-1", "pudong"), kT0, 1},
+                             {key("pm25", "a-2", "xuhui"), kT0, 1},
+                             {key("pm10", "a-1", "pudong"), kT0, 1},
+                             {format_series_key("noise", {{"district", "xuhui"}}), kT0, 1}})));
     auto names = [&](const std::string& s) {
         auto r = engine->series(sel(s));
         REQUIRE(r.is_ok());
@@ -305,7 +355,7 @@ TEST_CASE("query limits fail with clear errors") {
         for (int i = 0; i < 10; ++i)
             p.push_back({key("pm25", "l-" + std::to_string(d)), kT0 + i, 1});
     }
-    REQUIRE(write_sync(*engine, p).is_ok());
+    REQUIRE(all_accepted(write_sync(*engine, p)));
     QueryLimits few_series{5, 1000};
     auto a = engine->query_raw(sel("pm25"), kT0, kT0 + 100, few_series);
     REQUIRE_FALSE(a.is_ok());
@@ -321,7 +371,7 @@ TEST_CASE("query limits fail with clear errors") {
 TEST_CASE("selectors beyond the matcher and regex limits are refused with clear errors") {
     TempDir dir;
     auto engine = open_engine(options_for(dir, 1));
-    REQUIRE(write_sync(*engine, {{key("pm25", "r-1"), kT0, 1}}).is_ok());
+    REQUIRE(all_accepted(write_sync(*engine, {{key("pm25", "r-1"), kT0, 1}})));
     Selector huge_regex = sel("pm25");
     huge_regex.matchers.push_back({"device", Matcher::Op::regex, std::string(2000, 'a')});
     auto a = engine->series(huge_regex);
@@ -351,7 +401,8 @@ TEST_CASE("on_batch reports each group commit") {
         ++batches;
     };
     auto engine = open_engine(o);
-    REQUIRE(write_sync(*engine, {{key("a", "1"), kT0, 1}, {key("a", "1"), kT0 + 1, 1}}).is_ok());
+    REQUIRE(
+        all_accepted(write_sync(*engine, {{key("a", "1"), kT0, 1}, {key("a", "1"), kT0 + 1, 1}})));
     CHECK(points == 2);
     CHECK(batches >= 1);
 }

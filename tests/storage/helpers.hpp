@@ -16,13 +16,18 @@ inline std::string key(const std::string& measurement, const std::string& device
 }
 
 // Writes and waits for the callback; retries while the queues are full.
-inline Status write_sync(Engine& engine, std::vector<Point> points) {
-    std::promise<Status> done;
+inline WriteResult write_sync(Engine& engine, std::vector<Point> points) {
+    std::promise<WriteResult> done;
     auto future = done.get_future();
-    while (!engine.try_write(points, [&done](Status s) { done.set_value(std::move(s)); })) {
+    while (!engine.try_write(points, [&done](const WriteResult& r) { done.set_value(r); })) {
         std::this_thread::yield();
     }
     return future.get();
+}
+
+// What most tests expect of a write: durable, and every point accepted.
+inline bool all_accepted(const WriteResult& r) {
+    return r.durable() && r.rejected() == 0;
 }
 
 inline Selector sel(const std::string& text) {

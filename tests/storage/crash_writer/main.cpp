@@ -45,8 +45,8 @@ int main(int argc, char** argv) {
                  static_cast<double>(n % 1000)});
         }
         std::int64_t first = seq;
-        while (!engine.value()->try_write(points, [ack, first](Status s) {
-            if (!s.is_ok()) return;
+        while (!engine.value()->try_write(points, [ack, first](const WriteResult& r) {
+            if (!r.durable() || r.accepted != kPerWrite) return;
             // Written from the callback, after the WAL: a line here means durable.
             std::string line = std::to_string(first) + " " + std::to_string(kPerWrite) + "\n";
             if (::write(ack, line.data(), line.size()) < 0) std::abort();
