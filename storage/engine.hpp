@@ -39,7 +39,7 @@ struct BatchReport {
 
 // RocksDB settings of the time-window column families, where chunks and rollups live. The
 // defaults are the measured choice for this workload (figures in storage/README.md and next to
-// each option in storage/detail/shard.cpp); the bench exposes each one for A/B runs.
+// each option in storage/detail/shard_open.cpp); the bench exposes each one for A/B runs.
 struct StorageTuning {
     enum class Compression { none, lz4, zstd };
     enum class Compaction { level, universal };

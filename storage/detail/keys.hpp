@@ -10,6 +10,11 @@
 
 namespace citygate::storage::detail {
 
+// Column families of a shard besides the default one (the batch log): the series index, and one
+// per time window named by the window's start in ms.
+inline const std::string kIndexCf = "index";
+inline const std::string kWindowPrefix = "window-";
+
 // Kinds of records in a window column family.
 enum class RecordKind : char {
     chunk = 'c',      // compressed raw points; timestamp = first point of the chunk

@@ -11,6 +11,11 @@
 // replays exactly what chunks lack. Readers see the head, the handed-off points and the chunks
 // under one lock and one snapshot, so every point exactly once. The flush thread also enforces
 // retention.
+//
+// The implementation is split by job: shard_open.cpp (options, column families, recovery, close),
+// shard_writer.cpp (queue, writer loop, group commit), shard_flush.cpp (hand-off, flush thread,
+// chunks and rollups, late data), shard_retention.cpp (windows, retention) and shard_read.cpp
+// (reads, figures, checkpoints).
 #pragma once
 
 #include <rocksdb/db.h>

@@ -1,0 +1,255 @@
+// Shard reads: raw points and rollup buckets from the head and the chunks under one snapshot,
+// and the operations figures (stats, disk bytes, RocksDB health) and checkpoints.
+#include "storage/detail/shard.hpp"
+
+#include <rocksdb/utilities/checkpoint.h>
+
+#include <optional>
+
+#include "storage/detail/keys.hpp"
+#include "storage/detail/rocks_status.hpp"
+#include "storage/detail/samples.hpp"
+
+namespace citygate::storage::detail {
+namespace {
+
+constexpr std::int64_t kHour = static_cast<std::int64_t>(Resolution::hour);
+
+// RAII for a RocksDB snapshot.
+class SnapshotGuard {
+  public:
+    explicit SnapshotGuard(rocksdb::DB* db) : db_(db), snapshot_(db->GetSnapshot()) {}
+    ~SnapshotGuard() { db_->ReleaseSnapshot(snapshot_); }
+    SnapshotGuard(const SnapshotGuard&) = delete;
+    SnapshotGuard& operator=(const SnapshotGuard&) = delete;
+    const rocksdb::Snapshot* get() const { return snapshot_; }
+
+  private:
+    rocksdb::DB* db_;
+    const rocksdb::Snapshot* snapshot_;
+};
+
+// The head of one series in [start, end): handed-off points, then pending ones, which is
+// arrival order, so sort_keep_last() keeps the newest of duplicates.
+template <typename State>
+void copy_head(const State& st, std::int64_t start, std::int64_t end, std::vector<Sample>& out) {
+    if (st.flushing) {
+        for (const auto& p : *st.flushing) {
+            if (p.ts >= start && p.ts < end) out.push_back(p);
+        }
+    }
+    for (const auto& p : st.pending) {
+        if (p.ts >= start && p.ts < end) out.push_back(p);
+    }
+}
+
+Status limit_error(const char* what, std::int64_t limit) {
+    return Status::error(Status::Code::limit_exceeded,
+                         std::string("query: more than ") + std::to_string(limit) + " " + what);
+}
+
+}  // namespace
+
+Status Shard::read_raw(const std::vector<std::uint64_t>& ids, std::int64_t start, std::int64_t end,
+                       std::int64_t& budget, std::vector<SeriesSamples>& out) const {
+    std::vector<std::vector<Sample>> head(ids.size());
+    std::optional<SnapshotGuard> snapshot;
+    {
+        // Snapshot and head copy under one lock: a flush moves points from the head into chunks
+        // under the exclusive lock, so each point is seen exactly once.
+        std::shared_lock lock(head_mutex_);
+        snapshot.emplace(db_.get());
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            copy_head(states_[ids[i]], start, end, head[i]);
+    }
+    auto windows = windows_overlapping(start, end);
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot->get();
+    ro.prefix_same_as_start = true;
+    std::vector<Sample> decoded;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        std::uint64_t id = ids[i];
+        SeriesSamples series{id, index_.key(id), {}};
+        for (auto& [ws, cf] : windows) {
+            std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
+            RecordKey key;
+            it->SeekForPrev(record_key(RecordKind::chunk, id, start));
+            if (!it->Valid() || !parse_record_key(it->key().ToStringView(), key) ||
+                key.kind != RecordKind::chunk || key.series_id != id) {
+                it->Seek(record_key(RecordKind::chunk, id, start));
+            }
+            for (; it->Valid(); it->Next()) {
+                if (!parse_record_key(it->key().ToStringView(), key) ||
+                    key.kind != RecordKind::chunk || key.series_id != id || key.ts >= end) {
+                    break;
+                }
+                decoded.clear();
+                if (auto s = decode_chunk(it->value().ToStringView(), decoded); !s.is_ok()) {
+                    return s;
+                }
+                for (const auto& p : decoded) {
+                    if (p.ts >= start && p.ts < end) series.samples.push_back(p);
+                }
+            }
+            if (!it->status().ok()) return from_rocks(it->status(), "read chunks");
+        }
+        if (!head[i].empty()) {
+            sort_keep_last(head[i]);
+            series.samples = merge_samples(series.samples, head[i]);
+        }
+        budget -= static_cast<std::int64_t>(series.samples.size());
+        if (budget < 0) return limit_error("points", 0);
+        if (!series.samples.empty()) out.push_back(std::move(series));
+    }
+    return Status::ok();
+}
+
+Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution resolution,
+                           std::int64_t start, std::int64_t end, std::int64_t& budget,
+                           std::vector<std::vector<RollupBucket>>& out) const {
+    const std::int64_t width = static_cast<std::int64_t>(resolution);
+    std::vector<std::vector<Sample>> head(ids.size());
+    std::vector<bool> late_head(ids.size(), false);
+    std::optional<SnapshotGuard> snapshot;
+    {
+        std::shared_lock lock(head_mutex_);
+        snapshot.emplace(db_.get());
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            const auto& st = states_[ids[i]];
+            copy_head(st, start, end, head[i]);
+            late_head[i] = st.pending_late || st.flushing_late;
+        }
+    }
+    auto windows = windows_overlapping(start, end);
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot->get();
+    ro.prefix_same_as_start = true;
+    out.assign(ids.size(), {});
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        std::uint64_t id = ids[i];
+        auto& buckets = out[i];
+        if (late_head[i]) {
+            std::vector<SeriesSamples> raw;
+            std::int64_t unlimited = INT64_MAX;
+            if (auto s = read_raw({id}, start, end, unlimited, raw); !s.is_ok()) return s;
+            if (!raw.empty()) {
+                buckets = bucketize(raw[0].samples.data(), raw[0].samples.size(), width);
+            }
+        } else {
+            for (auto& [ws, cf] : windows) {
+                auto kind =
+                    resolution == Resolution::hour ? RecordKind::rollup_1h : RecordKind::rollup_1m;
+                std::int64_t block_width =
+                    resolution == Resolution::hour ? options_.window_ms : kHour;
+                std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
+                it->Seek(record_key(kind, id, floor_to(std::max(start, ws), block_width)));
+                RecordKey key;
+                std::vector<RollupBucket> block;
+                for (; it->Valid(); it->Next()) {
+                    if (!parse_record_key(it->key().ToStringView(), key) || key.kind != kind ||
+                        key.series_id != id || key.ts >= end) {
+                        break;
+                    }
+                    block.clear();
+                    if (auto s = decode_rollups(it->value().ToStringView(), key.ts, width, block);
+                        !s.is_ok()) {
+                        return s;
+                    }
+                    for (const auto& b : block) {
+                        if (b.start >= start && b.start < end) buckets.push_back(b);
+                    }
+                }
+                if (!it->status().ok()) return from_rocks(it->status(), "read rollups");
+            }
+            if (!head[i].empty()) {
+                sort_keep_last(head[i]);
+                merge_buckets(buckets, bucketize(head[i].data(), head[i].size(), width), false);
+            }
+        }
+        budget -= static_cast<std::int64_t>(buckets.size());
+        if (budget < 0) return limit_error("points", 0);
+    }
+    return Status::ok();
+}
+
+ShardStats Shard::stats() const {
+    ShardStats s;
+    s.points_written = points_written_.load(std::memory_order_relaxed);
+    s.points_rejected_late = rejected_late_.load(std::memory_order_relaxed);
+    s.points_rejected_series_limit = rejected_limit_.load(std::memory_order_relaxed);
+    s.points_rejected_invalid = rejected_invalid_.load(std::memory_order_relaxed);
+    s.series = index_.size();
+    s.batches = batches_.load(std::memory_order_relaxed);
+    s.flushes = flushes_.load(std::memory_order_relaxed);
+    s.windows_dropped = windows_dropped_.load(std::memory_order_relaxed);
+    s.queue_depth = reserved_.load(std::memory_order_relaxed);
+    s.head_points = head_points_visible_.load(std::memory_order_relaxed);
+    s.writer_busy_ns = busy_ns_.load(std::memory_order_relaxed);
+    s.flusher_busy_ns = flusher_busy_ns_.load(std::memory_order_relaxed);
+    return s;
+}
+
+std::uint64_t Shard::disk_bytes() const {
+    std::uint64_t total = 0;
+    std::vector<CfHandle> cfs{default_cf_, index_cf_};
+    {
+        std::shared_lock lock(windows_mutex_);
+        for (auto& [start, cf] : windows_)
+            cfs.push_back(cf);
+    }
+    for (auto& cf : cfs) {
+        std::uint64_t v = 0;
+        if (db_->GetIntProperty(cf.get(), rocksdb::DB::Properties::kTotalSstFilesSize, &v)) {
+            total += v;
+        }
+    }
+    return total;
+}
+
+Status Shard::checkpoint(const std::filesystem::path& target) const {
+    rocksdb::Checkpoint* raw = nullptr;
+    if (auto s = rocksdb::Checkpoint::Create(db_.get(), &raw); !s.ok()) {
+        return from_rocks(s, "checkpoint");
+    }
+    std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+    // log_size_for_flush 0: memtables are flushed first, so the copy needs no WAL replay beyond
+    // what it carries; the batch log keeps points not yet in chunks, as in the live shard.
+    if (auto s = checkpoint->CreateCheckpoint(target.string(), 0); !s.ok()) {
+        return from_rocks(s, "checkpoint");
+    }
+    return Status::ok();
+}
+
+RocksDbFigures Shard::rocksdb_figures() const {
+    RocksDbFigures figures;
+    auto aggregated = [&](const std::string& property) {
+        std::uint64_t value = 0;
+        return db_->GetAggregatedIntProperty(property, &value) ? value : 0;
+    };
+    figures.memtable_bytes = aggregated(rocksdb::DB::Properties::kCurSizeAllMemTables);
+    figures.pending_compaction_bytes =
+        aggregated(rocksdb::DB::Properties::kEstimatePendingCompactionBytes);
+    std::uint64_t value = 0;
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kActualDelayedWriteRate, &value)) {
+        figures.delayed_write_rate = value;
+    }
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kIsWriteStopped, &value)) {
+        figures.writes_stopped = value != 0;
+    }
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kNumRunningCompactions, &value)) {
+        figures.running_compactions = value;
+    }
+    // Live WAL files are the *.log files of the shard's directory.
+    std::error_code ec;
+    auto path = options_.directory / ("shard-" + std::to_string(options_.index));
+    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+        if (entry.path().extension() == ".log") {
+            std::error_code size_ec;
+            auto size = entry.file_size(size_ec);
+            if (!size_ec) figures.wal_bytes += size;
+        }
+    }
+    return figures;
+}
+
+}  // namespace citygate::storage::detail

@@ -1,0 +1,241 @@
+// Shard write path: the bounded input queue, the writer thread's loop, and the group commit
+// that puts a whole queue's points into one WAL write before firing their callbacks.
+#include "storage/detail/shard.hpp"
+
+#include <future>
+
+#include "storage/detail/coding.hpp"
+#include "storage/detail/keys.hpp"
+#include "storage/detail/rocks_status.hpp"
+#include "storage/detail/thread_cpu.hpp"
+
+namespace citygate::storage::detail {
+
+bool Shard::try_reserve(std::size_t n) {
+    std::size_t before = reserved_.fetch_add(n, std::memory_order_acq_rel);
+    // A write bigger than the whole queue is let in when the queue is empty, so it can progress.
+    if (before == 0 || before + n <= options_.queue_capacity) return true;
+    reserved_.fetch_sub(n, std::memory_order_acq_rel);
+    return false;
+}
+
+void Shard::unreserve(std::size_t n) {
+    reserved_.fetch_sub(n, std::memory_order_acq_rel);
+}
+
+void Shard::push(QueuedWrite write) {
+    {
+        std::lock_guard lock(queue_mutex_);
+        queue_.push_back(std::move(write));
+    }
+    queue_cv_.notify_one();
+}
+
+Status Shard::run_on_writer(std::function<Status()> task) {
+    auto promise = std::make_shared<std::promise<Status>>();
+    auto future = promise->get_future();
+    {
+        std::lock_guard lock(queue_mutex_);
+        tasks_.push_back([promise, task = std::move(task)] { promise->set_value(task()); });
+    }
+    queue_cv_.notify_one();
+    return future.get();
+}
+
+void Shard::run() {
+    std::deque<QueuedWrite> work;
+    std::deque<std::function<void()>> tasks;
+    for (;;) {
+        bool stopping;
+        {
+            std::unique_lock lock(queue_mutex_);
+            queue_cv_.wait_for(lock, std::chrono::milliseconds(200),
+                               [&] { return stop_ || !queue_.empty() || !tasks_.empty(); });
+            work.swap(queue_);
+            tasks.swap(tasks_);
+            stopping = stop_;
+        }
+        const std::uint64_t woke = thread_cpu_ns();
+        if (!work.empty()) {
+            commit(work);
+            work.clear();
+        }
+        for (auto& task : tasks)
+            task();
+        tasks.clear();
+
+        auto now = std::chrono::steady_clock::now();
+        const bool full = head_points_ >= options_.head_flush_points;
+        if (full || (head_points_ > 0 && now - last_flush_ >= options_.head_flush_interval)) {
+            std::unique_lock lock(flush_mutex_);
+            if (full && flush_job_ && !flush_failed_) {
+                // Backpressure: a full head waits for the running flush rather than letting a
+                // third one pile up, so a shard holds at most about twice head_flush_points.
+                // Waiting costs no CPU time, so busy_ns_ does not count it.
+                flush_done_cv_.wait(lock, [&] { return !flush_job_ || flush_failed_; });
+            }
+            // A failed job stays with the flush thread, which retries it (the head and the log
+            // are untouched); this head waits for it.
+            if (!flush_job_) {
+                lock.unlock();
+                hand_off();
+            }
+        }
+        busy_ns_.fetch_add(thread_cpu_ns() - woke, std::memory_order_relaxed);
+        if (stopping) {
+            std::lock_guard lock(queue_mutex_);
+            if (queue_.empty() && tasks_.empty()) break;
+        }
+    }
+    // Closing: put the head into chunks, so the next open replays no log. A failure leaves it
+    // in the log, which is as durable.
+    (void)flush_sync();
+}
+
+void Shard::commit(std::deque<QueuedWrite>& work) {
+    // Each queued write's part of the outcome; its status is the batch's.
+    std::vector<WriteResult> parts(work.size());
+    auto& staged = commit_staged_;
+    staged.clear();
+    std::size_t total = 0;
+    for (auto& w : work)
+        total += w.points.size();
+    staged.reserve(total);
+
+    auto& batch = commit_batch_;
+    batch.Clear();
+    auto& log = commit_log_;
+    log.clear();
+    log.reserve(total * 14);
+    std::size_t new_series = 0;
+    const std::int64_t cutoff = retention_cutoff();
+    std::int64_t prev_ts = 0;
+    Status status;
+
+    for (std::size_t w = 0; w < work.size() && status.is_ok(); ++w) {
+        for (auto& point : work[w].points) {
+            std::uint64_t id;
+            if (auto found = index_.find(point.series)) {
+                id = *found;
+            } else {
+                auto added = index_.add(point.series, id);
+                if (added == SeriesIndex::AddResult::limit_reached) {
+                    ++parts[w].rejected_series_limit;
+                    continue;
+                }
+                if (added == SeriesIndex::AddResult::bad_key) {
+                    ++parts[w].rejected_invalid;
+                    continue;
+                }
+                ++new_series;
+                {
+                    std::unique_lock lock(head_mutex_);
+                    states_.emplace_back();
+                }
+                states_[id].loaded = true;  // a new series has nothing persisted
+                auto s = batch.Put(index_cf_.get(), index_key(id), point.series);
+                if (!s.ok()) {
+                    status = from_rocks(s, "batch");
+                    break;
+                }
+            }
+            auto& st = states_[id];
+            if (!st.loaded) {
+                if (auto s = load_state(id, st); !s.is_ok()) {
+                    status = s;
+                    break;
+                }
+            }
+            if (point.timestamp_ms < cutoff ||
+                (st.max_ts != INT64_MIN &&
+                 point.timestamp_ms < st.max_ts - options_.out_of_order_ms)) {
+                ++parts[w].rejected_late;
+                continue;
+            }
+            st.max_ts = std::max(st.max_ts, point.timestamp_ms);
+            put_varint(log, id);
+            put_svarint(log, point.timestamp_ms - prev_ts);
+            put_double(log, point.value);
+            prev_ts = point.timestamp_ms;
+            staged.push_back(
+                {id, {point.timestamp_ms, point.value}, point.timestamp_ms <= st.sealed_max_ts});
+            ++parts[w].accepted;
+        }
+    }
+    if (status.is_ok() && !staged.empty()) {
+        auto s = batch.Put(default_cf_.get(), log_key(next_log_sequence_), log);
+        if (!s.ok()) status = from_rocks(s, "batch");
+    }
+    auto started = std::chrono::steady_clock::now();
+    if (status.is_ok() && batch.Count() > 0) {
+        rocksdb::WriteOptions wo;
+        wo.sync = options_.fsync == FsyncPolicy::batch;
+        status = from_rocks(db_->Write(wo, &batch), "write");
+    }
+    auto latency = std::chrono::steady_clock::now() - started;
+
+    if (status.is_ok()) {
+        if (!staged.empty()) ++next_log_sequence_;
+        // The new series are in the WAL: queries may list them (their states_ exist already).
+        if (new_series > 0) index_.publish();
+        std::unique_lock lock(head_mutex_);
+        for (const auto& s : staged) {
+            auto& st = states_[s.id];
+            if (st.pending.empty()) {
+                dirty_.push_back(s.id);
+            } else if (s.sample.ts <= st.pending.back().ts) {
+                st.pending_sorted = false;
+            }
+            st.pending.push_back(s.sample);
+            st.pending_late = st.pending_late || s.late;
+        }
+        head_points_ += staged.size();
+        head_points_visible_.fetch_add(staged.size(), std::memory_order_relaxed);
+    } else {
+        // Nothing of this batch reached the WAL: forget the series it introduced.
+        for (std::size_t i = 0; i < new_series; ++i)
+            index_.remove_last();
+        std::unique_lock lock(head_mutex_);
+        states_.resize(index_.size());
+    }
+
+    std::uint64_t late = 0, over = 0, invalid = 0;
+    for (auto& p : parts) {
+        late += p.rejected_late;
+        over += p.rejected_series_limit;
+        invalid += p.rejected_invalid;
+    }
+    if (status.is_ok()) {
+        points_written_.fetch_add(staged.size(), std::memory_order_relaxed);
+        rejected_late_.fetch_add(late, std::memory_order_relaxed);
+        rejected_limit_.fetch_add(over, std::memory_order_relaxed);
+        rejected_invalid_.fetch_add(invalid, std::memory_order_relaxed);
+    }
+    batches_.fetch_add(1, std::memory_order_relaxed);
+    // Metrics first, so a caller that saw its callback also sees the batch counted.
+    if (options_.on_batch) {
+        options_.on_batch({options_.index, staged.size(),
+                           std::chrono::duration_cast<std::chrono::nanoseconds>(latency)});
+    }
+    // Queue room is released before the callbacks run, so a producer retrying from a callback
+    // (or from on_space_available) finds it.
+    reserved_.fetch_sub(total, std::memory_order_acq_rel);
+    for (std::size_t w = 0; w < work.size(); ++w) {
+        // Nothing of a failed batch is in the WAL, so its parts carry no counts.
+        if (!status.is_ok()) parts[w] = WriteResult{.status = status};
+        work[w].join->complete(parts[w]);
+    }
+    if (options_.on_space_available) options_.on_space_available();
+}
+
+// The writer's view: everything on disk is sealed.
+Status Shard::load_state(std::uint64_t id, SeriesState& st) {
+    ChunkState chunks;
+    if (auto s = read_last_chunk(id, chunks); !s.is_ok()) return s;
+    st.sealed_max_ts = std::max(st.sealed_max_ts, chunks.persisted_max_ts);
+    st.max_ts = std::max(st.max_ts, st.sealed_max_ts);
+    st.loaded = true;
+    return Status::ok();
+}
+
+}  // namespace citygate::storage::detail
