@@ -1,4 +1,5 @@
-// A simulated sensor's MQTT client on the project's own codec.
+// A simulated sensor's MQTT client: the socket, timers and measurements around
+// mqtt::client_session.
 #include "loadgen/publisher.hpp"
 
 #include <algorithm>
@@ -12,7 +13,6 @@ thread_local mqtt::encoded_packet scratch_packet;
 thread_local std::string scratch_topic, scratch_payload;
 
 constexpr std::size_t initial_read_buffer = 256;  // acks and CONNACKs are a few bytes
-constexpr std::size_t max_read_buffer = 1 << 20;
 
 std::uint64_t mix(std::uint64_t x) {  // splitmix64 finaliser, for back-off jitter
     x += 0x9e3779b97f4a7c15ull;
@@ -42,7 +42,8 @@ Publisher::Publisher(boost::asio::io_context& io, const PublisherOptions& option
       on_done_(std::move(on_done)),
       transport_(io, options.tls),
       timer_(io),
-      keep_alive_(io) {}
+      keep_alive_(io),
+      session_(*this, options.version) {}
 
 void Publisher::start() {
     connect();
@@ -81,7 +82,6 @@ void Publisher::on_connected(const boost::system::error_code& ec) {
 void Publisher::on_handshake(const boost::system::error_code& ec) {
     if (ec) return drop(DropReason::tls_handshake);
     mqtt::connect_packet connect;
-    connect.version = options_.version;
     connect.clean_start = true;
     connect.keep_alive_s = options_.keep_alive_s;
     connect.client_id = identity_.client_id;
@@ -91,11 +91,9 @@ void Publisher::on_handshake(const boost::system::error_code& ec) {
             mqtt::bytes_view(reinterpret_cast<const std::uint8_t*>(identity_.password->data()),
                              identity_.password->size());
     }
-    if (mqtt::encode(connect, scratch_packet)) {
-        stats_.protocol_errors.add();
-        return drop(DropReason::protocol_error);
-    }
-    queue(scratch_packet);
+    session_.connect(connect);  // an encoding failure ends in close(protocol_error)
+    if (phase_ != Phase::connecting) return;
+    flush();
     read();
 }
 
@@ -116,77 +114,20 @@ void Publisher::on_read(const boost::system::error_code& ec, std::size_t n) {
     if (phase_ == Phase::finished) return;
     if (ec) return closing_ ? finish() : drop(DropReason::closed_by_server);
     read_size_ += n;
-    mqtt::parser_limits limits;
-    std::size_t offset = 0;
-    while (offset < read_size_) {
-        mqtt::packet packet;
-        auto result =
-            mqtt::parse(mqtt::bytes_view(read_buffer_.data() + offset, read_size_ - offset),
-                        options_.version, limits, packet);
-        if (result.status == mqtt::parse_status::need_more) break;
-        if (result.status == mqtt::parse_status::error) {
-            stats_.protocol_errors.add();
-            return drop(DropReason::protocol_error);
-        }
-        offset += result.consumed;
-        if (!handle(packet)) return;  // the connection is gone; handle() said why
-    }
+    auto generation = generation_;
+    std::size_t offset = session_.on_bytes(mqtt::bytes_view(read_buffer_.data(), read_size_));
+    if (generation != generation_) return;  // the connection is gone; close() said why
+    if (closing_) offset = read_size_;      // after our DISCONNECT: read on until the close
+    flush();                                // PUBRELs, and readings the acks let out
     std::copy(read_buffer_.begin() + static_cast<std::ptrdiff_t>(offset),
               read_buffer_.begin() + static_cast<std::ptrdiff_t>(read_size_), read_buffer_.begin());
     read_size_ -= offset;
-    if (read_size_ == read_buffer_.size() && read_buffer_.size() >= max_read_buffer) {
-        stats_.protocol_errors.add();
-        return drop(DropReason::protocol_error);
-    }
     read();
 }
 
-bool Publisher::handle(const mqtt::packet& packet) {
-    if (auto* connack = std::get_if<mqtt::connack_packet>(&packet)) return on_connack(*connack);
-    if (phase_ != Phase::online) {
-        stats_.protocol_errors.add();  // anything before CONNACK breaks MQTT-3.2.0-1
-        drop(DropReason::protocol_error);
-        return false;
-    }
-    if (auto* puback = std::get_if<mqtt::puback_packet>(&packet)) {
-        return acknowledge(puback->packet_id, puback->reason);
-    }
-    if (auto* pubrec = std::get_if<mqtt::pubrec_packet>(&packet)) {
-        // QoS 2: a refusing PUBREC ends the flow; otherwise release and count it at PUBCOMP.
-        if (failure(pubrec->reason)) return acknowledge(pubrec->packet_id, pubrec->reason);
-        mqtt::pubrel_packet pubrel;
-        pubrel.packet_id = pubrec->packet_id;
-        if (mqtt::encode(pubrel, options_.version, scratch_packet)) return false;
-        queue(scratch_packet);
-        return true;
-    }
-    if (auto* pubcomp = std::get_if<mqtt::pubcomp_packet>(&packet)) {
-        return acknowledge(pubcomp->packet_id, pubcomp->reason);
-    }
-    if (std::holds_alternative<mqtt::pingresp_packet>(packet)) {
-        pings_unanswered_ = 0;
-        return true;
-    }
-    if (std::holds_alternative<mqtt::disconnect_packet>(packet)) {
-        drop(DropReason::server_disconnect);
-        return false;
-    }
-    stats_.protocol_errors.add();
-    drop(DropReason::protocol_error);
-    return false;
-}
-
-bool Publisher::on_connack(const mqtt::connack_packet& connack) {
-    if (phase_ != Phase::connecting) {
-        stats_.protocol_errors.add();
-        drop(DropReason::protocol_error);
-        return false;
-    }
-    if (connack.reason != mqtt::reason_code::success) {
-        drop(DropReason::connack_refused);
-        return false;
-    }
-    keep_alive_.cancel();  // the connect timeout
+void Publisher::on_connack(const mqtt::connack_packet& connack) {
+    if (connack.reason != mqtt::reason_code::success) return;  // close(refused) follows
+    keep_alive_.cancel();  // the connect timeout; the session arms its keep-alive next
     auto now = std::chrono::steady_clock::now();
     stats_.connack_latency.record(now - connect_started_);
     stats_.connack_by_second.record(now, now - connect_started_);
@@ -202,27 +143,17 @@ bool Publisher::on_connack(const mqtt::connack_packet& connack) {
     stats_.open.add();
     phase_ = Phase::online;
     failed_attempts_ = 0;
-    window_ = options_.inflight;
-    if (connack.props.receive_maximum) window_ = std::min(window_, *connack.props.receive_maximum);
-    keep_alive_s_ = connack.props.server_keep_alive.value_or(options_.keep_alive_s);
-    pings_unanswered_ = 0;
-    arm_keep_alive();
     if (options_.interval.count() > 0) {
         tick();
     } else {
         publish_more();
     }
-    return phase_ != Phase::finished;
 }
 
-bool Publisher::acknowledge(std::uint16_t packet_id, mqtt::reason_code reason) {
+void Publisher::on_published(std::uint16_t packet_id, mqtt::reason_code reason) {
     auto found = std::find_if(inflight_.begin(), inflight_.end(),
                               [&](const Inflight& i) { return i.packet_id == packet_id; });
-    if (found == inflight_.end()) {
-        stats_.protocol_errors.add();
-        drop(DropReason::protocol_error);
-        return false;
-    }
+    if (found == inflight_.end()) return;  // the session only reports ids publish() gave us
     auto now = std::chrono::steady_clock::now();
     stats_.ack_latency.record(now - found->sent);
     stats_.ack_by_second.record(now, now - found->sent);
@@ -238,7 +169,6 @@ bool Publisher::acknowledge(std::uint16_t packet_id, mqtt::reason_code reason) {
     } else {
         disconnect_when_done();
     }
-    return phase_ != Phase::finished;
 }
 
 void Publisher::publish_more() {
@@ -248,12 +178,14 @@ void Publisher::publish_more() {
             publish_one();
     }
     disconnect_when_done();
+    flush();
 }
 
 void Publisher::tick() {
     if (phase_ != Phase::online || closing_ || stopping_) return;
     if (next_sequence_ < options_.messages && window_open()) publish_one();
     disconnect_when_done();
+    flush();
     if (closing_ || next_sequence_ >= options_.messages) return;
     auto generation = generation_;
     timer_.expires_after(options_.interval);
@@ -262,80 +194,83 @@ void Publisher::tick() {
     });
 }
 
-void Publisher::arm_keep_alive() {
-    if (keep_alive_s_ == 0) return;
-    // Checked every half period: a client silent for a whole half period pings, so the server
-    // never sees more than one keep-alive period without a packet.
-    auto generation = generation_;
-    keep_alive_.expires_after(std::chrono::milliseconds(keep_alive_s_) * 500);
-    keep_alive_.async_wait([self = shared_from_this(), generation](auto ec) {
-        if (!ec && generation == self->generation_) self->on_keep_alive();
-    });
-}
-
-void Publisher::on_keep_alive() {
-    if (phase_ != Phase::online) return;
-    if (pings_unanswered_ >= 2) return drop(DropReason::keepalive_timeout);
-    if (!wrote_since_ping_check_) {
-        if (mqtt::encode(mqtt::pingreq_packet{}, options_.version, scratch_packet)) return;
-        ++pings_unanswered_;
-        stats_.pings.add();
-        queue(scratch_packet);
-    }
-    wrote_since_ping_check_ = false;
-    arm_keep_alive();
-}
-
 bool Publisher::window_open() const {
-    return options_.qos == mqtt::qos::at_most_once || inflight_.size() < window_;
+    return options_.qos == mqtt::qos::at_most_once ||
+           inflight_.size() < std::min(options_.inflight, session_.server_receive_maximum());
 }
 
 void Publisher::disconnect_when_done() {
     if (closing_ || phase_ != Phase::online || !inflight_.empty()) return;
     if (!stopping_ && (next_sequence_ < options_.messages || options_.hold)) return;
-    closing_ = true;
     timer_.cancel();
-    keep_alive_.cancel();
-    mqtt::disconnect_packet disconnect;
-    if (mqtt::encode(disconnect, options_.version, scratch_packet)) return finish();
-    queue(scratch_packet);
+    session_.disconnect();  // close(disconnected) follows at once
+    flush();
 }
 
 void Publisher::publish_one() {
     std::uint64_t sequence = next_sequence_++;
     source_.message(sensor_, sequence, scratch_topic, scratch_payload);
-    mqtt::publish_packet publish;
-    publish.qos = options_.qos;
-    publish.topic = scratch_topic;
-    publish.payload = mqtt::bytes_view(
-        reinterpret_cast<const std::uint8_t*>(scratch_payload.data()), scratch_payload.size());
-    if (options_.qos != mqtt::qos::at_most_once) publish.packet_id = next_packet_id();
-    if (mqtt::encode(publish, options_.version, scratch_packet)) {
-        stats_.protocol_errors.add();
+    auto payload = mqtt::bytes_view(reinterpret_cast<const std::uint8_t*>(scratch_payload.data()),
+                                    scratch_payload.size());
+    auto published = session_.publish(scratch_topic, payload, options_.qos);
+    if (!published) {
+        stats_.protocol_errors.add();  // cannot be encoded, or above the server's packet size
         return;
     }
-    queue(scratch_packet);
     stats_.sent.add();
     if (options_.qos == mqtt::qos::at_most_once) {
         stats_.acknowledged.add();  // as good as it gets: written to the socket's batch
         if (acked_) acked_->push_back(sequence);
     } else {
-        inflight_.push_back({publish.packet_id, sequence, std::chrono::steady_clock::now()});
+        inflight_.push_back({published.packet_id, sequence, std::chrono::steady_clock::now()});
     }
 }
 
-std::uint16_t Publisher::next_packet_id() {
-    do {
-        last_packet_id_ = static_cast<std::uint16_t>(last_packet_id_ % 65535 + 1);
-    } while (std::any_of(inflight_.begin(), inflight_.end(),
-                         [&](const Inflight& i) { return i.packet_id == last_packet_id_; }));
-    return last_packet_id_;
+void Publisher::send(std::span<const std::uint8_t> bytes) {
+    // Copied once into the socket's batch; flush() writes it when the session's call is over.
+    outbox_.insert(outbox_.end(), bytes.begin(), bytes.end());
 }
 
-void Publisher::queue(const mqtt::encoded_packet& packet) {
-    packet.append_to(outbox_);  // the payload is copied here, once, into the socket's batch
-    wrote_since_ping_check_ = true;
-    flush();
+void Publisher::arm_timer(mqtt::client_timer, std::chrono::milliseconds after) {
+    auto generation = generation_;
+    keep_alive_.expires_after(after);
+    keep_alive_.async_wait([self = shared_from_this(), generation](auto ec) {
+        if (ec || generation != self->generation_) return;
+        self->session_.on_timer(mqtt::client_timer::keep_alive);
+        self->flush();
+    });
+}
+
+void Publisher::cancel_timer(mqtt::client_timer) {
+    keep_alive_.cancel();
+}
+
+void Publisher::close(mqtt::client_end why, mqtt::reason_code) {
+    switch (why) {
+        case mqtt::client_end::disconnected:
+            closing_ = true;  // finish once the DISCONNECT is written
+            return;
+        case mqtt::client_end::refused:
+            return drop(DropReason::connack_refused);
+        case mqtt::client_end::server_disconnect:
+            return drop(DropReason::server_disconnect);
+        case mqtt::client_end::keep_alive_timeout:
+            return drop(DropReason::keepalive_timeout);
+        case mqtt::client_end::protocol_error:
+            break;
+    }
+    stats_.protocol_errors.add();
+    drop(DropReason::protocol_error);
+}
+
+void Publisher::on_packet(mqtt::packet_direction direction, mqtt::packet_type type) {
+    if (direction == mqtt::packet_direction::outbound && type == mqtt::packet_type::pingreq) {
+        stats_.pings.add();
+    }
+}
+
+mqtt::encoded_packet* Publisher::encode_buffer() {
+    return &scratch_packet;
 }
 
 void Publisher::flush() {
@@ -372,6 +307,7 @@ void Publisher::drop(DropReason reason) {
     stats_.unacknowledged.add(inflight_.size());
     inflight_.clear();
     ++generation_;
+    session_.on_peer_closed();
     transport_.close();
     timer_.cancel();
     keep_alive_.cancel();
@@ -434,6 +370,7 @@ void Publisher::finish() {
     inflight_.clear();
     phase_ = Phase::finished;
     ++generation_;
+    session_.on_peer_closed();
     timer_.cancel();
     keep_alive_.cancel();
     transport_.close();

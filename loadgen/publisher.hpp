@@ -1,8 +1,9 @@
-// One simulated sensor's MQTT client on the project's codec: connects (TCP or TLS, from a chosen
-// source address), publishes its readings with a window of unacknowledged QoS 1/2 messages or at
-// a fixed interval, keeps the connection alive with PINGREQs, reconnects with back-off when it
-// is dropped, and disconnects when done or told to stop. Lives on one io_context thread: every
-// member function, and the stats it writes, belong to that thread.
+// One simulated sensor's MQTT client: connects (TCP or TLS, from a chosen source address),
+// publishes its readings with a window of unacknowledged QoS 1/2 messages or at a fixed interval,
+// reconnects with back-off when it is dropped, and disconnects when done or told to stop. The MQTT
+// flows (CONNACK, acks, packet ids, keep-alive PINGREQs) are mqtt::client_session's; this class
+// keeps the socket, the Asio timers, back-off and the measurements. Lives on one io_context
+// thread: every member function, and the stats it writes, belong to that thread.
 #pragma once
 
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -19,8 +21,7 @@
 
 #include "loadgen/client_stats.hpp"
 #include "loadgen/transport.hpp"
-#include "protocols/mqtt/encoder.hpp"
-#include "protocols/mqtt/parser.hpp"
+#include "protocols/mqtt/client_session.hpp"
 
 namespace citygate::loadgen {
 
@@ -62,7 +63,7 @@ class MessageSource {
                          std::string& payload) const = 0;
 };
 
-class Publisher : public std::enable_shared_from_this<Publisher> {
+class Publisher : public std::enable_shared_from_this<Publisher>, private mqtt::client_handler {
   public:
     // `source_address` null: the kernel's choice. `acked` (nullable) receives the sequence of
     // every positively acknowledged message (for --verify). `on_done` runs once, when the client
@@ -93,22 +94,25 @@ class Publisher : public std::enable_shared_from_this<Publisher> {
     void on_handshake(const boost::system::error_code& ec);
     void read();
     void on_read(const boost::system::error_code& ec, std::size_t n);
-    bool handle(const mqtt::packet& packet);
-    bool on_connack(const mqtt::connack_packet& connack);
-    bool acknowledge(std::uint16_t packet_id, mqtt::reason_code reason);
     void publish_more();  // max-throughput shape: fill the window
     void tick();          // rate shape: one message per interval
-    void arm_keep_alive();
-    void on_keep_alive();
     bool window_open() const;
     void publish_one();
     void disconnect_when_done();
-    void queue(const mqtt::encoded_packet& packet);
     void flush();
     void drop(DropReason reason);  // connection lost: reconnect or finish
     void reconnect_when_quiet();   // reopens once the old socket's operations have completed
     void finish();
-    std::uint16_t next_packet_id();
+
+    // mqtt::client_handler
+    void send(std::span<const std::uint8_t> bytes) override;
+    void on_connack(const mqtt::connack_packet& ack) override;
+    void on_published(std::uint16_t packet_id, mqtt::reason_code reason) override;
+    void arm_timer(mqtt::client_timer kind, std::chrono::milliseconds after) override;
+    void cancel_timer(mqtt::client_timer kind) override;
+    void close(mqtt::client_end why, mqtt::reason_code reason) override;
+    void on_packet(mqtt::packet_direction direction, mqtt::packet_type type) override;
+    mqtt::encoded_packet* encode_buffer() override;
 
     boost::asio::io_context& io_;
     const PublisherOptions& options_;
@@ -121,7 +125,8 @@ class Publisher : public std::enable_shared_from_this<Publisher> {
     std::function<void()> on_done_;
     Transport transport_;
     boost::asio::steady_timer timer_;       // rate ticks, reconnect back-off
-    boost::asio::steady_timer keep_alive_;  // connect timeout, then PINGREQs
+    boost::asio::steady_timer keep_alive_;  // connect timeout, then the session's keep-alive
+    mqtt::client_session session_;
 
     // Completions of a previous connection carry an older generation and are ignored.
     std::uint32_t generation_ = 0;
@@ -131,10 +136,6 @@ class Publisher : public std::enable_shared_from_this<Publisher> {
     bool closing_ = false;   // DISCONNECT queued
     bool stopping_ = false;  // stop() called
     bool write_in_flight_ = false;
-    bool wrote_since_ping_check_ = false;
-    std::uint8_t pings_unanswered_ = 0;
-    std::uint16_t window_ = 0;
-    std::uint16_t keep_alive_s_ = 0;
     std::uint32_t failed_attempts_ = 0;
     DropReason lost_reason_ = DropReason::closed_by_server;  // of the last online connection
     std::chrono::steady_clock::time_point connect_started_;
@@ -143,8 +144,7 @@ class Publisher : public std::enable_shared_from_this<Publisher> {
     std::size_t read_size_ = 0;
     std::vector<std::uint8_t> outbox_, writing_;
     std::uint64_t next_sequence_ = 0;
-    std::uint16_t last_packet_id_ = 0;
-    std::vector<Inflight> inflight_;
+    std::vector<Inflight> inflight_;  // what the session's packet ids stand for
 };
 
 }  // namespace citygate::loadgen
