@@ -98,11 +98,11 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) {
              std::string policy = string(n, o);
              if (policy == "never") {
-                 c.auth.anonymous = AnonymousPolicy::never;
+                 c.auth.anonymous = ingest::AnonymousPolicy::never;
              } else if (policy == "loopback") {
-                 c.auth.anonymous = AnonymousPolicy::loopback;
+                 c.auth.anonymous = ingest::AnonymousPolicy::loopback;
              } else if (policy == "always") {
-                 c.auth.anonymous = AnonymousPolicy::always;
+                 c.auth.anonymous = ingest::AnonymousPolicy::always;
              } else {
                  fail(o, "must be \"never\", \"loopback\" or \"always\", got \"" + policy + "\"");
              }

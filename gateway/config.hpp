@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "gateway/access_control.hpp"
-#include "gateway/log.hpp"
+#include "gateway/ops/log.hpp"
+#include "ingest/access_control.hpp"
 #include "protocols/payload/format.hpp"
 #include "storage/engine.hpp"
 
@@ -43,7 +43,7 @@ struct Config {
     } tls;
 
     struct Auth {
-        AnonymousPolicy anonymous = AnonymousPolicy::loopback;
+        ingest::AnonymousPolicy anonymous = ingest::AnonymousPolicy::loopback;
         std::filesystem::path credentials_file;
         std::filesystem::path acl_file;
     } auth;

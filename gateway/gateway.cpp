@@ -8,8 +8,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
-#include "gateway/log.hpp"
-#include "gateway/mqtt_connection.hpp"
+#include "gateway/mqtt/mqtt_connection.hpp"
+#include "gateway/ops/log.hpp"
 
 namespace citygate::gateway {
 namespace {
@@ -147,10 +147,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
         metrics_.batch_points.Observe(static_cast<double>(report.points));
         metrics_.write_latency.Observe(std::chrono::duration<double>(report.write_latency).count());
     };
-    options.on_space_available = [this] {
-        for (auto& worker : workers_)
-            worker->post_space_available();
-    };
+    options.on_space_available = [this] { ingest_->notify_room(); };
     auto opened = storage::Engine::open(std::move(options));
     if (!opened.is_ok()) {
         throw std::runtime_error("cannot open storage in " + config_.storage.data_dir.string() +
@@ -165,39 +162,46 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     limits.maximum_topic_length = config_.mqtt.max_topic_length;
     limits.receive_maximum = config_.mqtt.receive_maximum;
     limits.connect_timeout = config_.mqtt.connect_timeout;
-    access_ = std::make_unique<AccessControl>(AccessOptions{
+    access_ = std::make_unique<ingest::AccessControl>(ingest::AccessOptions{
         config_.auth.anonymous, config_.auth.credentials_file, config_.auth.acl_file});
     if (config_.tls.enabled) {
         tls_context_ = std::make_unique<boost::asio::ssl::context>(
             make_server_context({config_.tls.cert_file, config_.tls.key_file, config_.tls.ca_file,
                                  config_.tls.require_client_cert}));
     }
-    context_ = std::make_unique<GatewayContext>(*engine_, metrics_, *access_);
+    ingest::IngestOptions ingest_options;
+    for (const auto& pattern : config_.ingest.topic_templates) {
+        ingest_options.templates.push_back(*payload::TopicTemplate::parse(pattern));
+    }
+    for (const auto& rule : config_.ingest.formats) {
+        ingest_options.formats.push_back({rule.topic_filter, rule.format});
+    }
+    ingest_options.default_format = config_.ingest.default_format;
+    ingest_options.line_precision = config_.ingest.line_precision;
+    ingest_options.payload_limits.max_payload = config_.mqtt.max_packet_size;
+    ingest_options.city_district_tag = config_.city.district_tag;
+    if (config_.city.max_pairs > 0) {
+        city_ = std::make_unique<ingest::CityAggregates>(config_.city.max_pairs);
+    }
+    ingest_metrics_ = std::make_unique<ingest::IngestMetrics>(*metrics_.registry());
+    ingest_ = std::make_unique<ingest::IngestUnit>(std::move(ingest_options), *engine_, *access_,
+                                                   city_.get(), *ingest_metrics_);
+
+    context_ = std::make_unique<GatewayContext>(*ingest_, metrics_, *access_);
     context_->limits = limits;
     context_->max_connections = config_.mqtt.max_connections;
     context_->max_publish_rate = config_.mqtt.max_publish_rate;
     context_->publish_burst = config_.mqtt.publish_burst;
-    metrics_.connections_limit.Set(static_cast<double>(config_.mqtt.max_connections));
-    for (const auto& pattern : config_.ingest.topic_templates) {
-        context_->templates.push_back(*payload::TopicTemplate::parse(pattern));
-    }
-    for (const auto& rule : config_.ingest.formats) {
-        context_->formats.push_back({rule.topic_filter, rule.format});
-    }
-    context_->default_format = config_.ingest.default_format;
-    context_->line_precision = config_.ingest.line_precision;
     context_->close_on_bad_payload = config_.ingest.close_on_bad_payload;
-    if (config_.city.max_pairs > 0) {
-        city_ = std::make_unique<CityAggregates>(config_.city.max_pairs);
-        context_->city = city_.get();
-        context_->city_district_tag = config_.city.district_tag;
-    }
+    metrics_.connections_limit.Set(static_cast<double>(config_.mqtt.max_connections));
 
     unsigned io_threads = or_cores(config_.server.io_threads);
     // Room for the largest packet the engine accepts plus a read's worth of what follows it.
     std::size_t read_buffer = config_.mqtt.max_packet_size + 64 * 1024;
     for (unsigned i = 0; i < io_threads; ++i) {
         workers_.push_back(std::make_unique<IoWorker>(*context_, read_buffer));
+        ingest_->add_room_listener(
+            [worker = workers_.back().get()] { worker->post_space_available(); });
     }
 
     mqtt_port_ =

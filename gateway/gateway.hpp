@@ -8,15 +8,15 @@
 #include <thread>
 #include <vector>
 
-#include "gateway/city_aggregates.hpp"
 #include "gateway/config.hpp"
-#include "gateway/http_api.hpp"
-#include "gateway/http_server.hpp"
-#include "gateway/io_worker.hpp"
-#include "gateway/metrics.hpp"
-#include "gateway/mqtt_listener.hpp"
-#include "gateway/status_page.hpp"
-#include "gateway/tls.hpp"
+#include "gateway/http/http_api.hpp"
+#include "gateway/http/http_server.hpp"
+#include "gateway/mqtt/io_worker.hpp"
+#include "gateway/mqtt/mqtt_listener.hpp"
+#include "gateway/mqtt/tls.hpp"
+#include "gateway/ops/metrics.hpp"
+#include "gateway/ops/status_page.hpp"
+#include "ingest/city_aggregates.hpp"
 
 namespace citygate::gateway {
 
@@ -51,11 +51,14 @@ class Gateway {
 
     Config config_;
     Metrics metrics_;
-    std::unique_ptr<CityAggregates> city_;  // before workers_: outlives their accumulators
+    std::unique_ptr<ingest::CityAggregates> city_;  // before workers_: outlives their accumulators
+    std::unique_ptr<ingest::AccessControl> access_;
+    std::unique_ptr<ingest::IngestMetrics> ingest_metrics_;
+    // Before engine_: the engine's last completions, fired as it closes, run through the unit.
+    std::unique_ptr<ingest::IngestUnit> ingest_;
     std::unique_ptr<GatewayContext> context_;
     std::vector<std::unique_ptr<IoWorker>> workers_;
     std::unique_ptr<storage::Engine> engine_;  // after workers_: destroyed first
-    std::unique_ptr<AccessControl> access_;
     std::unique_ptr<boost::asio::ssl::context> tls_context_;
     std::vector<std::shared_ptr<MqttListener>> listeners_;  // plain and TLS, any order
     boost::asio::io_context http_io_{1};

@@ -6,10 +6,10 @@
 
 #include <boost/program_options.hpp>
 
-#include "gateway/access_control.hpp"
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
-#include "gateway/log.hpp"
+#include "gateway/ops/log.hpp"
+#include "ingest/access_control.hpp"
 
 namespace po = boost::program_options;
 using citygate::gateway::Config;
@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
             std::cerr << "citygate: --hash-password needs a password on stdin\n";
             return 2;
         }
-        std::cout << citygate::gateway::hash_password(password) << "\n";
+        std::cout << citygate::ingest::hash_password(password) << "\n";
         return 0;
     }
 

@@ -103,6 +103,11 @@ class Scanner {
 
 }  // namespace
 
+bool is_valid_name(std::string_view name) {
+    if (name.empty() || !is_name_start(name.front())) return false;
+    return std::all_of(name.begin() + 1, name.end(), is_name_char);
+}
+
 std::string format_series_key(std::string_view measurement, std::vector<Tag> tags) {
     std::sort(tags.begin(), tags.end(),
               [](const Tag& a, const Tag& b) { return a.first < b.first; });

@@ -16,6 +16,9 @@ using Tag = std::pair<std::string, std::string>;
 // `tags` need not be sorted. Example: pm25{device="a-1",district="pudong",type="air"}.
 std::string format_series_key(std::string_view measurement, std::vector<Tag> tags);
 
+// Whether `name` may be a measurement or tag name in a series key: [A-Za-z_:][A-Za-z0-9_:.-]*.
+bool is_valid_name(std::string_view name);
+
 // Splits a canonical key back into measurement and sorted tags.
 Result<std::pair<std::string, std::vector<Tag>>> parse_series_key(std::string_view key);
 

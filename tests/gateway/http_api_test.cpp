@@ -1,7 +1,7 @@
 // HTTP API helpers: query strings, URL decoding and JSON string escaping.
 #include <catch2/catch.hpp>
 
-#include "gateway/http_api.hpp"
+#include "gateway/http/http_api.hpp"
 
 using namespace citygate::gateway;
 

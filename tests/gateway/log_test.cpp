@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "gateway/log.hpp"
+#include "gateway/ops/log.hpp"
 
 using namespace citygate;
 

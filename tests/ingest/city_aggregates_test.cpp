@@ -3,9 +3,9 @@
 
 #include <thread>
 
-#include "gateway/city_aggregates.hpp"
+#include "ingest/city_aggregates.hpp"
 
-using namespace citygate::gateway;
+using namespace citygate::ingest;
 
 namespace {
 

@@ -1,6 +1,6 @@
 // The status page's HTML: one self-contained document (inline CSS, JS and SVG, nothing fetched
 // but /api/v1/status), so it works on an air-gapped network.
-#include "gateway/status_page.hpp"
+#include "gateway/ops/status_page.hpp"
 
 namespace citygate::gateway {
 

@@ -8,7 +8,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "gateway/io_worker.hpp"
+#include "gateway/mqtt/io_worker.hpp"
 
 namespace citygate::gateway {
 

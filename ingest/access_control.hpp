@@ -18,16 +18,13 @@
 
 #include "protocols/mqtt/types.hpp"
 
-namespace citygate::gateway {
+namespace citygate::ingest {
 
 enum class AnonymousPolicy { never, loopback, always };
 
 // A PBKDF2-HMAC-SHA256 hash line: `pbkdf2-sha256$<iterations>$<salt base64>$<hash base64>`.
 // Throws std::runtime_error when OpenSSL fails.
 std::string hash_password(std::string_view password, unsigned iterations = 100'000);
-
-// True when `topic` matches the MQTT topic filter (`+` one level, `#` the rest).
-bool topic_matches(std::string_view filter, std::string_view topic);
 
 struct AclRule {
     std::string user;                  // a user name, "*" for any authenticated user, "anonymous"
@@ -81,4 +78,4 @@ class AccessControl {
     std::unordered_map<std::string, std::string> verified_;
 };
 
-}  // namespace citygate::gateway
+}  // namespace citygate::ingest

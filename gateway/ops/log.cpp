@@ -1,6 +1,6 @@
 // Log lines in text or JSON, written with one write() so lines from different threads never
 // interleave.
-#include "gateway/log.hpp"
+#include "gateway/ops/log.hpp"
 
 #include "gateway/json_text.hpp"
 

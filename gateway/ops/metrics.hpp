@@ -17,22 +17,18 @@
 
 namespace citygate::gateway {
 
-// Kinds of rejected input, one label value each.
+// Kinds of rejected input at the gateway's edge, one label value each. The ingest unit counts
+// its own kinds (acl_denied, topic_unmatched, payload_invalid, ...) in the same family
+// (ingest/ingest_metrics.hpp).
 enum class ErrorKind {
     malformed_packet,
     protocol_error,
-    topic_unmatched,
-    payload_invalid,
-    field_skipped,
-    storage_rejected,
-    storage_failed,
     connection_limit,
     http_bad_request,
     auth_failed,
-    acl_denied,
     tls_handshake_failed,
 };
-inline constexpr int error_kind_count = 12;
+inline constexpr int error_kind_count = 6;
 const char* error_kind_name(ErrorKind kind);
 
 class Metrics {

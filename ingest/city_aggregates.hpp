@@ -23,7 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace citygate::gateway {
+namespace citygate::ingest {
 
 class CityAggregates;
 
@@ -120,4 +120,4 @@ class CityAggregates {
     std::atomic<std::uint64_t> dropped_{0};
 };
 
-}  // namespace citygate::gateway
+}  // namespace citygate::ingest

@@ -8,11 +8,12 @@
 #include <string>
 #include <string_view>
 
-#include "gateway/city_aggregates.hpp"
-#include "gateway/http_server.hpp"
+#include "gateway/http/http_server.hpp"
+#include "gateway/http/router.hpp"
 #include "gateway/json_text.hpp"
-#include "gateway/metrics.hpp"
-#include "gateway/status_page.hpp"
+#include "gateway/ops/metrics.hpp"
+#include "gateway/ops/status_page.hpp"
+#include "ingest/city_aggregates.hpp"
 #include "storage/engine.hpp"
 
 namespace citygate::gateway {
@@ -24,14 +25,15 @@ class HttpApi {
 
     // Serves `GET /` and `/api/v1/status` from `status` and `/metrics/city` from `city` (either
     // may be null: not served). Call before the first request; both must outlive this object.
-    void set_status(const StatusPage* status, const CityAggregates* city);
+    void set_status(const StatusPage* status, const ingest::CityAggregates* city);
 
     // Enables POST /api/v1/admin/checkpoint, writing checkpoints under `directory`.
     void set_backup_directory(std::filesystem::path directory) {
         backup_directory_ = std::move(directory);
     }
 
-    // Thread safe. GET and HEAD everywhere; PUT or POST only on /api/v1/log_level, POST on
+    // Thread safe. Dispatches through the route table (the constructor lists every endpoint):
+    // GET and HEAD everywhere; PUT or POST also on /api/v1/log_level, only POST on
     // /api/v1/admin/checkpoint.
     HttpResponse handle(const HttpRequest& request) const;
 
@@ -44,18 +46,19 @@ class HttpApi {
     HttpResponse export_points(std::string_view query) const;
     HttpResponse bad_request(std::string_view message) const;
     HttpResponse log_level(const HttpRequest& request) const;
-    HttpResponse checkpoint(const HttpRequest& request) const;
+    HttpResponse checkpoint() const;
     std::optional<HttpResponse> range_parameters(std::string_view query,
                                                  storage::Selector& selector, std::int64_t& start,
                                                  std::int64_t& end) const;
 
+    Router routes_;
     const storage::Engine& engine_;
     Metrics& metrics_;
     const std::atomic<bool>& ready_;
     storage::QueryLimits limits_;
     std::filesystem::path backup_directory_;
     const StatusPage* status_ = nullptr;
-    const CityAggregates* city_ = nullptr;
+    const ingest::CityAggregates* city_ = nullptr;
 };
 
 // Decodes a percent-encoded query component ('+' is a space). Returns false on a bad escape.

@@ -14,8 +14,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "gateway/city_aggregates.hpp"
-#include "gateway/metrics.hpp"
+#include "gateway/ops/metrics.hpp"
+#include "ingest/city_aggregates.hpp"
 #include "storage/engine.hpp"
 
 namespace citygate::gateway {
@@ -23,8 +23,8 @@ namespace citygate::gateway {
 class StatusPage {
   public:
     // `city` may be null (aggregates off). `queue_capacity` is a shard queue's capacity.
-    StatusPage(const storage::Engine& engine, const Metrics& metrics, const CityAggregates* city,
-               std::size_t queue_capacity);
+    StatusPage(const storage::Engine& engine, const Metrics& metrics,
+               const ingest::CityAggregates* city, std::size_t queue_capacity);
 
     // Samples the counters every second on `io`'s thread for the rate history; the timer stops
     // with `io`.
@@ -49,7 +49,7 @@ class StatusPage {
 
     const storage::Engine& engine_;
     const Metrics& metrics_;
-    const CityAggregates* city_;
+    const ingest::CityAggregates* city_;
     std::size_t queue_capacity_;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     std::unique_ptr<boost::asio::steady_timer> timer_;

@@ -1,33 +1,12 @@
 // MQTT connection: socket I/O, timers, ingest of PUBLISH payloads and durable acknowledgement.
-#include "gateway/mqtt_connection.hpp"
+#include "gateway/mqtt/mqtt_connection.hpp"
 
 #include <boost/asio/write.hpp>
 
-#include "gateway/log.hpp"
-#include "gateway/tls.hpp"
+#include "gateway/mqtt/tls.hpp"
+#include "gateway/ops/log.hpp"
 
 namespace citygate::gateway {
-namespace {
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-// Counts a reading in the city aggregates under its district tag, if it has one.
-void add_to_city(CityAggregates& city, std::string_view district_tag,
-                 const std::vector<storage::Tag>& tags, const payload::Reading& reading) {
-    for (const auto& [name, value] : tags) {
-        if (name == district_tag) {
-            return city.local().add(value, reading.measurement, reading.timestamp_ms, reading.value,
-                                    now_ms());
-        }
-    }
-}
-
-}  // namespace
-
 MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket,
                                boost::asio::ssl::context* tls)
     : worker_(worker),
@@ -251,82 +230,12 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
             break;
     }
 
-    IoWorker::Scratch& scratch = worker_.scratch();
-    auto& topic_tags = scratch.tags;  // topic tags, viewing into the template and the topic
-    auto& readings = scratch.readings;
-    if (!worker_.context().access.may_publish(identity_, session_.client_id(), message.topic)) {
-        metrics.error(ErrorKind::acl_denied).Increment();
-        CG_LOG(debug) << "acl denies '" << message.topic << "' to "
-                      << (identity_.anonymous ? std::string("anonymous") : identity_.user);
-        if (message.token) refuse(message.token, mqtt::reason_code::not_authorized);
-        return;
-    }
-
-    topic_tags.clear();
-    const payload::TopicTemplate* matched = nullptr;
-    for (const auto& candidate : worker_.context().templates) {
-        if (candidate.match(message.topic, topic_tags)) {
-            matched = &candidate;
-            break;
-        }
-    }
-    if (!matched) {
-        metrics.error(ErrorKind::topic_unmatched).Increment();
-        CG_LOG(debug) << "no topic template matches '" << message.topic << "'";
-        if (message.token) refuse(message.token, mqtt::reason_code::topic_name_invalid);
-        return;
-    }
-
-    // A template level named `measurement` names the readings instead of tagging them (plain
-    // numbers, nameless SenML records); without one, the topic's last level does.
-    std::string_view measurement = message.topic.substr(message.topic.rfind('/') + 1);
-    for (auto tag = topic_tags.begin(); tag != topic_tags.end(); ++tag) {
-        if (tag->first == "measurement") {
-            measurement = tag->second;
-            topic_tags.erase(tag);
-            break;
-        }
-    }
-    GatewayContext& context = worker_.context();
-    payload::Format format = context.default_format;
-    for (const auto& rule : context.formats) {
-        if (topic_matches(rule.topic_filter, message.topic)) {
-            format = rule.format;
-            break;
-        }
-    }
-
-    readings.clear();
-    payload::SkippedFields skipped;
-    auto ec = worker_.decoder().decode(format, message.payload, measurement, now_ms(), readings,
-                                       skipped, context.line_precision);
-    if (skipped.total()) {
-        metrics.error(ErrorKind::field_skipped).Increment(static_cast<double>(skipped.total()));
-    }
-    if (ec) {
-        metrics.error(ErrorKind::payload_invalid).Increment();
-        CG_LOG(debug) << "bad payload on '" << message.topic << "': " << ec.message() << " "
-                      << worker_.decoder().error_detail();
-        if (context.close_on_bad_payload) {
-            session_.disconnect(mqtt::reason_code::payload_format_invalid);
-            return;
-        }
-        if (message.token) refuse(message.token, mqtt::reason_code::payload_format_invalid);
-        return;
-    }
-
-    std::vector<storage::Point> points;
-    points.reserve(readings.size());
-    std::vector<storage::Tag>& tags = scratch.series_tags;
-    for (auto& reading : readings) {
-        payload::merge_tags(topic_tags, reading.tags, tags);
-        points.push_back({storage::format_series_key(reading.measurement, tags),
-                          reading.timestamp_ms, reading.value});
-        if (context.city) add_to_city(*context.city, context.city_district_tag, tags, reading);
-    }
-
-    if (!stalled_.empty() || !submit(points, message.token, received)) {
-        stalled_.push_back({std::move(points), message.token, received});
+    ingest::Write write;
+    ingest::Verdict verdict = worker_.appender().prepare(
+        {identity_, session_.client_id(), message.topic, message.payload}, write);
+    if (verdict != ingest::Verdict::stored) return refuse(message, verdict);
+    if (!stalled_.empty() || !submit(write, message.token, received)) {
+        stalled_.push_back({std::move(write), message.token, received});
         if (!paused_) {
             paused_ = true;
             worker_.pause(shared_from_this());
@@ -334,17 +243,49 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
     }
 }
 
-bool MqttConnection::submit(std::vector<storage::Point>& points, mqtt::delivery_token token,
+void MqttConnection::refuse(const mqtt::inbound_publish& message, ingest::Verdict verdict) {
+    mqtt::reason_code reason = mqtt::reason_code::unspecified_error;
+    switch (verdict) {
+        case ingest::Verdict::not_authorized:
+            CG_LOG(debug) << "acl denies '" << message.topic << "' to "
+                          << (identity_.anonymous ? std::string("anonymous") : identity_.user);
+            reason = mqtt::reason_code::not_authorized;
+            break;
+        case ingest::Verdict::topic_unmatched:
+            CG_LOG(debug) << "no topic template matches '" << message.topic << "'";
+            reason = mqtt::reason_code::topic_name_invalid;
+            break;
+        case ingest::Verdict::payload_invalid:
+            CG_LOG(debug) << "bad payload on '" << message.topic
+                          << "': " << worker_.appender().error_detail();
+            if (worker_.context().close_on_bad_payload) {
+                return session_.disconnect(mqtt::reason_code::payload_format_invalid);
+            }
+            reason = mqtt::reason_code::payload_format_invalid;
+            break;
+        case ingest::Verdict::stored:
+        case ingest::Verdict::storage_failed:
+            break;
+    }
+    if (!message.token) return;  // QoS 0: nothing to acknowledge
+    // A message the gateway will not store is still acknowledged: it is counted, and re-sending
+    // it would not make it storable. MQTT 5 clients learn why from the reason code; 3.1.1 has
+    // no negative acknowledgement, so they get a plain one.
+    if (session_.version() != mqtt::protocol_version::v5) reason = mqtt::reason_code::success;
+    worker_.immediate().emplace_back(message.token, reason);
+}
+
+bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
                             std::chrono::steady_clock::time_point received) {
     IoWorker* worker = &worker_;
-    storage::WriteCallback done = [worker, self = shared_from_this(), token,
-                                   received](const storage::WriteResult& result) mutable {
+    ingest::Completion done = [worker, self = shared_from_this(), token,
+                               received](const ingest::Outcome& outcome) mutable {
         // Moving the connection out keeps its last reference off the writer thread.
-        worker->post_completion({std::move(self), token, result, received});
+        worker->post_completion({std::move(self), token, outcome, received});
     };
     GatewayContext& context = worker_.context();
     context.pending_writes.fetch_add(1);
-    if (!context.engine.try_write(points, std::move(done))) {
+    if (!context.ingest.try_submit(write, std::move(done))) {
         context.pending_writes.fetch_sub(1);
         return false;
     }
@@ -355,7 +296,7 @@ bool MqttConnection::retry_stalled() {
     std::size_t done = 0;
     while (done < stalled_.size()) {
         StalledWrite& next = stalled_[done];
-        if (!submit(next.points, next.token, next.received)) break;
+        if (!submit(next.write, next.token, next.received)) break;
         ++done;
     }
     stalled_.erase(stalled_.begin(), stalled_.begin() + static_cast<std::ptrdiff_t>(done));
@@ -367,24 +308,19 @@ bool MqttConnection::retry_stalled() {
 }
 
 void MqttConnection::complete(const Completion& completion) {
-    const storage::WriteResult& result = completion.result;
-    // Points refused for what they are (late, behind retention, over the series limit) are
-    // counted; the rest of the message is durable and acknowledged, since re-sending the same
-    // points would be refused again. Only a failed WAL write withholds the acknowledgement.
-    bool durable = result.durable();
-    Metrics& metrics = worker_.context().metrics;
-    if (!durable) {
-        metrics.error(ErrorKind::storage_failed).Increment();
-        CG_LOG(warn) << "storage write failed: " << result.status.message();
-    } else if (result.rejected() > 0) {
-        metrics.error(ErrorKind::storage_rejected).Increment();
-        CG_LOG(debug) << "storage refused points: " << result.rejected_late << " late, "
-                      << result.rejected_series_limit << " over the series limit, "
-                      << result.rejected_invalid << " with an invalid series key; "
-                      << result.accepted << " stored";
+    // Points storage refused for what they are (late, behind retention, over the series limit)
+    // were counted by the ingest unit; the rest of the message is durable and acknowledged,
+    // since re-sending the same points would be refused again. Only a failed WAL write
+    // withholds the acknowledgement.
+    const ingest::Outcome& outcome = completion.outcome;
+    bool durable = outcome.verdict == ingest::Verdict::stored;
+    if (outcome.rejected > 0) {
+        CG_LOG(debug) << "storage refused " << outcome.rejected << " of "
+                      << outcome.rejected + outcome.stored << " points";
     }
+    if (!durable) CG_LOG(warn) << "storage write failed: " << outcome.failure;
     if (torn_down_ || completion.token == 0) return;  // gone, or QoS 0: nothing to acknowledge
-    metrics.ack_latency.Observe(
+    worker_.context().metrics.ack_latency.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - completion.received)
             .count());
     bool was_full = inflight_full();
@@ -403,16 +339,8 @@ void MqttConnection::resume_reading() {
     wait_readable();
 }
 
-void MqttConnection::refuse(mqtt::delivery_token token, mqtt::reason_code reason) {
-    // A message the gateway will not store is still acknowledged: it is counted, and re-sending
-    // it would not make it storable. MQTT 5 clients learn why from the reason code; 3.1.1 has
-    // no negative acknowledgement, so they get a plain one.
-    if (session_.version() != mqtt::protocol_version::v5) reason = mqtt::reason_code::success;
-    worker_.scratch().immediate.emplace_back(token, reason);
-}
-
 void MqttConnection::finish_immediate_completions() {
-    auto& pending = worker_.scratch().immediate;
+    auto& pending = worker_.immediate();
     if (pending.empty()) return;
     std::vector<std::pair<mqtt::delivery_token, mqtt::reason_code>> refused;
     refused.swap(pending);

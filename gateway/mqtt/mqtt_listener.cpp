@@ -1,12 +1,12 @@
 // SO_REUSEPORT listener per I/O thread.
-#include "gateway/mqtt_listener.hpp"
+#include "gateway/mqtt/mqtt_listener.hpp"
 
 #include <sys/socket.h>
 
 #include <boost/asio/detail/socket_option.hpp>
 
-#include "gateway/log.hpp"
-#include "gateway/mqtt_connection.hpp"
+#include "gateway/mqtt/mqtt_connection.hpp"
+#include "gateway/ops/log.hpp"
 
 namespace citygate::gateway {
 namespace {

@@ -1,5 +1,5 @@
 // Registration of the gateway's metric families.
-#include "gateway/metrics.hpp"
+#include "gateway/ops/metrics.hpp"
 
 #include <prometheus/text_serializer.h>
 
@@ -30,24 +30,12 @@ const char* error_kind_name(ErrorKind kind) {
             return "malformed_packet";
         case ErrorKind::protocol_error:
             return "protocol_error";
-        case ErrorKind::topic_unmatched:
-            return "topic_unmatched";
-        case ErrorKind::payload_invalid:
-            return "payload_invalid";
-        case ErrorKind::field_skipped:
-            return "field_skipped";
-        case ErrorKind::storage_rejected:
-            return "storage_rejected";
-        case ErrorKind::storage_failed:
-            return "storage_failed";
         case ErrorKind::connection_limit:
             return "connection_limit";
         case ErrorKind::http_bad_request:
             return "http_bad_request";
         case ErrorKind::auth_failed:
             return "auth_failed";
-        case ErrorKind::acl_denied:
-            return "acl_denied";
         case ErrorKind::tls_handshake_failed:
             return "tls_handshake_failed";
     }

@@ -1,8 +1,8 @@
 // Routes of the HTTP API.
-#include "gateway/http_api.hpp"
+#include "gateway/http/http_api.hpp"
 
 #include "gateway/config.hpp"
-#include "gateway/log.hpp"
+#include "gateway/ops/log.hpp"
 
 #include <charconv>
 #include <chrono>
@@ -14,20 +14,6 @@ namespace citygate::gateway {
 namespace {
 
 namespace http = boost::beast::http;
-
-HttpResponse json_response(http::status status, std::string body) {
-    HttpResponse response(status, 11);
-    response.set(http::field::content_type, "application/json");
-    response.body() = std::move(body);
-    return response;
-}
-
-HttpResponse json_error(http::status status, std::string_view message) {
-    std::string body = "{\"status\":\"error\",\"error\":";
-    append_json_string(body, message);
-    body += '}';
-    return json_response(status, std::move(body));
-}
 
 std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -175,76 +161,67 @@ bool query_parameter(std::string_view query, std::string_view name, std::string&
 
 HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
                  storage::QueryLimits limits)
-    : engine_(engine), metrics_(metrics), ready_(ready), limits_(limits) {}
+    : engine_(engine), metrics_(metrics), ready_(ready), limits_(limits) {
+    using http::verb;
+    auto text = [](const char* content_type, std::string body) {
+        HttpResponse response(http::status::ok, 11);
+        response.set(http::field::content_type, content_type);
+        response.body() = std::move(body);
+        return response;
+    };
+    auto not_served = [](const HttpCall& call) {
+        return json_error(http::status::not_found, "no such endpoint: " + std::string(call.path));
+    };
+    routes_.add({verb::get}, "/healthz", [](const HttpCall&) {
+        return json_response(http::status::ok, "{\"status\":\"ok\"}");
+    });
+    routes_.add({verb::get}, "/readyz", [this](const HttpCall&) {
+        return ready_.load() ? json_response(http::status::ok, "{\"status\":\"ready\"}")
+                             : json_error(http::status::service_unavailable, "not ready");
+    });
+    routes_.add({verb::get}, "/metrics", [this, text](const HttpCall&) {
+        return text("text/plain; version=0.0.4", metrics_.serialize());
+    });
+    routes_.add({verb::get}, "/metrics/city", [this, text, not_served](const HttpCall& call) {
+        if (!city_) return not_served(call);
+        return text("text/plain; version=0.0.4",
+                    ingest::CityAggregates::serialize(city_->snapshot(now_ms())));
+    });
+    routes_.add({verb::get}, "/", [this, text, not_served](const HttpCall& call) {
+        if (!status_) return not_served(call);
+        HttpResponse response = text("text/html; charset=utf-8", std::string(StatusPage::html()));
+        response.set(http::field::cache_control, "no-store");
+        return response;
+    });
+    routes_.add({verb::get}, "/api/v1/status", [this, not_served](const HttpCall& call) {
+        if (!status_) return not_served(call);
+        return json_response(http::status::ok, status_->json(now_ms()));
+    });
+    routes_.add({verb::get}, "/api/v1/query_range",
+                [this](const HttpCall& call) { return query_range(call.query); });
+    routes_.add({verb::get}, "/api/v1/series",
+                [this](const HttpCall& call) { return series(call.query); });
+    routes_.add({verb::get}, "/api/v1/export",
+                [this](const HttpCall& call) { return export_points(call.query); });
+    routes_.add({verb::get}, "/api/v1/labels/{name}/values",
+                [this](const HttpCall& call) { return label_values(call.params[0], call.query); });
+    routes_.add({verb::get, verb::put, verb::post}, "/api/v1/log_level",
+                [this](const HttpCall& call) { return log_level(call.request); });
+    routes_.add({verb::post}, "/api/v1/admin/checkpoint",
+                [this](const HttpCall&) { return checkpoint(); });
+}
 
-void HttpApi::set_status(const StatusPage* status, const CityAggregates* city) {
+void HttpApi::set_status(const StatusPage* status, const ingest::CityAggregates* city) {
     status_ = status;
     city_ = city;
 }
 
 HttpResponse HttpApi::handle(const HttpRequest& request) const {
-    std::string_view target(request.target().data(), request.target().size());
-    std::size_t question = target.find('?');
-    std::string_view path = target.substr(0, question);
-    std::string_view query =
-        question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
-
-    if (path == "/api/v1/log_level") return log_level(request);
-    if (path == "/api/v1/admin/checkpoint") return checkpoint(request);
-    if (request.method() != http::verb::get && request.method() != http::verb::head) {
-        HttpResponse response = json_error(http::status::method_not_allowed, "use GET");
-        response.set(http::field::allow, "GET, HEAD");
-        return response;
-    }
-    if (path == "/healthz") return json_response(http::status::ok, "{\"status\":\"ok\"}");
-    if (path == "/readyz") {
-        return ready_.load() ? json_response(http::status::ok, "{\"status\":\"ready\"}")
-                             : json_error(http::status::service_unavailable, "not ready");
-    }
-    if (path == "/metrics") {
-        HttpResponse response(http::status::ok, 11);
-        response.set(http::field::content_type, "text/plain; version=0.0.4");
-        response.body() = metrics_.serialize();
-        return response;
-    }
-    if (path == "/metrics/city" && city_) {
-        HttpResponse response(http::status::ok, 11);
-        response.set(http::field::content_type, "text/plain; version=0.0.4");
-        response.body() = CityAggregates::serialize(city_->snapshot(now_ms()));
-        return response;
-    }
-    if (path == "/" && status_) {
-        HttpResponse response(http::status::ok, 11);
-        response.set(http::field::content_type, "text/html; charset=utf-8");
-        response.set(http::field::cache_control, "no-store");
-        response.body() = std::string(StatusPage::html());
-        return response;
-    }
-    if (path == "/api/v1/status" && status_) {
-        return json_response(http::status::ok, status_->json(now_ms()));
-    }
-    if (path == "/api/v1/query_range") return query_range(query);
-    if (path == "/api/v1/series") return series(query);
-    if (path == "/api/v1/export") return export_points(query);
-    constexpr std::string_view labels_prefix = "/api/v1/labels/";
-    constexpr std::string_view values_suffix = "/values";
-    if (path.starts_with(labels_prefix) && path.ends_with(values_suffix) &&
-        path.size() > labels_prefix.size() + values_suffix.size()) {
-        return label_values(path.substr(labels_prefix.size(),
-                                        path.size() - labels_prefix.size() - values_suffix.size()),
-                            query);
-    }
-    return json_error(http::status::not_found, "no such endpoint: " + std::string(path));
+    return routes_.dispatch(request);
 }
 
-// GET answers the level; PUT or POST with a body of debug, info, warn or error (surrounding
-// whitespace and quotes ignored) sets it for the whole process.
-HttpResponse HttpApi::checkpoint(const HttpRequest& request) const {
-    if (request.method() != http::verb::post) {
-        HttpResponse response = json_error(http::status::method_not_allowed, "use POST");
-        response.set(http::field::allow, "POST");
-        return response;
-    }
+// Writes a checkpoint of every shard under the backup directory.
+HttpResponse HttpApi::checkpoint() const {
     if (backup_directory_.empty()) {
         return json_error(http::status::not_found, "checkpoints are not configured");
     }
@@ -272,6 +249,8 @@ HttpResponse HttpApi::checkpoint(const HttpRequest& request) const {
     return json_response(http::status::ok, std::move(body));
 }
 
+// GET answers the level; PUT or POST with a body of debug, info, warn or error (surrounding
+// whitespace and quotes ignored) sets it for the whole process.
 HttpResponse HttpApi::log_level(const HttpRequest& request) const {
     auto answer = [](log::Level previous) {
         std::string body = "{\"status\":\"success\",\"data\":{\"level\":\"";
@@ -283,12 +262,6 @@ HttpResponse HttpApi::log_level(const HttpRequest& request) const {
     };
     http::verb method = request.method();
     if (method == http::verb::get || method == http::verb::head) return answer(log::level());
-    if (method != http::verb::put && method != http::verb::post) {
-        HttpResponse response =
-            json_error(http::status::method_not_allowed, "use GET, PUT or POST");
-        response.set(http::field::allow, "GET, HEAD, PUT, POST");
-        return response;
-    }
     std::string_view text = request.body();
     auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"'; };
     while (!text.empty() && blank(text.front()))

@@ -1,16 +1,16 @@
 // Completion inbox and backpressure retries of one I/O thread.
-#include "gateway/io_worker.hpp"
+#include "gateway/mqtt/io_worker.hpp"
 
 #include <boost/asio/post.hpp>
 
-#include "gateway/mqtt_connection.hpp"
+#include "gateway/mqtt/mqtt_connection.hpp"
 
 namespace citygate::gateway {
 
 IoWorker::IoWorker(GatewayContext& context, std::size_t read_buffer_size)
     : context_(context),
       read_buffer_(read_buffer_size),
-      decoder_(payload::PayloadLimits{context.limits.maximum_packet_size}),
+      appender_(context.ingest),
       throttle_timer_(io_) {}
 
 void IoWorker::post_completion(Completion completion) {

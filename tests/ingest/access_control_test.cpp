@@ -4,10 +4,10 @@
 
 #include <fstream>
 
-#include "gateway/access_control.hpp"
+#include "ingest/access_control.hpp"
 #include "tests/support/temp_dir.hpp"
 
-using namespace citygate::gateway;
+using namespace citygate::ingest;
 using citygate::mqtt::reason_code;
 
 namespace {
@@ -17,19 +17,6 @@ std::span<const std::uint8_t> bytes(std::string_view text) {
 }
 
 }  // namespace
-
-TEST_CASE("MQTT topic filters match as the specification says") {
-    CHECK(topic_matches("city/+/air/#", "city/pudong/air/a-1"));
-    CHECK(topic_matches("city/+/air/#", "city/pudong/air"));
-    CHECK(topic_matches("#", "anything/at/all"));
-    CHECK(topic_matches("a/b", "a/b"));
-    CHECK_FALSE(topic_matches("a/b", "a"));
-    CHECK_FALSE(topic_matches("a", "a/b"));
-    CHECK_FALSE(topic_matches("a/+", "a/b/c"));
-    CHECK_FALSE(topic_matches("city/+/air/#", "city/pudong/water/w-1"));
-    CHECK_FALSE(topic_matches("#", "$SYS/uptime"));  // MQTT-4.7.2-1
-    CHECK(topic_matches("$SYS/#", "$SYS/uptime"));
-}
 
 TEST_CASE("passwords are checked against salted PBKDF2 hashes, never stored in plain text") {
     citygate::test::TempDir dir;

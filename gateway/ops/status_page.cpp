@@ -1,9 +1,9 @@
 // The status JSON and the sampler behind its ingest-rate history.
-#include "gateway/status_page.hpp"
+#include "gateway/ops/status_page.hpp"
 
 #include <cstdio>
 
-#include "gateway/http_api.hpp"
+#include "gateway/http/http_api.hpp"
 
 namespace citygate::gateway {
 namespace {
@@ -23,7 +23,7 @@ double rate(double samples, double earlier, std::int64_t ms) {
 }  // namespace
 
 StatusPage::StatusPage(const storage::Engine& engine, const Metrics& metrics,
-                       const CityAggregates* city, std::size_t queue_capacity)
+                       const ingest::CityAggregates* city, std::size_t queue_capacity)
     : engine_(engine), metrics_(metrics), city_(city), queue_capacity_(queue_capacity) {}
 
 void StatusPage::start(boost::asio::io_context& io) {
@@ -120,13 +120,13 @@ std::string StatusPage::json(std::int64_t now_ms) const {
         out += "null}";
         return out;
     }
-    CitySnapshot city = city_->snapshot(now_ms);
+    ingest::CitySnapshot city = city_->snapshot(now_ms);
     out += "{\"minute_start_ms\":" + std::to_string(city.minute_start_ms) +
            ",\"pairs_tracked\":" + std::to_string(city.pairs_tracked) +
            ",\"max_pairs\":" + std::to_string(city_->max_pairs()) +
            ",\"readings_dropped\":" + std::to_string(city.readings_dropped) + ",\"pairs\":[";
     bool first = true;
-    for (const CityAverage& pair : city.pairs) {
+    for (const ingest::CityAverage& pair : city.pairs) {
         if (!first) out += ',';
         first = false;
         out += "{\"district\":";

@@ -1,5 +1,5 @@
 // OpenSSL through Asio: TLS 1.2+ only, no session tickets (nothing to resume across restarts).
-#include "gateway/tls.hpp"
+#include "gateway/mqtt/tls.hpp"
 
 #include <openssl/x509.h>
 

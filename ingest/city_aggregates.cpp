@@ -1,11 +1,11 @@
 // Lock-free per-thread minute buckets and their merge at scrape time.
-#include "gateway/city_aggregates.hpp"
+#include "ingest/city_aggregates.hpp"
 
 #include <algorithm>
 #include <cstdio>
 #include <tuple>
 
-namespace citygate::gateway {
+namespace citygate::ingest {
 namespace {
 
 constexpr std::int64_t minute_ms = 60'000;
@@ -243,4 +243,4 @@ std::string CityAggregates::serialize(const CitySnapshot& snapshot) {
     return out;
 }
 
-}  // namespace citygate::gateway
+}  // namespace citygate::ingest

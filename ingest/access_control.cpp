@@ -1,5 +1,7 @@
 // Credentials (PBKDF2-HMAC-SHA256 via OpenSSL), topic ACLs and their reload.
-#include "gateway/access_control.hpp"
+#include "ingest/access_control.hpp"
+
+#include "protocols/mqtt/topic_filter.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -12,7 +14,7 @@
 
 #include <toml++/toml.h>
 
-namespace citygate::gateway {
+namespace citygate::ingest {
 namespace {
 
 std::string base64(std::span<const unsigned char> bytes) {
@@ -103,29 +105,6 @@ std::string hash_password(std::string_view password, unsigned iterations) {
     if (RAND_bytes(salt, sizeof salt) != 1) throw std::runtime_error("RAND_bytes failed");
     auto hash = pbkdf2(password, salt, iterations);
     return "pbkdf2-sha256$" + std::to_string(iterations) + "$" + base64(salt) + "$" + base64(hash);
-}
-
-bool topic_matches(std::string_view filter, std::string_view topic) {
-    // Topics starting with '$' are not matched by leading wildcards (MQTT-4.7.2-1).
-    if (!topic.empty() && topic.front() == '$' && !filter.empty() &&
-        (filter.front() == '+' || filter.front() == '#')) {
-        return false;
-    }
-    while (true) {
-        std::size_t fslash = filter.find('/');
-        std::string_view flevel = filter.substr(0, fslash);
-        if (flevel == "#") return true;
-        std::size_t tslash = topic.find('/');
-        std::string_view tlevel = topic.substr(0, tslash);
-        if (flevel != "+" && flevel != tlevel) return false;
-        if (fslash == std::string_view::npos || tslash == std::string_view::npos) {
-            // "a/#" also matches "a" (the parent level).
-            return fslash == tslash ||
-                   (tslash == std::string_view::npos && filter.substr(fslash + 1) == "#");
-        }
-        filter.remove_prefix(fslash + 1);
-        topic.remove_prefix(tslash + 1);
-    }
 }
 
 AccessControl::AccessControl(AccessOptions options) : options_(std::move(options)) {
@@ -267,10 +246,11 @@ bool AccessControl::may_publish(const Identity& identity, std::string_view clien
                 (pattern.find("%c") != std::string::npos && has_wildcard(client_id))) {
                 continue;
             }
-            if (topic_matches(substitute(pattern, identity.user, client_id), topic)) return true;
+            if (mqtt::topic_matches(substitute(pattern, identity.user, client_id), topic))
+                return true;
         }
     }
     return false;
 }
 
-}  // namespace citygate::gateway
+}  // namespace citygate::ingest

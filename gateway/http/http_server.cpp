@@ -1,5 +1,5 @@
 // Beast HTTP listener and sessions, after the Beast advanced server example.
-#include "gateway/http_server.hpp"
+#include "gateway/http/http_server.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -7,7 +7,7 @@
 
 #include <boost/beast/core.hpp>
 
-#include "gateway/log.hpp"
+#include "gateway/ops/log.hpp"
 
 namespace citygate::gateway {
 namespace {

@@ -1,5 +1,6 @@
-// One I/O thread's world: its io_context, a read buffer and a payload decoder shared by all of
-// its connections, and the inbox through which storage writer threads hand back completions.
+// One I/O thread's world: its io_context, a read buffer and an ingest appender (decoder and
+// scratch) shared by all of its connections, and the inbox through which storage writer threads
+// hand back completions.
 #pragma once
 
 #include <atomic>
@@ -14,42 +15,29 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "gateway/access_control.hpp"
-#include "gateway/city_aggregates.hpp"
-#include "gateway/metrics.hpp"
+#include "gateway/ops/metrics.hpp"
+#include "ingest/access_control.hpp"
+#include "ingest/ingest_unit.hpp"
 #include "protocols/mqtt/server_session.hpp"
-#include "protocols/payload/payload_decoder.hpp"
-#include "protocols/payload/topic_template.hpp"
-#include "storage/engine.hpp"
 
 namespace citygate::gateway {
 
 class MqttConnection;
 
-// What every worker shares: the storage engine, metrics and ingest rules. Read-only after start
+// What every worker shares: the ingest unit, metrics and MQTT rules. Read-only after start
 // except the atomics.
 struct GatewayContext {
-    storage::Engine& engine;
+    ingest::IngestUnit& ingest;
     Metrics& metrics;
-    AccessControl& access;
-    std::vector<payload::TopicTemplate> templates;
-    struct FormatRule {
-        std::string topic_filter;
-        payload::Format format;
-    };
-    std::vector<FormatRule> formats;  // first match wins
-    payload::Format default_format = payload::Format::detect;
-    payload::TimePrecision line_precision = payload::TimePrecision::ns;
+    ingest::AccessControl& access;
     bool close_on_bad_payload = false;
-    CityAggregates* city = nullptr;  // null: city aggregates off
-    std::string city_district_tag = "district";
     mqtt::server_limits limits;
     std::size_t max_connections = 0;
     double max_publish_rate = 0;  // per connection, messages/s; 0: unlimited
     double publish_burst = 0;
     std::atomic<std::size_t> connections{0};  // accepted sockets
     std::atomic<std::size_t> sessions{0};     // accepted CONNECTs
-    // Storage writes accepted by try_write whose completion has not yet reached its connection.
+    // Storage writes accepted by try_submit whose completion has not yet reached its connection.
     std::atomic<std::int64_t> pending_writes{0};
 };
 
@@ -57,7 +45,7 @@ struct GatewayContext {
 struct Completion {
     std::shared_ptr<MqttConnection> connection;
     mqtt::delivery_token token = 0;
-    storage::WriteResult result;
+    ingest::Outcome outcome;
     std::chrono::steady_clock::time_point received;
 };
 
@@ -68,7 +56,7 @@ class IoWorker {
     boost::asio::io_context& io() { return io_; }
     GatewayContext& context() { return context_; }
     std::vector<std::uint8_t>& read_buffer() { return read_buffer_; }
-    payload::PayloadDecoder& decoder() { return decoder_; }
+    ingest::Appender& appender() { return appender_; }
 
     // Any thread. Queues a completion; the worker delivers queued completions in one batch, so a
     // busy writer costs one post per drain, not one per message.
@@ -77,17 +65,11 @@ class IoWorker {
     // Any thread. Asks the worker to retry the writes of connections paused by backpressure.
     void post_space_available();
 
-    // Scratch space of the connection being served right now (I/O thread only): kept here so an
-    // idle connection does not carry it.
-    struct Scratch {
-        std::vector<std::pair<std::string_view, std::string_view>> tags;
-        std::vector<payload::Reading> readings;
-        std::vector<storage::Tag> series_tags;
-        // Deliveries finished without storage (refused topic or payload), completed once the
-        // session returns from on_bytes().
-        std::vector<std::pair<mqtt::delivery_token, mqtt::reason_code>> immediate;
-    };
-    Scratch& scratch() { return scratch_; }
+    // Deliveries of the connection being served right now that finished without storage
+    // (refused topic or payload), completed once the session returns from on_bytes(). Kept here
+    // so an idle connection does not carry it (I/O thread only).
+    using Immediate = std::vector<std::pair<mqtt::delivery_token, mqtt::reason_code>>;
+    Immediate& immediate() { return immediate_; }
 
     // I/O thread only. Resumes the connection's reading at `until` (publish rate limit); one
     // timer per thread serves every throttled connection.
@@ -107,7 +89,7 @@ class IoWorker {
     GatewayContext& context_;
     boost::asio::io_context io_{1};
     std::vector<std::uint8_t> read_buffer_;
-    payload::PayloadDecoder decoder_;
+    ingest::Appender appender_;
 
     std::mutex inbox_mutex_;
     std::vector<Completion> inbox_;
@@ -123,7 +105,7 @@ class IoWorker {
     };
     std::priority_queue<Throttled, std::vector<Throttled>, std::greater<>> throttled_;
     boost::asio::steady_timer throttle_timer_;
-    Scratch scratch_;
+    Immediate immediate_;
     std::vector<std::shared_ptr<MqttConnection>> paused_;
     std::unordered_set<MqttConnection*> live_;
 };

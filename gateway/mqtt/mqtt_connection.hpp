@@ -14,7 +14,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "gateway/io_worker.hpp"
+#include "gateway/mqtt/io_worker.hpp"
 #include "protocols/mqtt/server_session.hpp"
 
 namespace citygate::gateway {
@@ -47,7 +47,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
 
   private:
     struct StalledWrite {
-        std::vector<storage::Point> points;
+        ingest::Write write;
         mqtt::delivery_token token = 0;
         std::chrono::steady_clock::time_point received;
     };
@@ -76,10 +76,11 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void flush();
     void on_written(const boost::system::error_code& ec);
     void on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after);
-    bool submit(std::vector<storage::Point>& points, mqtt::delivery_token token,
+    bool submit(ingest::Write& write, mqtt::delivery_token token,
                 std::chrono::steady_clock::time_point received);
-    // Completes a delivery the gateway will not store, after the session returns (I/O thread).
-    void refuse(mqtt::delivery_token token, mqtt::reason_code reason);
+    // A message the ingest unit refused: logs why, then completes its delivery with the reason
+    // once the session returns (I/O thread), or disconnects (close_on_bad_payload).
+    void refuse(const mqtt::inbound_publish& message, ingest::Verdict verdict);
     void finish_immediate_completions();
     void teardown();
 
@@ -97,7 +98,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     boost::asio::ip::tcp::socket socket_;  // moved into tls_ for a TLS connection
     std::unique_ptr<TlsState> tls_;
     mqtt::server_session session_;
-    Identity identity_;
+    ingest::Identity identity_;
     // One timer serves both kinds: the connect timeout ends where keep-alive begins.
     boost::asio::steady_timer timer_;
     mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;

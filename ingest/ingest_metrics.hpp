@@ -1,0 +1,21 @@
+// The ingest unit's metrics: refusals and skipped fields, as `citygate_errors_total{kind=...}`
+// beside the gateway's own kinds (same family, merged in one registry). Thread safe.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+namespace citygate::ingest {
+
+struct IngestMetrics {
+    explicit IngestMetrics(prometheus::Registry& registry);
+
+    prometheus::Counter& acl_denied;        // messages the ACL denied
+    prometheus::Counter& topic_unmatched;   // messages no topic template matched
+    prometheus::Counter& payload_invalid;   // payloads that did not decode
+    prometheus::Counter& field_skipped;     // fields skipped inside good payloads
+    prometheus::Counter& storage_rejected;  // writes of which storage refused some points
+    prometheus::Counter& storage_failed;    // writes whose WAL write failed
+};
+
+}  // namespace citygate::ingest

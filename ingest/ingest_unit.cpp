@@ -1,0 +1,150 @@
+// The ingest pipeline: ACL, topic template, payload format, decoding, series keys, city
+// aggregates, then storage with backpressure.
+#include "ingest/ingest_unit.hpp"
+
+#include "protocols/mqtt/topic_filter.hpp"
+
+namespace citygate::ingest {
+
+const char* verdict_name(Verdict verdict) {
+    switch (verdict) {
+        case Verdict::stored:
+            return "stored";
+        case Verdict::not_authorized:
+            return "not_authorized";
+        case Verdict::topic_unmatched:
+            return "topic_unmatched";
+        case Verdict::payload_invalid:
+            return "payload_invalid";
+        case Verdict::storage_failed:
+            return "storage_failed";
+    }
+    return "unknown";
+}
+
+IngestUnit::IngestUnit(IngestOptions options, storage::Engine& engine, const AccessControl& access,
+                       CityAggregates* city, IngestMetrics& metrics)
+    : options_(std::move(options)),
+      engine_(engine),
+      access_(access),
+      city_(city),
+      metrics_(metrics) {}
+
+std::int64_t IngestUnit::now_ms() const {
+    if (options_.clock) return options_.clock();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+bool IngestUnit::try_submit(Write& write, Completion done) {
+    storage::WriteCallback stored = [this,
+                                     done = std::move(done)](const storage::WriteResult& result) {
+        if (result.rejected() > 0) metrics_.storage_rejected.Increment();
+        if (!result.durable()) metrics_.storage_failed.Increment();
+        if (result.durable())
+            return done({Verdict::stored, result.accepted, result.rejected(), {}});
+        done({Verdict::storage_failed, 0, result.rejected(), result.status.message()});
+    };
+    return engine_.try_write(write.points_, std::move(stored));
+}
+
+void IngestUnit::add_room_listener(std::function<void()> listener) {
+    room_listeners_.push_back(std::move(listener));
+}
+
+void IngestUnit::notify_room() const {
+    for (const auto& listener : room_listeners_)
+        listener();
+}
+
+Appender::Appender(IngestUnit& unit) : unit_(unit), decoder_(unit.options_.payload_limits) {}
+
+Verdict Appender::prepare(const Message& message, Write& write) {
+    const IngestOptions& options = unit_.options_;
+    IngestMetrics& metrics = unit_.metrics_;
+    if (!unit_.access_.may_publish(message.identity, message.client_id, message.topic)) {
+        metrics.acl_denied.Increment();
+        return Verdict::not_authorized;
+    }
+
+    topic_tags_.clear();
+    const payload::TopicTemplate* matched = nullptr;
+    for (const auto& candidate : options.templates) {
+        if (candidate.match(message.topic, topic_tags_)) {
+            matched = &candidate;
+            break;
+        }
+    }
+    if (!matched) {
+        metrics.topic_unmatched.Increment();
+        return Verdict::topic_unmatched;
+    }
+
+    // A template level named `measurement` names the readings instead of tagging them (plain
+    // numbers, nameless SenML records); without one, the topic's last level does.
+    std::string_view measurement = message.topic.substr(message.topic.rfind('/') + 1);
+    for (auto tag = topic_tags_.begin(); tag != topic_tags_.end(); ++tag) {
+        if (tag->first == "measurement") {
+            measurement = tag->second;
+            topic_tags_.erase(tag);
+            break;
+        }
+    }
+    payload::Format format = options.default_format;
+    for (const auto& rule : options.formats) {
+        if (mqtt::topic_matches(rule.topic_filter, message.topic)) {
+            format = rule.format;
+            break;
+        }
+    }
+
+    readings_.clear();
+    payload::SkippedFields skipped;
+    std::int64_t now = unit_.now_ms();
+    auto ec = decoder_.decode(format, message.payload, measurement, now, readings_, skipped,
+                              options.line_precision);
+    if (skipped.total()) metrics.field_skipped.Increment(static_cast<double>(skipped.total()));
+    if (ec) {
+        metrics.payload_invalid.Increment();
+        return Verdict::payload_invalid;
+    }
+
+    write.points_.reserve(write.points_.size() + readings_.size());
+    for (auto& reading : readings_) {
+        payload::merge_tags(topic_tags_, reading.tags, series_tags_);
+        write.points_.push_back({storage::format_series_key(reading.measurement, series_tags_),
+                                 reading.timestamp_ms, reading.value});
+        if (!unit_.city_) continue;
+        for (const auto& [name, value] : series_tags_) {
+            if (name != options.city_district_tag) continue;
+            unit_.city_->local().add(value, reading.measurement, reading.timestamp_ms,
+                                     reading.value, now);
+            break;
+        }
+    }
+    return Verdict::stored;
+}
+
+Verdict Appender::prepare(const SeriesSamples& series, Write& write) {
+    if (!storage::is_valid_name(series.measurement)) {
+        unit_.metrics_.payload_invalid.Increment();
+        return Verdict::payload_invalid;
+    }
+    series_tags_.clear();
+    for (const auto& [name, value] : series.tags) {
+        if (!storage::is_valid_name(name)) {
+            unit_.metrics_.payload_invalid.Increment();
+            return Verdict::payload_invalid;
+        }
+        series_tags_.emplace_back(name, value);
+    }
+    if (series.samples.empty()) return Verdict::stored;
+    std::string key = storage::format_series_key(series.measurement, series_tags_);
+    write.points_.reserve(write.points_.size() + series.samples.size());
+    for (const auto& sample : series.samples)
+        write.points_.push_back({key, sample.timestamp_ms, sample.value});
+    return Verdict::stored;
+}
+
+}  // namespace citygate::ingest

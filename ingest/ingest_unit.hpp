@@ -1,0 +1,178 @@
+// The ingest unit: every entry point's one way into storage. An entry point (an MQTT connection,
+// later an HTTP receiver or an upstream consumer) hands in who sent what; the unit checks the ACL,
+// maps the topic through the templates, picks the payload format, decodes, builds series keys,
+// counts the city aggregates and the metrics, and submits to storage with backpressure. The
+// completion says what became of it. No sockets, no timers, no threads of its own.
+//
+// Use, on one thread at a time per Appender:
+//
+//     ingest::Write write;
+//     ingest::Verdict verdict = appender.prepare(message, write);   // decode, no storage yet
+//     if (verdict != ingest::Verdict::stored) -> refuse the message with that reason
+//     else if (!unit.try_submit(write, done)) -> keep `write`, stop reading, retry try_submit
+//                                               when a room listener fires
+//
+// `done` fires exactly once, on a storage writer thread, once the write is in the WAL or failed.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ingest/access_control.hpp"
+#include "ingest/city_aggregates.hpp"
+#include "ingest/ingest_metrics.hpp"
+#include "protocols/payload/format.hpp"
+#include "protocols/payload/payload_decoder.hpp"
+#include "protocols/payload/topic_template.hpp"
+#include "storage/engine.hpp"
+
+namespace citygate::ingest {
+
+// What became of a message, as far as the sender is told.
+enum class Verdict : std::uint8_t {
+    stored,           // every reading accepted is durable; storage may still have refused some
+                      // (late, over the series limit), which are counted, not retried
+    not_authorized,   // the ACL denies the sender this topic
+    topic_unmatched,  // no topic template matches
+    payload_invalid,  // the payload does not decode in its format
+    storage_failed,   // the WAL write failed: nothing of this message is guaranteed durable
+};
+const char* verdict_name(Verdict verdict);
+
+// What one submitted write came to; handed to the completion.
+struct Outcome {
+    Verdict verdict = Verdict::stored;  // stored or storage_failed
+    std::size_t stored = 0;             // points now durable
+    std::size_t rejected = 0;           // points storage refused for what they are
+    std::string failure;                // storage_failed: why the WAL write failed
+};
+using Completion = std::function<void(const Outcome&)>;
+
+// A reading as an MQTT-style message: a topic (mapped to tags by the templates) and a payload.
+struct Message {
+    const Identity& identity;
+    std::string_view client_id;  // for %c in ACL patterns
+    std::string_view topic;
+    std::span<const std::uint8_t> payload;
+};
+
+// An explicit series and its samples, for entry points that name series themselves (remote
+// write). Tags need not be sorted; the unit builds the canonical key.
+struct SeriesSamples {
+    std::string_view measurement;
+    std::span<const std::pair<std::string_view, std::string_view>> tags;
+    struct Sample {
+        std::int64_t timestamp_ms = 0;
+        double value = 0;
+    };
+    std::span<const Sample> samples;
+};
+
+// Points prepared by an Appender and not yet in storage. Owned by the entry point between
+// prepare and a successful try_submit (which empties it); movable, reusable. What it holds is the
+// unit's business: today series keys, later references into storage's series table.
+class Write {
+  public:
+    bool empty() const { return points_.empty(); }
+    std::size_t points() const { return points_.size(); }
+    void clear() { points_.clear(); }
+
+  private:
+    friend class Appender;
+    friend class IngestUnit;
+    std::vector<storage::Point> points_;
+};
+
+struct FormatRule {
+    std::string topic_filter;
+    payload::Format format;
+};
+
+struct IngestOptions {
+    std::vector<payload::TopicTemplate> templates;  // first match wins
+    std::vector<FormatRule> formats;                // first match wins
+    payload::Format default_format = payload::Format::detect;
+    payload::TimePrecision line_precision = payload::TimePrecision::ns;
+    payload::PayloadLimits payload_limits;
+    std::string city_district_tag = "district";
+    // Wall clock in ms since the epoch: arrival time of readings without their own (tests
+    // inject one). Empty: the system clock.
+    std::function<std::int64_t()> clock;
+};
+
+class Appender;
+
+class IngestUnit {
+  public:
+    // `access` decides publishing rights; `city` may be null (city aggregates off). All must
+    // outlive the unit.
+    IngestUnit(IngestOptions options, storage::Engine& engine, const AccessControl& access,
+               CityAggregates* city, IngestMetrics& metrics);
+    IngestUnit(const IngestUnit&) = delete;
+    IngestUnit& operator=(const IngestUnit&) = delete;
+
+    // Hands `write` to storage. True: taken (`write` is left empty) and `done` will fire exactly
+    // once on a writer thread. False: storage has no room now; `write` is untouched, `done` is
+    // dropped; call again after a room listener fires. An empty write completes at once, on
+    // the calling thread. Thread safe.
+    [[nodiscard]] bool try_submit(Write& write, Completion done);
+
+    // Registers `listener`, called on a writer thread whenever storage made room after refusing
+    // a submission. It must be cheap and thread safe (post to your own thread). Call before
+    // traffic starts; listeners live as long as the unit.
+    void add_room_listener(std::function<void()> listener);
+    // Storage made room: calls every listener. Wired to EngineOptions::on_space_available.
+    void notify_room() const;
+
+    const IngestOptions& options() const { return options_; }
+    IngestMetrics& metrics() const { return metrics_; }
+
+  private:
+    friend class Appender;
+    std::int64_t now_ms() const;
+
+    IngestOptions options_;
+    storage::Engine& engine_;
+    const AccessControl& access_;
+    CityAggregates* city_;
+    IngestMetrics& metrics_;
+    std::vector<std::function<void()>> room_listeners_;
+};
+
+// One thread's way into the unit: its payload decoder and scratch space, reused across
+// messages. Not thread safe: one per I/O thread (or per request thread).
+class Appender {
+  public:
+    explicit Appender(IngestUnit& unit);
+
+    // Checks, maps and decodes `message` and appends its points to `write`. Returns stored when
+    // `write` holds the points (possibly none: a payload of only skipped fields), or why not
+    // (then `write` is unchanged). Counts refusals and skipped fields in the metrics and adds
+    // the readings to the city aggregates (they count what sensors sent, before storage judges
+    // it). The message's bytes may be released when this returns.
+    Verdict prepare(const Message& message, Write& write);
+
+    // Appends explicit series samples to `write`; refuses (payload_invalid) a measurement or
+    // tag that is not a valid name, leaving `write` unchanged.
+    Verdict prepare(const SeriesSamples& series, Write& write);
+
+    // After prepare returned payload_invalid: where and why, for a log line.
+    std::string_view error_detail() const { return decoder_.error_detail(); }
+
+  private:
+    IngestUnit& unit_;
+    payload::PayloadDecoder decoder_;
+    std::vector<std::pair<std::string_view, std::string_view>> topic_tags_;
+    std::vector<payload::Reading> readings_;
+    std::vector<storage::Tag> series_tags_;
+};
+
+}  // namespace citygate::ingest

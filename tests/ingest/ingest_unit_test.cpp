@@ -1,0 +1,274 @@
+// The ingest unit without a socket: messages and explicit series in, verdicts and durable
+// outcomes out, refusals counted, backpressure with a room signal.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <future>
+#include <mutex>
+
+#include "ingest/ingest_unit.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace citygate;
+using ingest::Verdict;
+
+namespace {
+
+constexpr std::int64_t arrival_ms = 1'750'000'000'000;
+
+std::span<const std::uint8_t> bytes(std::string_view text) {
+    return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+// An engine in a temp dir and a unit over it, with a fixed arrival clock.
+struct Fixture {
+    // `write_delay`: the writer sleeps this long per batch (a slow disk).
+    explicit Fixture(std::filesystem::path acl_file = {}, std::size_t queue_capacity = 65536,
+                     std::chrono::milliseconds write_delay = {})
+        : access({ingest::AnonymousPolicy::always, {}, std::move(acl_file)}),
+          metrics(registry),
+          city(64) {
+        storage::EngineOptions engine_options;
+        engine_options.directory = dir.path() / "data";
+        engine_options.shards = 1;
+        engine_options.queue_capacity = queue_capacity;
+        engine_options.clock = [] { return arrival_ms; };
+        engine_options.on_batch = [write_delay](const storage::BatchReport&) {
+            std::this_thread::sleep_for(write_delay);
+        };
+        engine_options.on_space_available = [this] {
+            if (auto* u = unit_for_room.load()) u->notify_room();
+        };
+        engine = std::move(storage::Engine::open(engine_options).value());
+
+        ingest::IngestOptions options;
+        options.templates.push_back(
+            *payload::TopicTemplate::parse("city/{district}/{type}/{device}"));
+        options.templates.push_back(*payload::TopicTemplate::parse("lab/{device}/{measurement}"));
+        options.formats.push_back({"city/+/traffic/#", payload::Format::line});
+        options.formats.push_back({"lab/#", payload::Format::number});
+        options.default_format = payload::Format::json;
+        options.clock = [] { return arrival_ms; };
+        unit = std::make_unique<ingest::IngestUnit>(std::move(options), *engine, access, &city,
+                                                    metrics);
+        unit_for_room.store(unit.get());
+        appender = std::make_unique<ingest::Appender>(*unit);
+    }
+
+    // Submits and waits for the outcome.
+    ingest::Outcome submit(ingest::Write& write) {
+        std::promise<ingest::Outcome> done;
+        auto future = done.get_future();
+        REQUIRE(unit->try_submit(write, [&done](const ingest::Outcome& o) { done.set_value(o); }));
+        CHECK(write.empty());
+        return future.get();
+    }
+
+    std::vector<storage::RawSeries> all() {
+        auto selector = storage::Selector::parse("{__name__=~\".+\"}").value();
+        return engine->query_raw(selector, 0, INT64_MAX).value();
+    }
+
+    test::TempDir dir;
+    prometheus::Registry registry;
+    ingest::AccessControl access;
+    ingest::IngestMetrics metrics;
+    ingest::CityAggregates city;
+    std::unique_ptr<storage::Engine> engine;
+    std::unique_ptr<ingest::IngestUnit> unit;
+    std::atomic<ingest::IngestUnit*> unit_for_room{nullptr};
+    std::unique_ptr<ingest::Appender> appender;
+    ingest::Identity anonymous;
+};
+
+}  // namespace
+
+TEST_CASE("a JSON reading on a templated topic is stored under the topic's tags") {
+    Fixture f;
+    ingest::Write write;
+    REQUIRE(f.appender->prepare({f.anonymous, "c1", "city/pudong/air/a-1",
+                                 bytes(R"({"pm25": 12.5, "no2": 3, "ts": 1750000000123})")},
+                                write) == Verdict::stored);
+    CHECK(write.points() == 2);
+    ingest::Outcome outcome = f.submit(write);
+    CHECK(outcome.verdict == Verdict::stored);
+    CHECK(outcome.stored == 2);
+    CHECK(outcome.rejected == 0);
+
+    auto stored = f.all();
+    REQUIRE(stored.size() == 2);
+    CHECK(stored[0].series == R"(no2{device="a-1",district="pudong",type="air"})");
+    CHECK(stored[1].series == R"(pm25{device="a-1",district="pudong",type="air"})");
+    CHECK(stored[1].timestamps_ms == std::vector<std::int64_t>{1750000000123});
+    CHECK(stored[1].values == std::vector<double>{12.5});
+}
+
+TEST_CASE("a template level named measurement names a plain number") {
+    Fixture f;
+    ingest::Write write;
+    REQUIRE(f.appender->prepare({f.anonymous, "c1", "lab/bench-7/temperature", bytes("21.5")},
+                                write) == Verdict::stored);
+    f.submit(write);
+    auto stored = f.all();
+    REQUIRE(stored.size() == 1);
+    CHECK(stored[0].series == R"(temperature{device="bench-7"})");
+    CHECK(stored[0].timestamps_ms == std::vector<std::int64_t>{arrival_ms});
+}
+
+TEST_CASE("the payload format follows the first matching topic filter") {
+    Fixture f;
+    ingest::Write write;
+    // JSON by default would refuse this; the traffic rule says line protocol.
+    REQUIRE(f.appender->prepare({f.anonymous, "c1", "city/jingan/traffic/t-9",
+                                 bytes("flow,lane=2 cars=17i 1750000000000000000")},
+                                write) == Verdict::stored);
+    f.submit(write);
+    auto stored = f.all();
+    REQUIRE(stored.size() == 1);
+    CHECK(stored[0].series ==
+          R"(flow_cars{device="t-9",district="jingan",lane="2",type="traffic"})");
+    CHECK(stored[0].values == std::vector<double>{17});
+
+    REQUIRE(f.appender->prepare(
+                {f.anonymous, "c1", "city/jingan/air/a-2", bytes("flow,lane=2 cars=17i")}, write) ==
+            Verdict::payload_invalid);
+    CHECK(write.empty());
+    CHECK_FALSE(f.appender->error_detail().empty());
+    CHECK(f.metrics.payload_invalid.Value() == 1);
+}
+
+TEST_CASE("refusals say why, leave the write alone and are counted") {
+    citygate::test::TempDir acl_dir;
+    std::ofstream(acl_dir.path() / "acl.toml") << "[[rule]]\nuser = \"anonymous\"\npublish = "
+                                                  "[\"city/+/air/%c\", \"elsewhere/#\"]\n";
+    Fixture f(acl_dir.path() / "acl.toml");
+    ingest::Write write;
+
+    CHECK(f.appender->prepare({f.anonymous, "a-1", "city/pudong/air/a-2", bytes("{\"x\":1}")},
+                              write) == Verdict::not_authorized);
+    CHECK(f.metrics.acl_denied.Value() == 1);
+    CHECK(f.appender->prepare({f.anonymous, "a-1", "elsewhere/x", bytes("{\"x\":1}")}, write) ==
+          Verdict::topic_unmatched);
+    CHECK(f.metrics.topic_unmatched.Value() == 1);
+    CHECK(f.appender->prepare({f.anonymous, "a-1", "city/pudong/air/a-1", bytes("{\"x\":")},
+                              write) == Verdict::payload_invalid);
+    CHECK(f.metrics.payload_invalid.Value() == 1);
+    CHECK(write.empty());
+
+    // Skipped fields in a good payload are counted; the rest is stored.
+    CHECK(f.appender->prepare(
+              {f.anonymous, "a-1", "city/pudong/air/a-1", bytes(R"({"x": 1, "label": "north"})")},
+              write) == Verdict::stored);
+    CHECK(write.points() == 1);
+    CHECK(f.metrics.field_skipped.Value() == 1);
+}
+
+TEST_CASE("readings count in the city aggregates under their district") {
+    Fixture f;
+    std::int64_t now = arrival_ms;  // the unit's clock
+    std::string payload = R"({"pm25": 10, "ts": )" + std::to_string(now - 10) + "}";
+    ingest::Write write;
+    REQUIRE(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-1", bytes(payload)},
+                                write) == Verdict::stored);
+    payload = R"({"pm25": 20, "ts": )" + std::to_string(now - 5) + "}";
+    REQUIRE(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-2", bytes(payload)},
+                                write) == Verdict::stored);
+    auto snapshot = f.city.snapshot(now);
+    REQUIRE(snapshot.pairs.size() == 1);
+    CHECK(snapshot.pairs[0].district == "pudong");
+    CHECK(snapshot.pairs[0].measurement == "pm25");
+    CHECK(snapshot.pairs[0].current_samples == 2);
+    CHECK(snapshot.pairs[0].current_average == Approx(15));
+}
+
+TEST_CASE("explicit series samples are stored under their canonical key") {
+    Fixture f;
+    std::pair<std::string_view, std::string_view> tags[] = {{"zone", "b"}, {"job", "node"}};
+    ingest::SeriesSamples::Sample samples[] = {{1000, 1.5}, {2000, 2.5}};
+    ingest::Write write;
+    REQUIRE(f.appender->prepare(ingest::SeriesSamples{"up", tags, samples}, write) ==
+            Verdict::stored);
+    CHECK(write.points() == 2);
+    // Late beyond the out-of-order window of the fixed clock: storage refuses, the outcome says.
+    ingest::Outcome outcome = f.submit(write);
+    CHECK(outcome.verdict == Verdict::stored);
+    CHECK(outcome.stored == 0);
+    CHECK(outcome.rejected == 2);
+    CHECK(f.metrics.storage_rejected.Value() == 1);
+
+    ingest::SeriesSamples::Sample recent[] = {{arrival_ms - 1000, 7}};
+    REQUIRE(f.appender->prepare(ingest::SeriesSamples{"up", tags, recent}, write) ==
+            Verdict::stored);
+    outcome = f.submit(write);
+    CHECK(outcome.stored == 1);
+    auto stored = f.all();
+    REQUIRE(stored.size() == 1);
+    CHECK(stored[0].series == R"(up{job="node",zone="b"})");
+    CHECK(stored[0].values == std::vector<double>{7});
+
+    std::pair<std::string_view, std::string_view> bad_tags[] = {{"bad name", "x"}};
+    CHECK(f.appender->prepare(ingest::SeriesSamples{"up", bad_tags, recent}, write) ==
+          Verdict::payload_invalid);
+    CHECK(f.appender->prepare(ingest::SeriesSamples{"9up", tags, recent}, write) ==
+          Verdict::payload_invalid);
+    CHECK(write.empty());
+}
+
+TEST_CASE("a full storage queue says not now, keeps the write and calls back when there is room") {
+    Fixture f({}, 8, std::chrono::milliseconds(2));  // a shard queue of 8 points, a slow disk
+    std::mutex mutex;
+    std::condition_variable room;
+    int room_signals = 0;
+    f.unit->add_room_listener([&] {
+        std::lock_guard lock(mutex);
+        ++room_signals;
+        room.notify_all();
+    });
+
+    std::atomic<std::size_t> stored{0};
+    std::atomic<int> completions{0};
+    auto done = [&](const ingest::Outcome& o) {
+        stored += o.stored;
+        ++completions;
+    };
+    int submitted = 0, refused = 0;
+    std::int64_t ts = arrival_ms - 60'000;
+    for (int i = 0; i < 200; ++i) {
+        ingest::Write write;
+        std::string payload =
+            "{\"v\": " + std::to_string(i) + ", \"ts\": " + std::to_string(ts + i) + "}";
+        REQUIRE(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-1", bytes(payload)},
+                                    write) == Verdict::stored);
+        while (!f.unit->try_submit(write, done)) {
+            CHECK(write.points() == 1);  // untouched while refused
+            ++refused;
+            std::unique_lock lock(mutex);
+            int seen = room_signals;
+            room.wait_for(lock, std::chrono::milliseconds(50), [&] { return room_signals > seen; });
+        }
+        ++submitted;
+    }
+    while (completions.load() < submitted)
+        std::this_thread::yield();
+    CHECK(stored.load() == 200);
+    auto all = f.all();
+    REQUIRE(all.size() == 1);
+    CHECK(all[0].values.size() == 200);
+    CHECK(refused > 0);
+    std::lock_guard lock(mutex);
+    CHECK(room_signals > 0);
+}
+
+TEST_CASE("an empty write completes at once on the calling thread") {
+    Fixture f;
+    ingest::Write write;
+    bool called = false;
+    REQUIRE(f.unit->try_submit(write, [&](const ingest::Outcome& o) {
+        called = true;
+        CHECK(o.verdict == Verdict::stored);
+        CHECK(o.stored == 0);
+    }));
+    CHECK(called);
+}
