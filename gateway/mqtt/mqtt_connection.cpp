@@ -156,8 +156,6 @@ void MqttConnection::on_tls_read(const boost::system::error_code& ec, std::size_
 void MqttConnection::feed(std::size_t have) {
     std::vector<std::uint8_t>& buffer = worker_.read_buffer();
     std::size_t consumed = session_.on_bytes(std::span(buffer.data(), have));
-    worker_.context().metrics.count_packets(Metrics::Direction::in,
-                                            std::span(buffer.data(), consumed));
     partial_.assign(buffer.begin() + static_cast<std::ptrdiff_t>(consumed),
                     buffer.begin() + static_cast<std::ptrdiff_t>(have));
     if (partial_.empty()) partial_.shrink_to_fit();  // idle connections keep no buffer
@@ -172,9 +170,17 @@ void MqttConnection::feed(std::size_t have) {
     wait_readable();
 }
 
+void MqttConnection::on_packet(mqtt::packet_direction direction, mqtt::packet_type type) {
+    worker_.context()
+        .metrics
+        .packets(direction == mqtt::packet_direction::inbound ? Metrics::Direction::in
+                                                              : Metrics::Direction::out,
+                 static_cast<unsigned>(type))
+        .Increment();
+}
+
 void MqttConnection::send(std::span<const std::uint8_t> bytes) {
     if (torn_down_) return;
-    worker_.context().metrics.count_packets(Metrics::Direction::out, bytes);
     outbox_.insert(outbox_.end(), bytes.begin(), bytes.end());
     flush();
 }

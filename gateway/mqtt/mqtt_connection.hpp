@@ -54,6 +54,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
 
     // mqtt::session_handler
     void send(std::span<const std::uint8_t> bytes) override;
+    void on_packet(mqtt::packet_direction direction, mqtt::packet_type type) override;
     void deliver(const mqtt::inbound_publish& message) override;
     mqtt::reason_code authenticate(const mqtt::connect_request& request) override;
     std::vector<mqtt::reason_code> subscribe(const mqtt::subscribe_request& request) override;

@@ -131,22 +131,6 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry)
     }
 }
 
-void Metrics::count_packets(Direction direction, std::span<const std::uint8_t> bytes) {
-    std::size_t at = 0;
-    while (at < bytes.size()) {
-        unsigned type = bytes[at] >> 4;
-        // Remaining length: a variable byte integer of at most 4 bytes.
-        std::size_t length = 0, shift = 0, i = at + 1;
-        for (; i < bytes.size() && i < at + 5; ++i, shift += 7) {
-            length |= static_cast<std::size_t>(bytes[i] & 0x7F) << shift;
-            if (!(bytes[i] & 0x80)) break;
-        }
-        if (i >= bytes.size()) return;
-        packets(direction, type).Increment();
-        at = i + 1 + length;
-    }
-}
-
 std::string Metrics::serialize() const {
     auto families = registry_->Collect();
     if (collector_) collector_(families);

@@ -67,8 +67,6 @@ class Metrics {
     prometheus::Counter& packets(Direction direction, unsigned type) {
         return *packets_[static_cast<int>(direction)][type < 16 ? type : 0];
     }
-    // Counts every whole packet in `bytes` (a run of complete MQTT packets).
-    void count_packets(Direction direction, std::span<const std::uint8_t> bytes);
 
   private:
     explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
