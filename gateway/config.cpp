@@ -151,6 +151,10 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) { c.storage.out_of_order_window = duration(n, o); }},
         {"storage.retention",
          [](auto& n, Config& c, auto o) { c.storage.retention = duration(n, o); }},
+        {"storage.memtable_budget",
+         [](auto& n, Config& c, auto o) {
+             c.storage.memtable_budget = integer<std::size_t>(n, o, 0, std::int64_t{1} << 40);
+         }},
         {"ingest.topic_templates",
          [](auto& n, Config& c, auto o) {
              const toml::array* array = n.as_array();

@@ -64,6 +64,8 @@ struct Config {
         std::chrono::milliseconds partition_window = std::chrono::hours(24);
         std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
         std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
+        // RocksDB memtables of all shards together, bytes; 0: unbounded.
+        std::size_t memtable_budget = storage::EngineOptions{}.memtable_budget_bytes;
         // POST /api/v1/admin/checkpoint writes checkpoints here; empty:
         // <data_dir>/../<name>-backups
         std::filesystem::path backup_dir;

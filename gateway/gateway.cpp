@@ -139,6 +139,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     options.partition_window = config_.storage.partition_window;
     options.out_of_order_window = config_.storage.out_of_order_window;
     options.retention = config_.storage.retention;
+    options.memtable_budget_bytes = config_.storage.memtable_budget;
     options.on_batch = [this, delay = config_.storage.test_write_delay](
                            const storage::BatchReport& report) {
         // Runs on the writer thread before the batch's callbacks: a delay here slows storage.

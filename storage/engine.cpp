@@ -2,6 +2,7 @@
 #include "storage/engine.hpp"
 
 #include <rocksdb/cache.h>
+#include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
 #include <cmath>
@@ -167,6 +168,11 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
 
     auto impl = std::make_unique<Impl>();
     auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+    std::shared_ptr<rocksdb::WriteBufferManager> memtable_budget;
+    if (options.memtable_budget_bytes > 0) {
+        memtable_budget =
+            std::make_shared<rocksdb::WriteBufferManager>(options.memtable_budget_bytes);
+    }
     for (unsigned i = 0; i < options.shards; ++i) {
         detail::ShardOptions so;
         so.index = i;
@@ -184,6 +190,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.on_batch = options.on_batch;
         so.on_space_available = options.on_space_available;
         so.block_cache = cache;
+        so.write_buffer_manager = memtable_budget;
         so.tuning = options.tuning;
         auto shard = Shard::open(std::move(so));
         if (!shard.is_ok()) return shard.status();

@@ -57,6 +57,7 @@ struct ShardOptions {
     std::function<void(const BatchReport&)> on_batch;
     std::function<void()> on_space_available;
     std::shared_ptr<rocksdb::Cache> block_cache;
+    // The engine's memtable budget, shared by every shard; null: unbounded.
     std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
     StorageTuning tuning;
 };

@@ -60,6 +60,9 @@ Status Shard::open_db() {
     db_options_.max_total_wal_size = 256 << 20;
     db_options_.keep_log_file_num = 4;
     db_options_.max_manifest_file_size = 64 << 20;
+    // One budget for the memtables of every column family of every shard (see
+    // EngineOptions::memtable_budget_bytes): window families come and go with time, so per-family
+    // write buffers alone do not bound memory.
     if (options_.write_buffer_manager)
         db_options_.write_buffer_manager = options_.write_buffer_manager;
 
