@@ -11,7 +11,7 @@ packages=(
   librocksdb-dev
   prometheus-cpp-dev
   catch2 libbenchmark-dev
-  libsimdjson-dev libtomlplusplus-dev libssl-dev
+  libsimdjson-dev libtomlplusplus-dev libssl-dev libre2-dev
   mosquitto mosquitto-clients curl
   chromium
   prometheus python3-yaml

@@ -2,8 +2,9 @@
 // so formatting must be stable: tags sorted by name, values quoted with \\ \" \n escaped.
 #include "storage/selector.hpp"
 
+#include "storage/detail/matcher.hpp"
+
 #include <algorithm>
-#include <regex>
 
 namespace citygate::storage {
 namespace {
@@ -187,10 +188,8 @@ Result<Selector> Selector::parse(std::string_view text) {
             if (!value.is_ok()) return value.status();
             m.value = std::move(value.value());
             if (m.op == Matcher::Op::regex || m.op == Matcher::Op::not_regex) {
-                try {
-                    std::regex check(m.value, std::regex::ECMAScript);
-                } catch (const std::regex_error& e) {
-                    return error_at(value_position, std::string("bad regex: ") + e.what());
+                if (std::string why = detail::regex_error(m.value); !why.empty()) {
+                    return error_at(value_position, "bad regex: " + why);
                 }
             }
             selector.matchers.push_back(std::move(m));

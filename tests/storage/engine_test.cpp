@@ -406,3 +406,17 @@ TEST_CASE("on_batch reports each group commit") {
     CHECK(points == 2);
     CHECK(batches >= 1);
 }
+
+TEST_CASE("a catastrophic-backtracking regex against a hostile value answers at once") {
+    TempDir dir;
+    auto engine = open_engine(options_for(dir, 1));
+    std::string hostile(20'000, 'a');
+    hostile += '!';
+    REQUIRE(write_sync(*engine, {{key("pm25", hostile), 1000, 1}, {key("pm25", "aaaa"), 1000, 2}})
+                .durable());
+    // std::regex recurses per character here (a stack overflow at this length) and backtracks
+    // exponentially on shorter values; RE2 matches in linear time. A hang fails by ctest timeout.
+    auto result = engine->series(sel(R"(pm25{device=~"(a+)+"})"));
+    REQUIRE(result.is_ok());
+    CHECK(result.value() == std::vector<std::string>{key("pm25", "aaaa")});
+}

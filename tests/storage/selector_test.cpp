@@ -63,3 +63,13 @@ TEST_CASE("Selector::parse errors name the position") {
     CHECK_FALSE(Selector::parse(R"(pm25{a<"b"})").is_ok());
     CHECK_FALSE(Selector::parse(R"(pm25{a=~"(unclosed"})").is_ok());
 }
+
+TEST_CASE("regexes are RE2, fully anchored, and refuse syntax RE2 does not have") {
+    auto ok = Selector::parse(R"x(pm25{device=~"a-.*|b-[0-9]+"})x");
+    REQUIRE(ok.is_ok());
+    // Backreferences and lookahead backtrack without bound; RE2 (like Prometheus) has neither.
+    auto backreference = Selector::parse(R"x(pm25{device=~"(a)\\1"})x");
+    REQUIRE_FALSE(backreference.is_ok());
+    CHECK(backreference.status().message().find("bad regex") != std::string::npos);
+    CHECK_FALSE(Selector::parse(R"x(pm25{device=~"a(?=b)"})x").is_ok());
+}
