@@ -317,7 +317,8 @@ void MqttConnection::complete(const Completion& completion) {
     // Points storage refused for what they are (late, behind retention, over the series limit)
     // were counted by the ingest unit; the rest of the message is durable and acknowledged,
     // since re-sending the same points would be refused again. Only a failed WAL write
-    // withholds the acknowledgement.
+    // withholds a positive acknowledgement: MQTT 5 clients get PUBACK/PUBREC 0x80, 3.1.1 clients
+    // are disconnected (server_session::complete), so they re-send.
     const ingest::Outcome& outcome = completion.outcome;
     bool durable = outcome.verdict == ingest::Verdict::stored;
     if (outcome.rejected > 0) {
