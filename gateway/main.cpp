@@ -10,6 +10,7 @@
 #include "gateway/gateway.hpp"
 #include "gateway/ops/log.hpp"
 #include "ingest/access_control.hpp"
+#include "storage/engine.hpp"
 
 namespace po = boost::program_options;
 using citygate::gateway::Config;
@@ -107,22 +108,11 @@ int main(int argc, char** argv) {
         if (args.count("restore")) {
             std::filesystem::path from = args["restore"].as<std::string>();
             std::filesystem::path to = config.storage.data_dir;
-            std::error_code ec;
-            if (!std::filesystem::exists(from / "engine.meta", ec)) {
-                std::cerr << "citygate: " << from.string()
-                          << " is not a checkpoint (no engine.meta)\n";
-                return 2;
-            }
-            if (std::filesystem::exists(to, ec) && !std::filesystem::is_empty(to, ec)) {
-                std::cerr << "citygate: data directory " << to.string()
-                          << " is not empty; restore into an empty one (move the old one away)\n";
-                return 2;
-            }
-            std::filesystem::create_directories(to, ec);
-            std::filesystem::copy(from, to, std::filesystem::copy_options::recursive, ec);
-            if (ec) {
-                std::cerr << "citygate: restore failed: " << ec.message() << "\n";
-                return 1;
+            auto restored = citygate::storage::restore_checkpoint(from, to);
+            if (!restored.is_ok()) {
+                std::cerr << "citygate: " << restored.message() << "\n";
+                // Not a checkpoint, or a data directory that is not empty: the command was wrong.
+                return restored.code() == citygate::storage::Status::Code::invalid_argument ? 2 : 1;
             }
             std::cout << "restored " << from.string() << " into " << to.string() << "\n";
             return 0;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "storage/detail/keys.hpp"
+#include "storage/detail/layout.hpp"
 #include "storage/detail/matcher.hpp"
 #include "storage/detail/shard.hpp"
 
@@ -55,10 +56,9 @@ std::uint64_t stable_hash(std::string_view s) {
 
 // The shard count is fixed when a directory is created: series are placed by hash modulo it.
 Result<unsigned> settle_shard_count(const std::filesystem::path& dir, unsigned wanted) {
-    auto meta = dir / "engine.meta";
-    std::ifstream in(meta);
-    unsigned stored = 0;
-    if (in >> stored && stored > 0) {
+    auto meta = dir / detail::kMetaFile;
+    if (auto found = detail::read_shard_count(dir)) {
+        unsigned stored = *found;
         if (wanted != 0 && wanted != stored) {
             return Status::error(Status::Code::invalid_argument,
                                  "storage: " + dir.string() + " was created with " +
@@ -573,13 +573,14 @@ Status Engine::checkpoint(const std::filesystem::path& target) const {
         return Status::error(Status::Code::io_error,
                              "cannot create " + target.string() + ": " + ec.message());
     }
-    std::filesystem::copy_file(impl_->options.directory / "engine.meta", target / "engine.meta",
-                               ec);
+    std::filesystem::copy_file(impl_->options.directory / detail::kMetaFile,
+                               target / detail::kMetaFile, ec);
     if (ec) {
-        return Status::error(Status::Code::io_error, "cannot copy engine.meta: " + ec.message());
+        return Status::error(Status::Code::io_error,
+                             "cannot copy " + std::string(detail::kMetaFile) + ": " + ec.message());
     }
-    for (std::size_t i = 0; i < impl_->shards.size(); ++i) {
-        auto status = impl_->shards[i]->checkpoint(target / ("shard-" + std::to_string(i)));
+    for (unsigned i = 0; i < impl_->shards.size(); ++i) {
+        auto status = impl_->shards[i]->checkpoint(detail::shard_directory(target, i));
         if (!status.is_ok()) return status;
     }
     return Status::ok();

@@ -241,8 +241,8 @@ class Engine {
     [[nodiscard]] std::uint64_t disk_bytes() const;
     // Writes a consistent copy of every shard (RocksDB checkpoints: hard links where the file
     // system allows, so cheap) plus the engine's metadata into `target`, which must not exist.
-    // Every write whose callback fired before the call is in the copy. Open the copy with
-    // Engine::open (or copy it into place with the gateway stopped) to restore. Thread safe.
+    // Every write whose callback fired before the call is in the copy. Restore it with
+    // restore_checkpoint(), or open the copy itself with Engine::open. Thread safe.
     [[nodiscard]] Status checkpoint(const std::filesystem::path& target) const;
     // RocksDB health figures of every shard, for monitoring. Thread safe; reads properties and
     // lists the shard directories (cheap, but not for a hot path).
@@ -255,5 +255,14 @@ class Engine {
     explicit Engine(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
+
+// Makes `data_dir` a copy of a checkpoint written by Engine::checkpoint(), ready for
+// Engine::open. Fails with invalid_argument, touching nothing, when `checkpoint` is not one (no
+// engine metadata, or a shard it names is missing) or when `data_dir` exists and is not empty.
+// SST files are hard-linked where the file system allows (they are immutable), every other file
+// is copied, so the checkpoint stays usable. On an I/O failure (io_error) whatever it wrote into
+// `data_dir` is removed again. No engine may have `data_dir` open meanwhile.
+[[nodiscard]] Status restore_checkpoint(const std::filesystem::path& checkpoint,
+                                        const std::filesystem::path& data_dir);
 
 }  // namespace citygate::storage

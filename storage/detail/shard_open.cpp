@@ -11,6 +11,7 @@
 
 #include "storage/detail/coding.hpp"
 #include "storage/detail/keys.hpp"
+#include "storage/detail/layout.hpp"
 #include "storage/detail/rocks_status.hpp"
 
 namespace citygate::storage::detail {
@@ -134,7 +135,7 @@ Status Shard::open_db() {
     index_options.compression = rocksdb::kLZ4Compression;
     index_options.bottommost_compression = rocksdb::kZSTD;
 
-    auto path = options_.directory / ("shard-" + std::to_string(options_.index));
+    auto path = shard_directory(options_.directory, options_.index);
     std::error_code ec;
     std::filesystem::create_directories(path, ec);
     if (ec)

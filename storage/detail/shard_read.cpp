@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "storage/detail/keys.hpp"
+#include "storage/detail/layout.hpp"
 #include "storage/detail/rocks_status.hpp"
 #include "storage/detail/samples.hpp"
 
@@ -241,7 +242,7 @@ RocksDbFigures Shard::rocksdb_figures() const {
     }
     // Live WAL files are the *.log files of the shard's directory.
     std::error_code ec;
-    auto path = options_.directory / ("shard-" + std::to_string(options_.index));
+    auto path = shard_directory(options_.directory, options_.index);
     for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
         if (entry.path().extension() == ".log") {
             std::error_code size_ec;
