@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include <toml++/toml.h>
+#include <boost/asio/ip/address.hpp>
 
 #include "protocols/payload/topic_template.hpp"
 
@@ -286,8 +287,15 @@ Config load_config_file(const std::filesystem::path& file, Config base) {
 }
 
 void validate(const Config& config) {
-    if (config.mqtt.listen.empty()) fail("mqtt.listen", "must not be empty");
-    if (config.http.listen.empty()) fail("http.listen", "must not be empty");
+    auto address = [](const std::string& text, const char* option) {
+        if (text.empty()) fail(option, "must not be empty");
+        boost::system::error_code ec;
+        boost::asio::ip::make_address(text, ec);
+        if (ec) fail(option, "not an IP address: \"" + text + "\"");
+    };
+    address(config.mqtt.listen, "mqtt.listen");
+    address(config.http.listen, "http.listen");
+    if (config.tls.enabled) address(config.tls.listen, "tls.listen");
     if (config.storage.data_dir.empty()) fail("storage.data_dir", "must not be empty");
     if (config.mqtt.port != 0 && config.mqtt.port == config.http.port &&
         config.mqtt.listen == config.http.listen) {

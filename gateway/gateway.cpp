@@ -1,6 +1,8 @@
 // Start-up, serving threads and graceful drain of the gateway.
 #include "gateway/gateway.hpp"
 
+#include <sys/resource.h>
+
 #include <future>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -10,6 +12,7 @@
 
 #include "gateway/mqtt/mqtt_connection.hpp"
 #include "gateway/ops/log.hpp"
+#include "gateway/ops/process_metrics.hpp"
 
 namespace citygate::gateway {
 namespace {
@@ -113,6 +116,27 @@ std::filesystem::path backup_directory(const Config::Storage& storage) {
     return data.parent_path() / (data.filename().string() + "-backups");
 }
 
+// A socket past the descriptor limit cannot be accepted, so a connection limit above it is not a
+// limit. Raises the soft limit to the hard one, then keeps max_connections below it with room
+// for storage files, HTTP connections and listeners.
+void fit_descriptor_limit(Config::Mqtt& mqtt) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    if (limit.rlim_cur == RLIM_INFINITY) return;
+    constexpr rlim_t reserve = 512;
+    rlim_t usable = limit.rlim_cur > 2 * reserve ? limit.rlim_cur - reserve : limit.rlim_cur / 2;
+    if (mqtt.max_connections <= usable) return;
+    CG_LOG(warn) << "mqtt.max_connections " << mqtt.max_connections
+                 << " is beyond what the open-file limit allows (" << limit.rlim_cur
+                 << " descriptors); using " << usable;
+    mqtt.max_connections = usable;
+}
+
 unsigned or_cores(unsigned configured) {
     return configured ? configured : std::max(1u, std::thread::hardware_concurrency());
 }
@@ -123,6 +147,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     validate(config_);
     log::set_level(config_.server.log_level);
     log::set_format(config_.server.log_format);
+    fit_descriptor_limit(config_.mqtt);
 
     std::error_code dir_error;
     std::filesystem::create_directories(config_.storage.data_dir, dir_error);
@@ -155,8 +180,10 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
                                  ": " + opened.status().message());
     }
     engine_ = std::move(opened.value());
-    metrics_.set_collector(
-        [engine = engine_.get()](auto& families) { collect_storage_metrics(*engine, families); });
+    metrics_.set_collector([engine = engine_.get()](auto& families) {
+        collect_storage_metrics(*engine, families);
+        collect_process_metrics(families);
+    });
 
     mqtt::server_limits limits;
     limits.maximum_packet_size = config_.mqtt.max_packet_size;
@@ -234,7 +261,23 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
 std::uint16_t Gateway::listen(tcp::endpoint endpoint, boost::asio::ssl::context* tls,
                               const char* what) {
     // The first listener picks the port (when 0); the others join it through SO_REUSEPORT.
+    // SO_REUSEPORT would also let a second process join a fixed port and take half its
+    // connections, so first bind without it: that fails while anyone listens there.
     std::uint16_t requested = endpoint.port();
+    if (requested != 0) {
+        tcp::acceptor probe(workers_.front()->io());
+        boost::system::error_code ec;
+        probe.open(endpoint.protocol(), ec);
+        if (!ec) probe.set_option(tcp::acceptor::reuse_address(true), ec);  // TIME_WAIT is fine
+        if (!ec) probe.bind(endpoint, ec);
+        if (ec) {
+            throw std::runtime_error(
+                std::string("cannot listen for ") + what + " on " + endpoint.address().to_string() +
+                ":" + std::to_string(requested) + ": " + ec.message() +
+                (ec == boost::asio::error::address_in_use ? " (is another citygate running?)"
+                                                          : ""));
+        }
+    }
     try {
         for (auto& worker : workers_) {
             auto listener = std::make_shared<MqttListener>(*worker, endpoint, tls);

@@ -1,4 +1,6 @@
 // citygate: the MQTT ingestion gateway. Embedded defaults, then --config FILE, then flags.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -8,6 +10,7 @@
 
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/mqtt/tls.hpp"
 #include "gateway/ops/log.hpp"
 #include "ingest/access_control.hpp"
 #include "storage/engine.hpp"
@@ -15,6 +18,37 @@
 namespace po = boost::program_options;
 using citygate::gateway::Config;
 using citygate::gateway::ConfigError;
+
+namespace {
+
+// What a start would refuse beyond the configuration's own checks: credential, ACL and
+// certificate files that cannot be read or used, a data directory that cannot be made or
+// written. Throws ConfigError saying which.
+void check_startup(const Config& config) {
+    try {
+        citygate::ingest::AccessControl access(
+            {config.auth.anonymous, config.auth.credentials_file, config.auth.acl_file});
+    } catch (const std::runtime_error& e) {
+        throw ConfigError(std::string("auth: ") + e.what());
+    }
+    if (config.tls.enabled) {
+        citygate::gateway::make_server_context({config.tls.cert_file, config.tls.key_file,
+                                                config.tls.ca_file,
+                                                config.tls.require_client_cert});
+    }
+    // The nearest directory that exists must let us create (or write) the data directory.
+    std::error_code ec;
+    auto dir = std::filesystem::absolute(config.storage.data_dir, ec);
+    while (!dir.empty() && !std::filesystem::exists(dir, ec) && dir != dir.parent_path())
+        dir = dir.parent_path();
+    if (!std::filesystem::is_directory(dir, ec) || ::access(dir.c_str(), W_OK | X_OK) != 0) {
+        throw ConfigError("storage.data_dir: cannot create or write " +
+                          config.storage.data_dir.string() + " (" + dir.string() +
+                          " is not a writable directory)");
+    }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     po::options_description options("citygate " CITYGATE_VERSION
@@ -42,8 +76,16 @@ int main(int argc, char** argv) {
 
     po::variables_map args;
     try {
-        po::store(po::parse_command_line(argc, argv, options), args);
+        // No positional arguments: a config path without --config must not be ignored silently.
+        po::store(po::command_line_parser(argc, argv)
+                      .options(options)
+                      .positional(po::positional_options_description{})
+                      .run(),
+                  args);
         po::notify(args);
+    } catch (const po::too_many_positional_options_error&) {
+        std::cerr << "citygate: unexpected argument (a configuration file needs --config FILE)\n";
+        return 2;
     } catch (const po::error& e) {
         std::cerr << "citygate: " << e.what() << "\n\n" << options << "\n";
         return 2;
@@ -73,24 +115,35 @@ int main(int argc, char** argv) {
         if (args.count("config")) {
             config = citygate::gateway::load_config_file(args["config"].as<std::string>());
         }
-        auto port = [](unsigned value, const char* flag) {
-            if (value > 65535) throw ConfigError(std::string(flag) + ": must be at most 65535");
-            return static_cast<std::uint16_t>(value);
+        // Flags go through the configuration parser, so they get the file's checks and ranges.
+        auto set = [&](const char* flag, const char* key) {
+            if (!args.count(flag)) return;
+            std::string value;
+            if (args[flag].value().type() == typeid(unsigned)) {
+                value = std::to_string(args[flag].as<unsigned>());
+            } else {
+                value = "\"";
+                for (char c : args[flag].as<std::string>()) {
+                    if (c == '"' || c == '\\') value += '\\';
+                    value += c;
+                }
+                value += '"';
+            }
+            try {
+                config = citygate::gateway::parse_config(std::string(key) + " = " + value,
+                                                         std::string("--") + flag, config);
+            } catch (const ConfigError& e) {
+                throw ConfigError(std::string("--") + flag + " (" + e.what() + ")");
+            }
         };
-        if (args.count("mqtt-port"))
-            config.mqtt.port = port(args["mqtt-port"].as<unsigned>(), "--mqtt-port");
-        if (args.count("http-port"))
-            config.http.port = port(args["http-port"].as<unsigned>(), "--http-port");
-        if (args.count("mqtt-listen")) config.mqtt.listen = args["mqtt-listen"].as<std::string>();
-        if (args.count("http-listen")) config.http.listen = args["http-listen"].as<std::string>();
-        if (args.count("data-dir")) config.storage.data_dir = args["data-dir"].as<std::string>();
-        if (args.count("io-threads")) config.server.io_threads = args["io-threads"].as<unsigned>();
-        if (args.count("shards")) config.storage.shards = args["shards"].as<unsigned>();
-        if (args.count("fsync")) {
-            auto policy = args["fsync"].as<std::string>();
-            config = citygate::gateway::parse_config("storage.fsync = \"" + policy + "\"",
-                                                     "--fsync", config);
-        }
+        set("mqtt-port", "mqtt.port");
+        set("http-port", "http.port");
+        set("mqtt-listen", "mqtt.listen");
+        set("http-listen", "http.listen");
+        set("data-dir", "storage.data_dir");
+        set("io-threads", "server.io_threads");
+        set("shards", "storage.shards");
+        set("fsync", "storage.fsync");
         if (args.count("log-level")) {
             auto level = args["log-level"].as<std::string>();
             if (!citygate::log::parse_level(level, config.server.log_level)) {
@@ -118,6 +171,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (args.count("check-config")) {
+            check_startup(config);
             std::cout << "configuration ok\n";
             return 0;
         }

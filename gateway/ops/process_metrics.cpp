@@ -1,0 +1,93 @@
+// process_* metrics from /proc/self/stat, /proc/self/fd, /proc/stat and getrlimit.
+#include "gateway/ops/process_metrics.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace citygate::gateway {
+namespace {
+
+void add(std::vector<prometheus::MetricFamily>& families, const char* name, const char* help,
+         prometheus::MetricType type, double value) {
+    prometheus::ClientMetric metric;
+    if (type == prometheus::MetricType::Counter) {
+        metric.counter.value = value;
+    } else {
+        metric.gauge.value = value;
+    }
+    families.push_back({name, help, type, {std::move(metric)}});
+}
+
+// Seconds since the epoch at which the system booted (btime in /proc/stat), or 0.
+double boot_time() {
+    std::ifstream in("/proc/stat");
+    std::string key;
+    double value = 0;
+    while (in >> key) {
+        if (key == "btime") {
+            in >> value;
+            return value;
+        }
+        in.ignore(1 << 16, '\n');
+    }
+    return 0;
+}
+
+}  // namespace
+
+void collect_process_metrics(std::vector<prometheus::MetricFamily>& families) {
+    using prometheus::MetricType;
+    std::ifstream stat_file("/proc/self/stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    std::size_t close = stat.rfind(')');
+    if (close != std::string::npos) {
+        std::istringstream fields(stat.substr(close + 2));
+        std::string field;
+        double utime = 0, stime = 0, starttime = 0, vsize = 0, rss_pages = 0;
+        // Field 3 (state) is the first here; utime is 14, stime 15, starttime 22, vsize 23, rss 24.
+        for (int n = 3; n <= 24 && fields >> field; ++n) {
+            double value = n == 3 ? 0 : std::strtod(field.c_str(), nullptr);
+            if (n == 14) utime = value;
+            if (n == 15) stime = value;
+            if (n == 22) starttime = value;
+            if (n == 23) vsize = value;
+            if (n == 24) rss_pages = value;
+        }
+        double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+        double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+        add(families, "process_cpu_seconds_total", "User and system CPU time spent in seconds",
+            MetricType::Counter, (utime + stime) / ticks);
+        add(families, "process_virtual_memory_bytes", "Virtual memory size in bytes",
+            MetricType::Gauge, vsize);
+        add(families, "process_resident_memory_bytes", "Resident memory size in bytes",
+            MetricType::Gauge, rss_pages * page);
+        if (double boot = boot_time(); boot > 0) {
+            add(families, "process_start_time_seconds",
+                "Start time of the process since the epoch in seconds", MetricType::Gauge,
+                boot + starttime / ticks);
+        }
+    }
+    std::error_code ec;
+    std::size_t open = 0;
+    for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
+         it.increment(ec)) {
+        ++open;
+    }
+    if (!ec) {
+        add(families, "process_open_fds", "Number of open file descriptors", MetricType::Gauge,
+            static_cast<double>(open > 0 ? open - 1 : 0));  // less the iterator's own
+    }
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+        add(families, "process_max_fds", "Maximum number of open file descriptors",
+            MetricType::Gauge, static_cast<double>(limit.rlim_cur));
+    }
+}
+
+}  // namespace citygate::gateway

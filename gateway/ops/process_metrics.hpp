@@ -1,0 +1,16 @@
+// The standard process_* metrics Prometheus clients export (CPU, memory, descriptors, start
+// time), read from /proc at scrape time. prometheus-cpp has no collector for them.
+#pragma once
+
+#include <vector>
+
+#include <prometheus/metric_family.h>
+
+namespace citygate::gateway {
+
+// Appends process_cpu_seconds_total, process_open_fds, process_max_fds,
+// process_virtual_memory_bytes, process_resident_memory_bytes and process_start_time_seconds.
+// A figure /proc does not give (another OS, a restricted /proc) is left out.
+void collect_process_metrics(std::vector<prometheus::MetricFamily>& families);
+
+}  // namespace citygate::gateway
