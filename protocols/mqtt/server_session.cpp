@@ -28,7 +28,7 @@ struct server_session::state {
         parser.maximum_topic_filters = l.maximum_topic_filters;
     }
 
-    enum class phase : std::uint8_t { awaiting_connect, connected, closed };
+    enum class phase : std::uint8_t { awaiting_connect, authenticating, connected, closed };
 
     // One QoS 1/2 PUBLISH whose acknowledgement has not gone out yet, in arrival order.
     struct pending_ack {
@@ -48,6 +48,9 @@ struct server_session::state {
     std::uint16_t keep_alive_s = 0;
     std::uint32_t peer_maximum_packet_size = std::numeric_limits<std::uint32_t>::max();
     bool session_expiry_zero = true;  // CONNECT asked for 0: DISCONNECT may not raise it
+    // What the CONNACK needs from a CONNECT whose authentication is pending.
+    std::uint32_t asked_session_expiry = 0;
+    bool client_id_assigned = false;
     bool connect_timer_armed = false;
     bool keep_alive_armed = false;
     bool in_input = false;  // inside on_bytes(): sends are batched until it returns
@@ -157,8 +160,6 @@ struct server_session::state {
     }
 
     void on_connect(const connect_packet& c) {
-        if (connect_timer_armed) handler.cancel_timer(timer_kind::connect_timeout);
-        connect_timer_armed = false;
         version = c.version;
         if (v5()) {
             peer_maximum_packet_size =
@@ -194,11 +195,25 @@ struct server_session::state {
         request.clean_start = c.clean_start;
         request.keep_alive_s = c.keep_alive_s;
         request.packet = &c;
+        keep_alive_s = c.keep_alive_s;
+        asked_session_expiry = v5() ? c.props.session_expiry_interval.value_or(0) : 0;
+        client_id_assigned = assigned;
         const reason_code verdict = handler.authenticate(request);
         if (stage == phase::closed) return;  // the hook disconnected us
+        // The connect timeout keeps running while the answer is pending.
+        if (verdict == authentication_pending) {
+            stage = phase::authenticating;
+            return;
+        }
+        answer_connect(verdict);
+    }
+
+    void answer_connect(reason_code verdict) {
+        if (connect_timer_armed) handler.cancel_timer(timer_kind::connect_timeout);
+        connect_timer_armed = false;
+        if (verdict == authentication_pending) verdict = reason_code::implementation_specific_error;
         if (verdict != reason_code::success) return refuse_connect(verdict);
 
-        keep_alive_s = c.keep_alive_s;
         connack_packet ack;
         if (v5()) {
             auto& props = ack.props;
@@ -206,7 +221,7 @@ struct server_session::state {
                 keep_alive_s = limits.server_keep_alive;
                 props.server_keep_alive = keep_alive_s;
             }
-            const std::uint32_t asked = c.props.session_expiry_interval.value_or(0);
+            const std::uint32_t asked = asked_session_expiry;
             session_expiry_zero = asked == 0;
             if (asked > limits.maximum_session_expiry) {
                 props.session_expiry_interval = limits.maximum_session_expiry;
@@ -217,7 +232,7 @@ struct server_session::state {
                 props.topic_alias_maximum = limits.topic_alias_maximum;
             }
             if (limits.maximum_qos < 2) props.maximum_qos = limits.maximum_qos;
-            if (assigned) props.assigned_client_identifier = client_id;
+            if (client_id_assigned) props.assigned_client_identifier = client_id;
             if (!limits.wildcard_subscriptions) props.wildcard_subscription_available = 0;
             if (!limits.subscription_identifiers) props.subscription_identifier_available = 0;
             if (!limits.shared_subscriptions) props.shared_subscription_available = 0;
@@ -448,7 +463,9 @@ std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
     bool any = false;
     packet current;  // reused for every packet of this call
     s.in_input = true;
-    while (s.stage != state::phase::closed && consumed < bytes.size()) {
+    // While authentication is pending nothing more is parsed: the caller keeps the bytes.
+    while (s.stage != state::phase::closed && s.stage != state::phase::authenticating &&
+           consumed < bytes.size()) {
         const parse_result result = parse(bytes.subspan(consumed), s.version, s.parser, current);
         if (result.status == parse_status::need_more) break;
         if (result.status == parse_status::error) {
@@ -471,7 +488,9 @@ void server_session::on_timer(timer_kind kind) {
     auto& s = *state_;
     if (kind == timer_kind::connect_timeout) {
         s.connect_timer_armed = false;
-        if (s.stage == state::phase::awaiting_connect) s.end(reason_code::maximum_connect_time);
+        if (s.stage == state::phase::awaiting_connect || s.stage == state::phase::authenticating) {
+            s.end(reason_code::maximum_connect_time);
+        }
     } else {
         s.keep_alive_armed = false;
         // MQTT-3.1.2-22 (5) / MQTT-3.1.2-24 (3.1.1): no packet within 1.5 x keep-alive.
@@ -493,6 +512,18 @@ void server_session::complete(delivery_token token, reason_code outcome) {
 
 void server_session::disconnect(reason_code reason) {
     state_->disconnect(reason);
+}
+
+void server_session::complete_authentication(reason_code verdict) {
+    auto& s = *state_;
+    if (s.stage != state::phase::authenticating) return;
+    s.stage = state::phase::awaiting_connect;
+    s.answer_connect(verdict);
+    if (s.stage == state::phase::connected) s.flush();  // a refusal was flushed by end()
+}
+
+bool server_session::awaiting_authentication() const {
+    return state_->stage == state::phase::authenticating;
 }
 
 std::size_t server_session::inflight() const {

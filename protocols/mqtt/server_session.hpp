@@ -60,6 +60,11 @@ struct connect_request {
     const connect_packet* packet = nullptr;
 };
 
+// What session_handler::authenticate() answers to defer its decision (a password hash computed
+// on another thread): the session waits for server_session::complete_authentication(). Not an
+// MQTT reason code (0xFF is unassigned in both versions); never sent to a client.
+inline constexpr reason_code authentication_pending = static_cast<reason_code>(0xFF);
+
 // Identifies one QoS 1/2 PUBLISH waiting for the application to finish with it.
 using delivery_token = std::uint64_t;
 
@@ -103,6 +108,9 @@ class session_handler {
 
     // Decides a CONNECT: reason_code::success accepts, anything else is sent back in CONNACK
     // (mapped to the nearest 3.1.1 return code for 3.1.1 clients) and the connection closes.
+    // authentication_pending defers the decision to server_session::complete_authentication(),
+    // which must not be called from inside this hook; copy what the decision needs, the views
+    // die with the call.
     virtual reason_code authenticate(const connect_request& request) = 0;
 
     // A validated SUBSCRIBE; returns one reason code per entry (a granted QoS or a failure).
@@ -170,9 +178,18 @@ class server_session {
     // Server-initiated end: DISCONNECT with the reason (v5) or a plain close (3.1.1).
     void disconnect(reason_code reason);
 
+    // Answers a CONNECT whose authenticate() said authentication_pending: success sends the
+    // CONNACK and the session is connected; anything else is refused as authenticate() would.
+    // Ignored unless awaiting_authentication() (e.g. the session closed or timed out meanwhile).
+    // While pending, on_bytes() consumes nothing: the caller keeps what the client sent after
+    // CONNECT, should stop reading, and passes those bytes again once this returns. The connect
+    // timeout keeps running until the answer.
+    void complete_authentication(reason_code verdict);
+
     // QoS 1/2 PUBLISHes delivered but not yet completed.
     [[nodiscard]] std::size_t inflight() const;
-    [[nodiscard]] bool connected() const;  // CONNECT accepted and not closed
+    [[nodiscard]] bool connected() const;                // CONNECT accepted and not closed
+    [[nodiscard]] bool awaiting_authentication() const;  // awaiting complete_authentication()
     [[nodiscard]] protocol_version version() const;
     [[nodiscard]] std::string_view client_id() const;
 

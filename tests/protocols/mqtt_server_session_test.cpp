@@ -827,3 +827,142 @@ TEST_CASE("on_packet() skips a packet withheld above the client's maximum packet
     CHECK(f.handler.sent.empty());
     CHECK(f.handler.packets == packet_counts{{{in, packet_type::connect}, 1}});
 }
+
+// Asynchronous authentication: the hook answers authentication_pending (a password hash runs on
+// another thread) and the caller answers later with complete_authentication().
+
+TEST_CASE("pending authentication then success sends CONNACK on the answer", "[mqtt][session]") {
+    SECTION("3.1.1") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        REQUIRE(f.feed(connect_v311) == connect_v311.size());
+        CHECK(f.handler.sent.empty());
+        CHECK(f.session->awaiting_authentication());
+        CHECK(!f.session->connected());
+        CHECK(f.handler.armed.count(timer_kind::connect_timeout) == 1);  // still running
+        f.session->complete_authentication(reason_code::success);
+        CHECK(f.handler.sent == connack_v311_accepted);
+        CHECK(f.session->connected());
+        CHECK(!f.session->awaiting_authentication());
+        CHECK(f.handler.armed.count(timer_kind::connect_timeout) == 0);
+        CHECK(f.handler.armed.at(timer_kind::keep_alive) == 90s);
+        CHECK(!f.handler.closed);
+    }
+    SECTION("v5, with the CONNACK built from the CONNECT that was kept") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        REQUIRE(f.feed(connect_v5) == connect_v5.size());
+        CHECK(f.handler.sent.empty());
+        f.session->complete_authentication(reason_code::success);
+        CHECK(to_hex(f.handler.sent) == to_hex(connack_v5_default));
+    }
+    SECTION("v5 empty client id: the assigned id is in the late CONNACK") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        connect_packet c;
+        c.version = protocol_version::v5;
+        REQUIRE(f.feed(encode_bytes(c, c.version)) > 0);
+        f.session->complete_authentication(reason_code::success);
+        const auto ack = std::get<connack_packet>(parse_one(f.handler.sent, protocol_version::v5));
+        CHECK(ack.props.assigned_client_identifier == std::string(f.session->client_id()));
+    }
+    SECTION("a second answer is ignored") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        f.feed(connect_v311);
+        f.session->complete_authentication(reason_code::success);
+        f.handler.take_sent();
+        f.session->complete_authentication(reason_code::not_authorized);
+        CHECK(f.handler.sent.empty());
+        CHECK(f.session->connected());
+    }
+}
+
+TEST_CASE("pending authentication then refusal sends the refusing CONNACK and closes",
+          "[mqtt][session]") {
+    SECTION("3.1.1: bad user name or password is return code 4") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        f.feed(connect_v311);
+        f.session->complete_authentication(reason_code::bad_user_name_or_password);
+        CHECK(to_hex(f.handler.sent) == "20 02 00 04");
+        CHECK(f.handler.closed == reason_code::bad_user_name_or_password);
+        CHECK(f.handler.close_calls == 1);
+    }
+    SECTION("3.1.1: server busy (the verification queue is full) is return code 3") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        f.feed(connect_v311);
+        f.session->complete_authentication(reason_code::server_busy);
+        CHECK(to_hex(f.handler.sent) == "20 02 00 03");
+    }
+    SECTION("v5 sends the reason code: 0x8A banned (throttled)") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        f.feed(connect_v5);
+        f.session->complete_authentication(reason_code::banned);
+        CHECK(to_hex(f.handler.sent) == "20 03 00 8a 00");
+        CHECK(f.handler.closed == reason_code::banned);
+        CHECK(!f.session->connected());
+        CHECK(f.feed(publish_qos(1, 1, protocol_version::v5)) == 0);
+    }
+}
+
+TEST_CASE("packets sent right after a pending CONNECT wait for the answer", "[mqtt][session]") {
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        const bytes& c = v == protocol_version::v5 ? connect_v5 : connect_v311;
+        const bytes pub = publish_qos(1, 7, v);
+        bytes both = c;
+        both.insert(both.end(), pub.begin(), pub.end());
+        // Only the CONNECT is consumed; the PUBLISH stays with the caller.
+        CHECK(f.feed(both) == c.size());
+        CHECK(f.feed(pub) == 0);
+        CHECK(f.handler.deliveries.empty());
+        f.session->complete_authentication(reason_code::success);
+        f.handler.take_sent();
+        REQUIRE(f.feed(pub) == pub.size());
+        REQUIRE(f.handler.deliveries.size() == 1);
+        CHECK(f.handler.deliveries[0].packet_id == 7);
+    }
+}
+
+TEST_CASE("a session closed while authentication is pending ignores the answer",
+          "[mqtt][session]") {
+    SECTION("the peer closed") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        f.feed(connect_v5);
+        f.session->on_peer_closed();
+        f.session->complete_authentication(reason_code::success);
+        CHECK(f.handler.sent.empty());
+        CHECK(!f.handler.closed);  // nothing follows on_peer_closed
+        CHECK(!f.session->connected());
+    }
+    SECTION("the server disconnects (shutdown): nothing is sent before a CONNACK") {
+        fixture f;
+        f.handler.verdict = authentication_pending;
+        f.feed(connect_v5);
+        f.session->disconnect(reason_code::server_shutting_down);
+        CHECK(f.handler.sent.empty());
+        CHECK(f.handler.closed == reason_code::server_shutting_down);
+        f.session->complete_authentication(reason_code::success);
+        CHECK(f.handler.sent.empty());
+        CHECK(f.handler.close_calls == 1);
+    }
+}
+
+TEST_CASE("the connect timeout keeps running while authentication is pending", "[mqtt][session]") {
+    fixture f;
+    f.handler.verdict = authentication_pending;
+    f.feed(connect_v311);
+    REQUIRE(f.handler.armed.at(timer_kind::connect_timeout) == 10s);
+    f.session->on_timer(timer_kind::connect_timeout);
+    CHECK(f.handler.closed == reason_code::maximum_connect_time);
+    CHECK(f.handler.sent.empty());
+    f.session->complete_authentication(reason_code::success);
+    CHECK(f.handler.sent.empty());
+    CHECK(f.handler.close_calls == 1);
+    CHECK(!f.session->connected());
+}
