@@ -65,6 +65,7 @@ struct server_session::state {
     std::size_t undone = 0;                      // delivered, complete() not yet called
     std::vector<std::uint16_t> awaiting_pubrel;  // QoS 2: PUBREC sent, PUBREL not yet received
     std::vector<std::string> topic_aliases;      // v5 inbound aliases, index alias - 1
+    std::vector<std::uint8_t> held;              // complete packets received while authenticating
     delivery_token next_token = 1;
 
     bool v5() const { return version == protocol_version::v5; }
@@ -240,6 +241,37 @@ struct server_session::state {
         queue(ack);
         stage = phase::connected;
         arm_keep_alive();
+    }
+
+    // Parses and acts on every complete packet of `bytes`; returns the bytes consumed. While
+    // authentication is pending complete packets are only held, to be processed on acceptance.
+    std::size_t process(std::span<const std::uint8_t> bytes, bool& any) {
+        std::size_t consumed = 0;
+        packet current;  // reused for every packet of this call
+        while (stage != phase::closed && consumed < bytes.size()) {
+            const parse_result result = parse(bytes.subspan(consumed), version, parser, current);
+            if (result.status == parse_status::need_more) break;
+            if (result.status == parse_status::error) {
+                on_parse_error(result);
+                break;
+            }
+            if (stage == phase::authenticating) {
+                if (held.size() + result.consumed > limits.maximum_held_while_authenticating) {
+                    end(reason_code::quota_exceeded);
+                    break;
+                }
+                held.insert(
+                    held.end(), bytes.begin() + static_cast<std::ptrdiff_t>(consumed),
+                    bytes.begin() + static_cast<std::ptrdiff_t>(consumed + result.consumed));
+                consumed += result.consumed;
+                continue;
+            }
+            consumed += result.consumed;
+            any = true;
+            handler.on_packet(packet_direction::inbound, type_of(current));
+            handle(current);
+        }
+        return consumed;
     }
 
     void on_packet(connect_packet&) { disconnect(reason_code::protocol_error); }  // MQTT-3.1.0-2
@@ -459,24 +491,9 @@ void server_session::start() {
 
 std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
     auto& s = *state_;
-    std::size_t consumed = 0;
     bool any = false;
-    packet current;  // reused for every packet of this call
     s.in_input = true;
-    // While authentication is pending nothing more is parsed: the caller keeps the bytes.
-    while (s.stage != state::phase::closed && s.stage != state::phase::authenticating &&
-           consumed < bytes.size()) {
-        const parse_result result = parse(bytes.subspan(consumed), s.version, s.parser, current);
-        if (result.status == parse_status::need_more) break;
-        if (result.status == parse_status::error) {
-            s.on_parse_error(result);
-            break;
-        }
-        consumed += result.consumed;
-        any = true;
-        s.handler.on_packet(packet_direction::inbound, type_of(current));
-        s.handle(current);
-    }
+    const std::size_t consumed = s.process(bytes, any);
     s.in_input = false;
     if (s.stage == state::phase::closed) return consumed;
     s.flush();
@@ -518,8 +535,16 @@ void server_session::complete_authentication(reason_code verdict) {
     auto& s = *state_;
     if (s.stage != state::phase::authenticating) return;
     s.stage = state::phase::awaiting_connect;
+    std::vector<std::uint8_t> held;
+    held.swap(s.held);
+    s.in_input = true;  // the CONNACK and the acks of the held packets leave in one send()
     s.answer_connect(verdict);
-    if (s.stage == state::phase::connected) s.flush();  // a refusal was flushed by end()
+    bool any = false;
+    if (s.stage == state::phase::connected && !held.empty()) s.process(held, any);
+    s.in_input = false;
+    if (s.stage != state::phase::connected) return;  // a refusal was flushed by end()
+    s.flush();
+    s.arm_keep_alive();
 }
 
 bool server_session::awaiting_authentication() const {

@@ -27,6 +27,9 @@ struct server_limits {
     std::uint16_t topic_alias_maximum = 64;          // v5 aliases the client may use
     std::uint16_t server_keep_alive = 0;  // v5: override the client's keep-alive when non-zero
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    // Bytes of complete packets a client may send after CONNECT while its authentication is
+    // pending; they are held and processed once it is accepted. Beyond: close (quota_exceeded).
+    std::uint32_t maximum_held_while_authenticating = 64 * 1024;
     std::uint32_t maximum_session_expiry = 0;  // v5 seconds; sessions are not kept past close
     // What the server supports, advertised in the v5 CONNACK and enforced.
     std::uint8_t maximum_qos = 2;                // PUBLISH above it: DISCONNECT 0x9B (v5)
@@ -179,11 +182,11 @@ class server_session {
     void disconnect(reason_code reason);
 
     // Answers a CONNECT whose authenticate() said authentication_pending: success sends the
-    // CONNACK and the session is connected; anything else is refused as authenticate() would.
-    // Ignored unless awaiting_authentication() (e.g. the session closed or timed out meanwhile).
-    // While pending, on_bytes() consumes nothing: the caller keeps what the client sent after
-    // CONNECT, should stop reading, and passes those bytes again once this returns. The connect
-    // timeout keeps running until the answer.
+    // CONNACK and processes the packets held since (handler calls as from on_bytes()); anything
+    // else is refused as authenticate() would, dropping them. Ignored unless
+    // awaiting_authentication() (e.g. the session closed or timed out meanwhile). While pending,
+    // on_bytes() consumes and holds complete packets, up to maximum_held_while_authenticating
+    // bytes, and the connect timeout keeps running.
     void complete_authentication(reason_code verdict);
 
     // QoS 1/2 PUBLISHes delivered but not yet completed.

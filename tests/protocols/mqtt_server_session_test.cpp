@@ -908,24 +908,75 @@ TEST_CASE("pending authentication then refusal sends the refusing CONNACK and cl
     }
 }
 
-TEST_CASE("packets sent right after a pending CONNECT wait for the answer", "[mqtt][session]") {
+TEST_CASE("packets sent right after a pending CONNECT are held until the answer",
+          "[mqtt][session]") {
     for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
         fixture f;
         f.handler.verdict = authentication_pending;
         const bytes& c = v == protocol_version::v5 ? connect_v5 : connect_v311;
         const bytes pub = publish_qos(1, 7, v);
-        bytes both = c;
-        both.insert(both.end(), pub.begin(), pub.end());
-        // Only the CONNECT is consumed; the PUBLISH stays with the caller.
-        CHECK(f.feed(both) == c.size());
-        CHECK(f.feed(pub) == 0);
+        const bytes ping = hex("c0 00");  // PINGREQ
+        bytes all = c;
+        all.insert(all.end(), pub.begin(), pub.end());
+        all.insert(all.end(), ping.begin(), ping.end());
+        all.push_back(0x30);  // the first byte of the next PUBLISH: stays with the caller
+        CHECK(f.feed(all) == all.size() - 1);
         CHECK(f.handler.deliveries.empty());
+        CHECK(f.handler.sent.empty());
+        CHECK(f.handler.packets[{packet_direction::inbound, packet_type::publish}] == 0);
         f.session->complete_authentication(reason_code::success);
-        f.handler.take_sent();
-        REQUIRE(f.feed(pub) == pub.size());
+        // CONNACK, then what the held packets caused, in order.
         REQUIRE(f.handler.deliveries.size() == 1);
         CHECK(f.handler.deliveries[0].packet_id == 7);
+        const bytes& connack =
+            v == protocol_version::v5 ? connack_v5_default : connack_v311_accepted;
+        bytes expected = connack;
+        expected.push_back(0xd0);  // PINGRESP
+        expected.push_back(0x00);
+        CHECK(to_hex(f.handler.sent) == to_hex(expected));
+        f.handler.take_sent();
+        f.session->complete(f.handler.deliveries[0].token, true);
+        CHECK(to_hex(f.handler.sent) ==
+              (v == protocol_version::v5 ? "40 02 00 07" : "40 02 00 07"));  // PUBACK id 7
     }
+}
+
+TEST_CASE("a refusal drops the packets held while authentication was pending", "[mqtt][session]") {
+    fixture f;
+    f.handler.verdict = authentication_pending;
+    f.feed(connect_v5);
+    const bytes pub = publish_qos(1, 7, protocol_version::v5);
+    CHECK(f.feed(pub) == pub.size());
+    f.session->complete_authentication(reason_code::not_authorized);
+    CHECK(to_hex(f.handler.sent) == "20 03 00 87 00");
+    CHECK(f.handler.deliveries.empty());
+}
+
+TEST_CASE("bytes held while authentication is pending are bounded", "[mqtt][session]") {
+    server_limits limits;
+    limits.maximum_held_while_authenticating = 64;
+    fixture f(limits);
+    f.handler.verdict = authentication_pending;
+    f.feed(connect_v311);
+    const bytes pub = publish_qos(1, 1, protocol_version::v3_1_1);  // 11 bytes
+    for (int i = 0; i < 5; ++i)
+        REQUIRE(f.feed(pub) == pub.size());  // 55 of 64
+    CHECK(!f.handler.closed);
+    CHECK(f.feed(pub) == 0);  // 66 > 64
+    CHECK(f.handler.closed == reason_code::quota_exceeded);
+    CHECK(f.handler.sent.empty());  // nothing before a CONNACK
+    f.session->complete_authentication(reason_code::success);
+    CHECK(f.handler.sent.empty());
+    CHECK(f.handler.deliveries.empty());
+}
+
+TEST_CASE("a malformed packet while authentication is pending closes silently", "[mqtt][session]") {
+    fixture f;
+    f.handler.verdict = authentication_pending;
+    f.feed(connect_v311);
+    f.feed(hex("c0 01 00"));  // PINGREQ with a remaining length
+    CHECK(f.handler.closed == reason_code::malformed_packet);
+    CHECK(f.handler.sent.empty());
 }
 
 TEST_CASE("a session closed while authentication is pending ignores the answer",
