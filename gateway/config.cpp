@@ -111,6 +111,22 @@ const std::map<std::string, Setter, std::less<>>& setters() {
         {"auth.credentials_file",
          [](auto& n, Config& c, auto o) { c.auth.credentials_file = string(n, o); }},
         {"auth.acl_file", [](auto& n, Config& c, auto o) { c.auth.acl_file = string(n, o); }},
+        {"auth.threads",
+         [](auto& n, Config& c, auto o) { c.auth.threads = integer<unsigned>(n, o, 1, 64); }},
+        {"auth.max_pending",
+         [](auto& n, Config& c, auto o) {
+             c.auth.max_pending = integer<std::size_t>(n, o, 1, 10'000'000);
+         }},
+        {"auth.max_failures",
+         [](auto& n, Config& c, auto o) {
+             c.auth.max_failures = integer<std::size_t>(n, o, 0, 1'000'000);
+         }},
+        {"auth.failure_window",
+         [](auto& n, Config& c, auto o) { c.auth.failure_window = duration(n, o); }},
+        {"auth.throttle_entries",
+         [](auto& n, Config& c, auto o) {
+             c.auth.throttle_entries = integer<std::size_t>(n, o, 1, 100'000'000);
+         }},
         {"mqtt.max_publish_rate",
          [](auto& n, Config& c, auto o) { c.mqtt.max_publish_rate = number(n, o); }},
         {"mqtt.publish_burst",
@@ -302,6 +318,9 @@ void validate(const Config& config) {
         fail("http.port", "must differ from mqtt.port");
     }
     if (config.mqtt.connect_timeout.count() == 0) fail("mqtt.connect_timeout", "must be positive");
+    if (config.auth.max_failures > 0 && config.auth.failure_window.count() == 0) {
+        fail("auth.failure_window", "must be positive while auth.max_failures is set");
+    }
     // Partitions are named by their start and aligned to whole hours.
     if (config.storage.partition_window < std::chrono::hours(1) ||
         config.storage.partition_window % std::chrono::hours(1) != std::chrono::milliseconds(0)) {

@@ -46,6 +46,11 @@ struct Config {
         ingest::AnonymousPolicy anonymous = ingest::AnonymousPolicy::loopback;
         std::filesystem::path credentials_file;
         std::filesystem::path acl_file;
+        unsigned threads = 1;              // password verification pool (PBKDF2 off I/O)
+        std::size_t max_pending = 10'000;  // CONNECTs queued for it; beyond: server busy
+        std::size_t max_failures = 10;     // per source address and per user; 0: off
+        std::chrono::milliseconds failure_window = std::chrono::seconds(60);
+        std::size_t throttle_entries = 65'536;  // addresses / users tracked, each
     } auth;
 
     struct Http {

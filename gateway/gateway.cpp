@@ -190,8 +190,15 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     limits.maximum_topic_length = config_.mqtt.max_topic_length;
     limits.receive_maximum = config_.mqtt.receive_maximum;
     limits.connect_timeout = config_.mqtt.connect_timeout;
-    access_ = std::make_unique<ingest::AccessControl>(ingest::AccessOptions{
-        config_.auth.anonymous, config_.auth.credentials_file, config_.auth.acl_file});
+    ingest::AccessOptions access_options{config_.auth.anonymous, config_.auth.credentials_file,
+                                         config_.auth.acl_file};
+    access_options.verify_threads = config_.auth.threads;
+    access_options.verify_queue = config_.auth.max_pending;
+    access_options.max_failures = config_.auth.max_failures;
+    access_options.failure_window = config_.auth.failure_window;
+    access_options.throttle_entries = config_.auth.throttle_entries;
+    access_options.registry = metrics_.registry().get();
+    access_ = std::make_unique<ingest::AccessControl>(std::move(access_options));
     if (config_.tls.enabled) {
         tls_context_ = std::make_unique<boost::asio::ssl::context>(
             make_server_context({config_.tls.cert_file, config_.tls.key_file, config_.tls.ca_file,
@@ -300,6 +307,9 @@ Gateway::~Gateway() {
     for (auto& thread : threads_) {
         if (thread.joinable()) thread.join();
     }
+    // Verifications still queued hold connections and would post to the workers' io_contexts:
+    // stop them before the workers go.
+    if (access_) access_->stop_verification();
 }
 
 void Gateway::run() {

@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
         ("check-config", "validate the configuration and exit")
         ("restore", po::value<std::string>(), "copy a checkpoint directory into the (empty or absent) data directory and exit")
         ("hash-password", "read a password from stdin, print a credentials-file hash of it and exit")
+        ("scheme", po::value<std::string>()->default_value("password"), "with --hash-password: password (PBKDF2, for people) or device (salted HMAC, for machine-generated secrets of 16+ characters)")
         ("mqtt-port", po::value<unsigned>(), "MQTT port (0 picks a free one; default 1883)")
         ("mqtt-listen", po::value<std::string>(), "MQTT listen address (default 0.0.0.0)")
         ("http-port", po::value<unsigned>(), "HTTP API and /metrics port (0 picks a free one; default 8080)")
@@ -106,7 +107,20 @@ int main(int argc, char** argv) {
             std::cerr << "citygate: --hash-password needs a password on stdin\n";
             return 2;
         }
-        std::cout << citygate::ingest::hash_password(password) << "\n";
+        const std::string scheme = args["scheme"].as<std::string>();
+        if (scheme == "device") {
+            try {
+                std::cout << citygate::ingest::hash_device_secret(password) << "\n";
+            } catch (const std::invalid_argument& e) {
+                std::cerr << "citygate: " << e.what() << "\n";
+                return 2;
+            }
+        } else if (scheme == "password") {
+            std::cout << citygate::ingest::hash_password(password) << "\n";
+        } else {
+            std::cerr << "citygate: --scheme must be password or device, got " << scheme << "\n";
+            return 2;
+        }
         return 0;
     }
 

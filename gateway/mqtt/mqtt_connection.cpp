@@ -1,6 +1,7 @@
 // MQTT connection: socket I/O, timers, ingest of PUBLISH payloads and durable acknowledgement.
 #include "gateway/mqtt/mqtt_connection.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
 #include "gateway/mqtt/tls.hpp"
@@ -364,23 +365,79 @@ mqtt::reason_code MqttConnection::authenticate(const mqtt::connect_request& requ
         context.metrics.error(ErrorKind::connection_limit).Increment();
         return mqtt::reason_code::server_busy;
     }
-    std::optional<std::string_view> certificate_user;
-    if (tls_ && tls_->certificate_user) certificate_user = *tls_->certificate_user;
-    mqtt::reason_code verdict = context.access.authenticate(
-        request.username, request.password, certificate_user, from_loopback_, identity_);
+    ingest::AuthRequest auth;
+    if (request.username) auth.username.emplace(*request.username);
+    if (request.password) {
+        auth.password.emplace(reinterpret_cast<const char*>(request.password->data()),
+                              request.password->size());
+    }
+    if (tls_ && tls_->certificate_user) auth.certificate_user = *tls_->certificate_user;
+    auth.from_loopback = from_loopback_;
+    boost::system::error_code ec;
+    auto peer = socket().remote_endpoint(ec);
+    if (!ec) auth.source = peer.address().to_string();
+    // A password hash runs on the verification pool; the answer comes back to this connection's
+    // own thread, which keeps the connection alive until then (teardown meanwhile is fine: the
+    // answer is dropped).
+    auto answer = context.access.authenticate(
+        std::move(auth), [self = shared_from_this()](ingest::AuthResult result) mutable {
+            IoWorker& worker = self->worker_;
+            boost::asio::post(worker.io(),
+                              [self = std::move(self), result = std::move(result)]() mutable {
+                                  self->on_authenticated(std::move(result));
+                              });
+        });
+    if (!answer) return mqtt::authentication_pending;
+    return admit(std::move(*answer));
+}
+
+void MqttConnection::on_authenticated(ingest::AuthResult result) {
+    // Closed, timed out (connect timeout) or shutting down while the hash ran.
+    if (torn_down_ || closing_ || !session_.awaiting_authentication()) return;
+    session_.complete_authentication(admit(std::move(result)));
+    // PUBLISHes held while pending may have been refused at once.
+    finish_immediate_completions();
+}
+
+mqtt::reason_code MqttConnection::admit(ingest::AuthResult result) {
+    GatewayContext& context = worker_.context();
+    mqtt::reason_code verdict = result.verdict;
+    if (verdict == mqtt::reason_code::success &&
+        context.sessions.fetch_add(1) >= context.max_connections) {
+        context.sessions.fetch_sub(1);  // others were admitted while this one was verified
+        context.metrics.error(ErrorKind::connection_limit).Increment();
+        verdict = mqtt::reason_code::server_busy;
+    }
     if (verdict != mqtt::reason_code::success) {
         context.metrics.connects_refused.Increment();
-        context.metrics.error(ErrorKind::auth_failed).Increment();
-        CG_LOG(debug) << "client '" << request.client_id << "' refused: reason 0x" << std::hex
+        if (verdict != mqtt::reason_code::server_busy) {
+            context.metrics.error(ErrorKind::auth_failed).Increment();
+        }
+        if (verdict == mqtt::reason_code::banned || verdict == mqtt::reason_code::server_busy) {
+            // Repeats under attack: one line per 10 s at most (citygate_auth_* count them all).
+            static std::atomic<std::int64_t> last_warned{0};
+            auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+            auto last = last_warned.load();
+            if (now - last > std::chrono::nanoseconds(std::chrono::seconds(10)).count() &&
+                last_warned.compare_exchange_strong(last, now)) {
+                CG_LOG(warn) << "refusing CONNECTs "
+                             << (verdict == mqtt::reason_code::banned
+                                     ? "without hashing: too many failed attempts from a source "
+                                       "or for a user (citygate_auth_throttled_total)"
+                                     : "(server busy): the password verification queue is full "
+                                       "(citygate_auth_queue_full_total)");
+            }
+        }
+        CG_LOG(debug) << "client '" << session_.client_id() << "' refused: reason 0x" << std::hex
                       << static_cast<unsigned>(verdict);
         return verdict;
     }
+    identity_ = std::move(result.identity);
     context.metrics.connects_accepted.Increment();
-    context.sessions.fetch_add(1);
     counted_session_ = true;
-    CG_LOG(debug) << "client '" << request.client_id << "' connected as "
+    CG_LOG(debug) << "client '" << session_.client_id() << "' connected as "
                   << (identity_.anonymous ? std::string("anonymous") : identity_.user) << " (MQTT "
-                  << (request.version == mqtt::protocol_version::v5 ? "5" : "3.1.1")
+                  << (session_.version() == mqtt::protocol_version::v5 ? "5" : "3.1.1")
                   << (tls_ ? ", TLS)" : ")");
     return mqtt::reason_code::success;
 }

@@ -57,6 +57,10 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void on_packet(mqtt::packet_direction direction, mqtt::packet_type type) override;
     void deliver(const mqtt::inbound_publish& message) override;
     mqtt::reason_code authenticate(const mqtt::connect_request& request) override;
+    // The verification pool's answer, back on this connection's thread.
+    void on_authenticated(ingest::AuthResult result);
+    // Counts and logs an authentication answer and, for success, takes the session slot.
+    mqtt::reason_code admit(ingest::AuthResult result);
     std::vector<mqtt::reason_code> subscribe(const mqtt::subscribe_request& request) override;
     void unsubscribe(std::span<const std::string_view> filters) override;
     void arm_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) override;
