@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 #include <boost/asio/ip/address.hpp>
 
+#include "gateway/http/http_auth.hpp"
 #include "protocols/payload/topic_template.hpp"
 
 namespace citygate::gateway {
@@ -144,6 +145,33 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) {
              c.http.max_query_points = integer<std::size_t>(n, o, 1, 1'000'000'000);
          }},
+        {"http.header_timeout",
+         [](auto& n, Config& c, auto o) { c.http.header_timeout = duration(n, o); }},
+        {"http.idle_timeout",
+         [](auto& n, Config& c, auto o) { c.http.idle_timeout = duration(n, o); }},
+        {"http.max_connections",
+         [](auto& n, Config& c, auto o) {
+             c.http.max_connections = integer<std::size_t>(n, o, 1, 1'000'000);
+         }},
+        {"http.max_connections_per_source",
+         [](auto& n, Config& c, auto o) {
+             c.http.max_connections_per_source = integer<std::size_t>(n, o, 1, 1'000'000);
+         }},
+        {"http.tokens_file", [](auto& n, Config& c, auto o) { c.http.tokens_file = string(n, o); }},
+        {"http.admin_from",
+         [](auto& n, Config& c, auto o) {
+             const toml::array* array = n.as_array();
+             if (!array) fail(o, "expected an array of addresses or CIDR blocks");
+             c.http.admin_from.clear();
+             for (const toml::node& item : *array)
+                 c.http.admin_from.push_back(string(item, o));
+         }},
+        {"http.checkpoint_interval",
+         [](auto& n, Config& c, auto o) { c.http.checkpoint_interval = duration(n, o); }},
+        {"http.tls_cert_file",
+         [](auto& n, Config& c, auto o) { c.http.tls_cert_file = string(n, o); }},
+        {"http.tls_key_file",
+         [](auto& n, Config& c, auto o) { c.http.tls_key_file = string(n, o); }},
         {"storage.data_dir", [](auto& n, Config& c, auto o) { c.storage.data_dir = string(n, o); }},
         {"storage.shards",
          [](auto& n, Config& c, auto o) { c.storage.shards = integer<unsigned>(n, o, 0, 256); }},
@@ -320,6 +348,16 @@ void validate(const Config& config) {
     if (config.mqtt.connect_timeout.count() == 0) fail("mqtt.connect_timeout", "must be positive");
     if (config.auth.max_failures > 0 && config.auth.failure_window.count() == 0) {
         fail("auth.failure_window", "must be positive while auth.max_failures is set");
+    }
+    if (config.http.header_timeout.count() == 0) fail("http.header_timeout", "must be positive");
+    if (config.http.idle_timeout.count() == 0) fail("http.idle_timeout", "must be positive");
+    for (const std::string& network : config.http.admin_from) {
+        if (!Network::parse(network)) {
+            fail("http.admin_from", "not an address or CIDR block: \"" + network + "\"");
+        }
+    }
+    if (config.http.tls_cert_file.empty() != config.http.tls_key_file.empty()) {
+        fail("http.tls_cert_file", "HTTPS needs both http.tls_cert_file and http.tls_key_file");
     }
     // Partitions are named by their start and aligned to whole hours.
     if (config.storage.partition_window < std::chrono::hours(1) ||

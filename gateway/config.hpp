@@ -59,6 +59,21 @@ struct Config {
         unsigned threads = 1;
         std::size_t max_query_series = 10'000;     // a query matching more series fails (422)
         std::size_t max_query_points = 5'000'000;  // a query reading more points fails (422)
+        // A request's whole header must arrive this long after accept (or, on a keep-alive
+        // connection, after its first byte), however slowly it dribbles in: slowloris.
+        std::chrono::milliseconds header_timeout = std::chrono::seconds(5);
+        // A keep-alive connection waiting longer than this for its next request is closed.
+        std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
+        std::size_t max_connections = 256;            // open at once; beyond it closed at accept
+        std::size_t max_connections_per_source = 32;  // open at once from one IP address
+        // Bearer tokens with scopes (gateway/http/tokens.hpp); empty: reads are open and admin
+        // endpoints answer only to peers in admin_from.
+        std::filesystem::path tokens_file;
+        std::vector<std::string> admin_from{"127.0.0.0/8", "::1/128"};
+        // POST /api/v1/admin/checkpoint: one at a time, at most one start per interval (429).
+        std::chrono::milliseconds checkpoint_interval = std::chrono::seconds(10);
+        std::filesystem::path tls_cert_file;  // both set: the HTTP listener speaks HTTPS only
+        std::filesystem::path tls_key_file;
     } http;
 
     struct Storage {

@@ -254,10 +254,40 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
                                            config_.storage.queue_capacity);
     api_->set_status(status_.get(), city_.get());
     api_->set_backup_directory(backup_directory(config_.storage));
+    HttpAuthOptions auth_options;
+    auth_options.tokens_file = config_.http.tokens_file;
+    auth_options.admin_from.clear();
+    for (const std::string& network : config_.http.admin_from)
+        auth_options.admin_from.push_back(*Network::parse(network));  // validate() checked them
+    try {
+        http_auth_ = std::make_unique<HttpAuth>(std::move(auth_options), metrics_.registry().get());
+    } catch (const std::runtime_error& e) {
+        throw ConfigError(std::string("http.tokens_file: ") + e.what());
+    }
+    api_->set_auth(http_auth_.get(), config_.http.checkpoint_interval);
+    HttpServerOptions http_options;
+    http_options.header_timeout = config_.http.header_timeout;
+    http_options.idle_timeout = config_.http.idle_timeout;
+    http_options.max_connections = config_.http.max_connections;
+    http_options.max_connections_per_source = config_.http.max_connections_per_source;
+    http_options.registry = metrics_.registry().get();
+    if (!config_.http.tls_cert_file.empty()) {
+        try {
+            http_tls_ = std::make_unique<boost::asio::ssl::context>(make_server_context(
+                {config_.http.tls_cert_file, config_.http.tls_key_file, {}, false}));
+        } catch (const ConfigError& e) {
+            // The message names tls.*; say which listener it was for.
+            throw ConfigError(std::string("http.tls_cert_file/tls_key_file (") + e.what() + ")");
+        }
+        http_options.tls = http_tls_.get();
+    }
     try {
         http_ = std::make_unique<HttpServer>(
             http_io_, endpoint_of(config_.http.listen, config_.http.port, "http.listen"),
-            [api = api_.get()](const HttpRequest& request) { return api->handle(request); });
+            [api = api_.get()](const HttpRequest& request, const boost::asio::ip::address& peer) {
+                return api->handle(request, peer);
+            },
+            http_options);
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for HTTP on " + config_.http.listen + ":" +
                                  std::to_string(config_.http.port) + ": " + e.code().message());
@@ -330,6 +360,11 @@ void Gateway::run() {
                 } else {
                     CG_LOG(info) << "reloaded credentials and ACL";
                 }
+                if (auto error = http_auth_->reload()) {
+                    CG_LOG(error) << "reload failed, keeping the previous HTTP tokens: " << *error;
+                } else if (http_auth_->has_tokens()) {
+                    CG_LOG(info) << "reloaded HTTP tokens (" << http_auth_->token_count() << ")";
+                }
                 return wait_for_signal();
             }
             CG_LOG(info) << "received signal " << signo << ", draining";
@@ -356,7 +391,9 @@ void Gateway::run() {
                      << (config_.tls.ca_file.empty() ? "" : " (client certificates verified)");
     }
     CG_LOG(info).with("port", http_port_)
-        << "http listening on " << config_.http.listen << ":" << http_port_;
+        << "http listening on " << config_.http.listen << ":" << http_port_
+        << (http_tls_ ? " (https)" : "")
+        << (http_auth_->has_tokens() ? " (bearer tokens)" : " (admin from http.admin_from)");
     CG_LOG(info) << "data directory " << config_.storage.data_dir.string();
     ready_ = true;
 

@@ -62,7 +62,9 @@ class Gateway {
     std::unique_ptr<boost::asio::ssl::context> tls_context_;
     std::vector<std::shared_ptr<MqttListener>> listeners_;  // plain and TLS, any order
     boost::asio::io_context http_io_{1};
-    std::unique_ptr<StatusPage> status_;  // its timer runs on http_io_
+    std::unique_ptr<StatusPage> status_;                   // its timer runs on http_io_
+    std::unique_ptr<HttpAuth> http_auth_;                  // before api_, which asks it
+    std::unique_ptr<boost::asio::ssl::context> http_tls_;  // before http_; null: plain HTTP
     std::unique_ptr<HttpApi> api_;
     std::unique_ptr<HttpServer> http_;
     std::vector<std::thread> threads_;

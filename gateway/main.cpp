@@ -10,6 +10,7 @@
 
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/http/tokens.hpp"
 #include "gateway/mqtt/tls.hpp"
 #include "gateway/ops/log.hpp"
 #include "ingest/access_control.hpp"
@@ -35,6 +36,21 @@ void check_startup(const Config& config) {
         citygate::gateway::make_server_context({config.tls.cert_file, config.tls.key_file,
                                                 config.tls.ca_file,
                                                 config.tls.require_client_cert});
+    }
+    if (!config.http.tokens_file.empty()) {
+        try {
+            citygate::gateway::TokenStore tokens(config.http.tokens_file);
+        } catch (const std::runtime_error& e) {
+            throw ConfigError(std::string("http.tokens_file: ") + e.what());
+        }
+    }
+    if (!config.http.tls_cert_file.empty()) {
+        try {
+            citygate::gateway::make_server_context(
+                {config.http.tls_cert_file, config.http.tls_key_file, {}, false});
+        } catch (const ConfigError& e) {
+            throw ConfigError(std::string("http.tls_cert_file/tls_key_file (") + e.what() + ")");
+        }
     }
     // The nearest directory that exists must let us create (or write) the data directory.
     std::error_code ec;
@@ -63,6 +79,7 @@ int main(int argc, char** argv) {
         ("restore", po::value<std::string>(), "copy a checkpoint directory into the (empty or absent) data directory and exit")
         ("hash-password", "read a password from stdin, print a credentials-file hash of it and exit")
         ("scheme", po::value<std::string>()->default_value("password"), "with --hash-password: password (PBKDF2, for people) or device (salted HMAC, for machine-generated secrets of 16+ characters)")
+        ("hash-token", "read an HTTP API token from stdin, print its hash for http.tokens_file and exit")
         ("mqtt-port", po::value<unsigned>(), "MQTT port (0 picks a free one; default 1883)")
         ("mqtt-listen", po::value<std::string>(), "MQTT listen address (default 0.0.0.0)")
         ("http-port", po::value<unsigned>(), "HTTP API and /metrics port (0 picks a free one; default 8080)")
@@ -121,6 +138,19 @@ int main(int argc, char** argv) {
             std::cerr << "citygate: --scheme must be password or device, got " << scheme << "\n";
             return 2;
         }
+        return 0;
+    }
+
+    if (args.count("hash-token")) {
+        std::string token;
+        std::getline(std::cin, token);
+        if (token.size() < citygate::gateway::min_token_length) {
+            std::cerr << "citygate: --hash-token needs a token of at least "
+                      << citygate::gateway::min_token_length
+                      << " characters on stdin (e.g. openssl rand -hex 32)\n";
+            return 2;
+        }
+        std::cout << citygate::gateway::hash_token(token) << "\n";
         return 0;
     }
 

@@ -197,18 +197,20 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
         if (!status_) return not_served(call);
         return json_response(http::status::ok, status_->json(now_ms()));
     });
-    routes_.add({verb::get}, "/api/v1/query_range",
+    routes_.add({verb::get}, "/api/v1/query_range", Scope::read,
                 [this](const HttpCall& call) { return query_range(call.query); });
-    routes_.add({verb::get}, "/api/v1/series",
+    routes_.add({verb::get}, "/api/v1/series", Scope::read,
                 [this](const HttpCall& call) { return series(call.query); });
-    routes_.add({verb::get}, "/api/v1/export",
+    routes_.add({verb::get}, "/api/v1/export", Scope::read,
                 [this](const HttpCall& call) { return export_points(call.query); });
-    routes_.add({verb::get}, "/api/v1/labels/{name}/values",
+    routes_.add({verb::get}, "/api/v1/labels/{name}/values", Scope::read,
                 [this](const HttpCall& call) { return label_values(call.params[0], call.query); });
     routes_.add({verb::get, verb::put, verb::post}, "/api/v1/log_level",
+                {Scope::read, Scope::admin},
                 [this](const HttpCall& call) { return log_level(call.request); });
-    routes_.add({verb::post}, "/api/v1/admin/checkpoint",
-                [this](const HttpCall&) { return checkpoint(); });
+    routes_.add({verb::post}, "/api/v1/admin/checkpoint", Scope::admin, [this](const HttpCall&) {
+        return checkpoint_gate_->run([this] { return checkpoint(); });
+    });
 }
 
 void HttpApi::set_status(const StatusPage* status, const ingest::CityAggregates* city) {
@@ -216,8 +218,17 @@ void HttpApi::set_status(const StatusPage* status, const ingest::CityAggregates*
     city_ = city;
 }
 
-HttpResponse HttpApi::handle(const HttpRequest& request) const {
-    return routes_.dispatch(request);
+HttpResponse HttpApi::handle(const HttpRequest& request,
+                             const boost::asio::ip::address& peer) const {
+    return routes_.dispatch(request, peer);
+}
+
+void HttpApi::set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoint_interval) {
+    routes_.set_authorizer([auth](const HttpCall& call, Scope scope) {
+        return auth->check(call.request, call.peer, scope);
+    });
+    checkpoint_gate_ =
+        std::make_shared<CallGate>(checkpoint_interval, [auth] { auth->count_rate_limited(); });
 }
 
 // Writes a checkpoint of every shard under the backup directory.

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "gateway/http/http_auth.hpp"
 #include "gateway/http/http_server.hpp"
 #include "gateway/http/router.hpp"
 #include "gateway/json_text.hpp"
@@ -35,7 +36,14 @@ class HttpApi {
     // Thread safe. Dispatches through the route table (the constructor lists every endpoint):
     // GET and HEAD everywhere; PUT or POST also on /api/v1/log_level, only POST on
     // /api/v1/admin/checkpoint.
-    HttpResponse handle(const HttpRequest& request) const;
+    // `peer` is the client's address, for the admin network check.
+    HttpResponse handle(const HttpRequest& request,
+                        const boost::asio::ip::address& peer = {}) const;
+
+    // Routes needing a scope ask `auth` first (without it every call goes ahead, as in unit
+    // tests); checkpoints start at most once per `checkpoint_interval`, one at a time. `auth`
+    // must outlive this object. Call before the first request.
+    void set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoint_interval);
 
   private:
     HttpResponse query_range(std::string_view query) const;
@@ -52,6 +60,8 @@ class HttpApi {
                                                  std::int64_t& end) const;
 
     Router routes_;
+    std::shared_ptr<CallGate> checkpoint_gate_ =
+        std::make_shared<CallGate>(std::chrono::milliseconds(0));
     const storage::Engine& engine_;
     Metrics& metrics_;
     const std::atomic<bool>& ready_;

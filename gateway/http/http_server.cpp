@@ -1,11 +1,18 @@
-// Beast HTTP listener and sessions, after the Beast advanced server example.
+// Beast HTTP listener and sessions, after the Beast advanced server examples (plain and TLS).
 #include "gateway/http/http_server.hpp"
 
-#include <atomic>
-#include <chrono>
+#include <algorithm>
+#include <map>
+#include <mutex>
 #include <optional>
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "gateway/ops/log.hpp"
 
@@ -17,36 +24,173 @@ namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
 
 constexpr std::size_t request_body_limit = 64 * 1024;
-constexpr auto read_timeout = std::chrono::seconds(30);
-// HTTP clients are operators, dashboards and scrapers: a few dozen at most. Beyond this many
-// open connections new ones are closed at once, so a flood cannot exhaust descriptors.
-constexpr int max_sessions = 256;
+constexpr std::size_t request_header_limit = 16 * 1024;
+constexpr auto first_accept_backoff = std::chrono::milliseconds(100);
+constexpr auto last_accept_backoff = std::chrono::seconds(1);
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
-  public:
-    HttpSession(tcp::socket socket, std::shared_ptr<const HttpHandler> handler,
-                std::shared_ptr<std::atomic<int>> open)
-        : stream_(std::move(socket)), handler_(std::move(handler)), open_(std::move(open)) {
-        ++*open_;
+void bump(prometheus::Counter* counter) {
+    if (counter) counter->Increment();
+}
+
+// Everything the listener and its sessions share; sessions may outlive the listener.
+struct ServerState {
+    HttpHandler handler;
+    HttpServerOptions options;
+
+    // Open connections in total and per source address, admitted and released together.
+    std::mutex mutex;
+    std::size_t open = 0;
+    std::map<boost::asio::ip::address, std::size_t> open_by_source;
+
+    prometheus::Counter* refused_total = nullptr;   // reason="max_connections"
+    prometheus::Counter* refused_source = nullptr;  // reason="max_connections_per_source"
+    prometheus::Counter* timeout_header = nullptr;  // phase="header"
+    prometheus::Counter* timeout_body = nullptr;    // phase="body"
+    prometheus::Counter* timeout_idle = nullptr;    // phase="idle"
+    prometheus::Counter* timeout_write = nullptr;   // phase="write"
+    prometheus::Counter* accept_errors = nullptr;
+    prometheus::Gauge* connections = nullptr;
+
+    log::RateLimit refused_log{std::chrono::seconds(10)};
+    log::RateLimit accept_log{std::chrono::seconds(10)};
+    log::RateLimit handler_log{std::chrono::seconds(10)};
+
+    ServerState(HttpHandler h, HttpServerOptions o) : handler(std::move(h)), options(o) {
+        if (!options.registry) return;
+        auto& refused = prometheus::BuildCounter()
+                            .Name("citygate_http_connections_refused_total")
+                            .Help("HTTP connections closed at accept, by the limit they hit")
+                            .Register(*options.registry);
+        refused_total = &refused.Add({{"reason", "max_connections"}});
+        refused_source = &refused.Add({{"reason", "max_connections_per_source"}});
+        auto& timed_out = prometheus::BuildCounter()
+                              .Name("citygate_http_connections_timed_out_total")
+                              .Help("HTTP connections closed by a deadline, by what was late")
+                              .Register(*options.registry);
+        timeout_header = &timed_out.Add({{"phase", "header"}});
+        timeout_body = &timed_out.Add({{"phase", "body"}});
+        timeout_idle = &timed_out.Add({{"phase", "idle"}});
+        timeout_write = &timed_out.Add({{"phase", "write"}});
+        accept_errors = &prometheus::BuildCounter()
+                             .Name("citygate_http_accept_errors_total")
+                             .Help("Failed accepts on the HTTP listener (each backs off)")
+                             .Register(*options.registry)
+                             .Add({});
+        connections = &prometheus::BuildGauge()
+                           .Name("citygate_http_connections")
+                           .Help("Open HTTP connections")
+                           .Register(*options.registry)
+                           .Add({});
     }
-    ~HttpSession() { --*open_; }
 
-    void start() { do_read(); }
+    // Nothing when `source` may open one more connection, else the limit's name.
+    std::optional<const char*> admit(const boost::asio::ip::address& source) {
+        std::lock_guard lock(mutex);
+        if (open >= options.max_connections) return "http.max_connections";
+        std::size_t& mine = open_by_source[source];
+        if (mine >= options.max_connections_per_source) {
+            if (mine == 0) open_by_source.erase(source);
+            return "http.max_connections_per_source";
+        }
+        ++mine;
+        ++open;
+        if (connections) connections->Increment();
+        return std::nullopt;
+    }
+
+    void release(const boost::asio::ip::address& source) {
+        std::lock_guard lock(mutex);
+        --open;
+        if (connections) connections->Decrement();
+        auto found = open_by_source.find(source);
+        if (found != open_by_source.end() && --found->second == 0) open_by_source.erase(found);
+    }
+};
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+template <typename Stream>
+class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
+  public:
+    // Takes one admitted slot of `state` for `peer`, given back when the session ends.
+    template <typename... TlsContext>
+    HttpSession(tcp::socket socket, std::shared_ptr<ServerState> state,
+                boost::asio::ip::address peer, TlsContext&... tls)
+        : stream_(std::move(socket), tls...), state_(std::move(state)), peer_(std::move(peer)) {}
+    ~HttpSession() { state_->release(peer_); }
+
+    void start() {
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            lowest().expires_after(state_->options.header_timeout);
+            stream_.async_handshake(boost::asio::ssl::stream_base::server,
+                                    [self = this->shared_from_this()](beast::error_code ec) {
+                                        if (ec) {
+                                            if (ec == beast::error::timeout)
+                                                bump(self->state_->timeout_header);
+                                            CG_LOG(debug)
+                                                << "http tls handshake from "
+                                                << self->peer_.to_string() << ": " << ec.message();
+                                            return;
+                                        }
+                                        self->read_header();
+                                    });
+        } else {
+            read_header();
+        }
+    }
 
   private:
-    void do_read() {
-        parser_.emplace();
-        parser_->body_limit(request_body_limit);
-        stream_.expires_after(read_timeout);
-        http::async_read(
-            stream_, buffer_, *parser_,
-            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+    // Between requests on a keep-alive connection: wait up to idle_timeout for the next one's
+    // first bytes; the header deadline starts when they arrive.
+    void await_next_request() {
+        if (buffer_.size() > 0) return read_header();
+        lowest().expires_after(state_->options.idle_timeout);
+        stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](
+                                                           beast::error_code ec, std::size_t n) {
+            if (ec) {
+                if (ec == beast::error::timeout) bump(self->state_->timeout_idle);
+                return;
+            }
+            self->buffer_.commit(n);
+            self->read_header();
+        });
     }
 
-    void on_read(beast::error_code ec) {
+    void read_header() {
+        parser_.emplace();
+        parser_->header_limit(request_header_limit);
+        parser_->body_limit(request_body_limit);
+        // One deadline for the whole header, not per read: a byte a second gets nowhere.
+        lowest().expires_after(state_->options.header_timeout);
+        http::async_read_header(
+            stream_, buffer_, *parser_,
+            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) return self->on_read(ec, self->state_->timeout_header);
+                if (self->parser_->is_done()) return self->on_read(ec, nullptr);
+                self->read_body();
+            });
+    }
+
+    void read_body() {
+        lowest().expires_after(state_->options.body_timeout);
+        http::async_read(stream_, buffer_, *parser_,
+                         [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->on_read(ec, self->state_->timeout_body);
+                         });
+    }
+
+    void on_read(beast::error_code ec, prometheus::Counter* timeouts) {
         if (ec == http::error::end_of_stream) return do_close();
         if (ec) {
-            if (ec != beast::error::timeout && ec != boost::asio::error::operation_aborted &&
+            if (ec == beast::error::timeout) {
+                bump(timeouts);
+                CG_LOG(debug) << "http: closed " << peer_.to_string() << ", request too slow";
+                return;
+            }
+            if (ec != boost::asio::error::operation_aborted &&
                 ec != boost::asio::error::connection_reset) {
                 CG_LOG(debug) << "http read: " << ec.message();
                 // Tell the client what was wrong with its request when it can still listen.
@@ -59,15 +203,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         HttpRequest request = parser_->release();
         HttpResponse response;
         try {
-            response = (*handler_)(request);
+            response = state_->handler(request, peer_);
         } catch (const std::exception& e) {
-            CG_LOG(error) << "http handler for "
-                          << std::string_view(request.target().data(), request.target().size())
-                          << " threw: " << e.what();
+            CG_LOG_LIMITED(state_->handler_log, error)
+                << "http handler for "
+                << std::string_view(request.target().data(), request.target().size())
+                << " threw: " << e.what();
             response = error_response(http::status::internal_server_error, e.what());
         }
         response.version(request.version());
-        response.keep_alive(request.keep_alive());
+        response.keep_alive(response.keep_alive() && request.keep_alive());
         write(std::move(response));
     }
 
@@ -83,35 +228,56 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         response_ = std::move(response);
         response_.set(http::field::server, "citygate");
         response_.prepare_payload();
+        // A client that does not read its answer is closed too.
+        lowest().expires_after(state_->options.body_timeout);
         http::async_write(stream_, response_,
-                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              if (ec) return;
+                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) {
+                                  if (ec == beast::error::timeout)
+                                      bump(self->state_->timeout_write);
+                                  return;
+                              }
                               if (!self->response_.keep_alive()) return self->do_close();
-                              self->do_read();
+                              self->await_next_request();
                           });
     }
 
     void do_close() {
-        beast::error_code ignored;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            lowest().expires_after(std::chrono::seconds(2));
+            stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {});
+        } else {
+            beast::error_code ignored;
+            stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        }
     }
 
-    beast::tcp_stream stream_;
-    beast::flat_buffer buffer_{8192};
+    Stream stream_;
+    beast::flat_buffer buffer_{request_header_limit + request_body_limit};
     std::optional<http::request_parser<http::string_body>> parser_;
     HttpResponse response_;
-    std::shared_ptr<const HttpHandler> handler_;  // shared: sessions may outlive the listener
-    std::shared_ptr<std::atomic<int>> open_;      // sessions open, counted for the limit
+    std::shared_ptr<ServerState> state_;
+    boost::asio::ip::address peer_;
 };
+
+// Out of descriptors or memory: retrying at once fails again at once. Other accept errors are
+// one connection's (it was reset before we took it) and the next accept may succeed.
+bool accept_needs_backoff(const beast::error_code& ec) {
+    return ec == boost::asio::error::no_descriptors || ec == boost::asio::error::no_buffer_space ||
+           ec == boost::asio::error::no_memory ||
+           ec == boost::system::errc::too_many_files_open_in_system;
+}
 
 }  // namespace
 
 class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
   public:
-    Listener(boost::asio::io_context& io, const tcp::endpoint& endpoint, HttpHandler handler)
+    Listener(boost::asio::io_context& io, const tcp::endpoint& endpoint, HttpHandler handler,
+             HttpServerOptions options)
         : io_(io),
           acceptor_(io),
-          handler_(std::make_shared<const HttpHandler>(std::move(handler))) {
+          backoff_timer_(io),
+          state_(std::make_shared<ServerState>(std::move(handler), options)) {
         acceptor_.open(endpoint.protocol());
         acceptor_.set_option(boost::asio::socket_base::reuse_address(true));
         acceptor_.bind(endpoint);
@@ -120,39 +286,83 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
 
     void accept() {
         acceptor_.async_accept(
-            io_, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
-                if (!self->acceptor_.is_open()) return;
-                if (ec) {
-                    CG_LOG(warn) << "http accept: " << ec.message();
-                } else if (self->open_->load() >= max_sessions) {
-                    CG_LOG(warn) << "http: " << max_sessions << " connections open, refusing one";
-                    beast::error_code ignored;
-                    socket.close(ignored);
-                } else {
-                    std::make_shared<HttpSession>(std::move(socket), self->handler_, self->open_)
-                        ->start();
-                }
-                self->accept();
+            boost::asio::make_strand(io_),
+            [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                self->on_accept(ec, std::move(socket));
             });
     }
 
     void stop() {
-        beast::error_code ignored;
-        acceptor_.close(ignored);
+        boost::asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+            beast::error_code ignored;
+            self->acceptor_.close(ignored);
+            self->backoff_timer_.cancel();
+        });
     }
 
     tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
 
   private:
+    void on_accept(beast::error_code ec, tcp::socket socket) {
+        if (!acceptor_.is_open()) return;
+        if (ec) {
+            bump(state_->accept_errors);
+            bool back_off = accept_needs_backoff(ec);
+            if (back_off) {
+                backoff_ = backoff_.count() == 0 ? first_accept_backoff
+                                                 : std::min<std::chrono::milliseconds>(
+                                                       2 * backoff_, last_accept_backoff);
+            }
+            CG_LOG_LIMITED(state_->accept_log, warn)
+                << "http accept: " << ec.message()
+                << (back_off ? ", waiting " + std::to_string(backoff_.count()) + " ms" : "");
+            if (!back_off) return accept();
+            backoff_timer_.expires_after(backoff_);
+            backoff_timer_.async_wait([self = shared_from_this()](beast::error_code wait_error) {
+                if (wait_error || !self->acceptor_.is_open()) return;
+                self->accept();
+            });
+            return;
+        }
+        backoff_ = {};
+        beast::error_code peer_error;
+        auto peer = socket.remote_endpoint(peer_error);
+        if (!peer_error) start_session(std::move(socket), peer.address());
+        accept();
+    }
+
+    void start_session(tcp::socket socket, const boost::asio::ip::address& peer) {
+        if (auto limit = state_->admit(peer)) {
+            bool per_source = std::string_view(*limit) == "http.max_connections_per_source";
+            bump(per_source ? state_->refused_source : state_->refused_total);
+            CG_LOG_LIMITED(state_->refused_log, warn).with("peer", peer.to_string())
+                << "http: refused a connection from " << peer.to_string() << " (" << *limit << " = "
+                << (per_source ? state_->options.max_connections_per_source
+                               : state_->options.max_connections)
+                << ")";
+            beast::error_code ignored;
+            socket.close(ignored);
+            return;
+        }
+        if (state_->options.tls) {
+            std::make_shared<HttpSession<TlsStream>>(std::move(socket), state_, peer,
+                                                     *state_->options.tls)
+                ->start();
+        } else {
+            std::make_shared<HttpSession<PlainStream>>(std::move(socket), state_, peer)->start();
+        }
+    }
+
     boost::asio::io_context& io_;
     tcp::acceptor acceptor_;
-    std::shared_ptr<const HttpHandler> handler_;
-    std::shared_ptr<std::atomic<int>> open_ = std::make_shared<std::atomic<int>>(0);
+    boost::asio::steady_timer backoff_timer_;
+    std::chrono::milliseconds backoff_{0};
+    std::shared_ptr<ServerState> state_;
 };
 
 HttpServer::HttpServer(boost::asio::io_context& io, const tcp::endpoint& endpoint,
-                       HttpHandler handler)
-    : listener_(std::make_shared<Listener>(io, endpoint, std::move(handler))) {}
+                       HttpHandler handler, HttpServerOptions options)
+    : listener_(std::make_shared<Listener>(io, endpoint, std::move(handler), options)) {}
 
 HttpServer::~HttpServer() = default;
 

@@ -1,25 +1,51 @@
-// A small HTTP/1.1 server on Boost.Beast: listener and session, keep-alive, limits at the edge
-// (request body limit, read timeout). Requests are answered by a handler on the I/O thread.
+// A small HTTP/1.1 server on Boost.Beast: listener and session, keep-alive, optional TLS, limits
+// at the edge (request body limit; a deadline for a request's whole header, for its body and for
+// an idle keep-alive connection; open connections in total and per source address; back-off
+// when accept fails). Requests are answered by a handler on the I/O thread.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http.hpp>
+
+namespace prometheus {
+class Registry;
+}
 
 namespace citygate::gateway {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
-using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+// Called with each request and the address of the client that sent it.
+using HttpHandler =
+    std::function<HttpResponse(const HttpRequest&, const boost::asio::ip::address& peer)>;
+
+struct HttpServerOptions {
+    // From accept (or, on a keep-alive connection, from the first byte of the next request) to
+    // the end of the request's header, however slowly it dribbles in; also the TLS handshake's.
+    std::chrono::milliseconds header_timeout = std::chrono::seconds(5);
+    std::chrono::milliseconds body_timeout = std::chrono::seconds(30);
+    // How long a keep-alive connection may wait for its next request.
+    std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
+    std::size_t max_connections = 256;
+    std::size_t max_connections_per_source = 32;
+    boost::asio::ssl::context* tls = nullptr;  // HTTPS when set; must outlive the server
+    // Gets citygate_http_connections_refused_total{reason}, _timed_out_total{phase} and
+    // citygate_http_accept_errors_total when set; must outlive the server.
+    prometheus::Registry* registry = nullptr;
+};
 
 class HttpServer {
   public:
     // Binds and listens; throws boost::system::system_error when the endpoint is unusable.
     HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
-               HttpHandler handler);
+               HttpHandler handler, HttpServerOptions options = {});
     ~HttpServer();
 
     void start();

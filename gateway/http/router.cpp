@@ -62,7 +62,13 @@ HttpResponse json_error(http::status status, std::string_view message) {
 
 void Router::add(std::initializer_list<http::verb> methods, std::string_view pattern,
                  RouteHandler handler) {
+    add(methods, pattern, Scope::open, std::move(handler));
+}
+
+void Router::add(std::initializer_list<http::verb> methods, std::string_view pattern,
+                 RouteScope scope, RouteHandler handler) {
     Route route;
+    route.scope = scope;
     for (http::verb method : methods) {
         route.methods.push_back(method);
         if (method == http::verb::get) route.methods.push_back(http::verb::head);
@@ -96,7 +102,8 @@ bool Router::match(const Route& route, std::string_view path,
     return true;
 }
 
-HttpResponse Router::dispatch(const HttpRequest& request) const {
+HttpResponse Router::dispatch(const HttpRequest& request,
+                              const boost::asio::ip::address& peer) const {
     std::string_view target(request.target().data(), request.target().size());
     std::size_t question = target.find('?');
     std::string_view path = target.substr(0, question);
@@ -118,7 +125,13 @@ HttpResponse Router::dispatch(const HttpRequest& request) const {
             response.set(http::field::allow, allow);
             return response;
         }
-        return route.handler(HttpCall{request, path, query, params});
+        HttpCall call{request, path, query, params, peer};
+        bool reading = request.method() == http::verb::get || request.method() == http::verb::head;
+        Scope scope = reading ? route.scope.reading : route.scope.changing;
+        if (authorizer_ && scope != Scope::open) {
+            if (auto refusal = authorizer_(call, scope)) return std::move(*refusal);
+        }
+        return route.handler(call);
     }
     return json_error(http::status::not_found, "no such endpoint: " + std::string(path));
 }

@@ -142,4 +142,14 @@ void write(Level level, std::string_view message, const std::vector<Field>& fiel
     [[maybe_unused]] auto written = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
+std::optional<std::uint64_t> RateLimit::admit(std::chrono::steady_clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    if (last_ && now - *last_ < interval_) {
+        ++held_back_;
+        return std::nullopt;
+    }
+    last_ = now;
+    return std::exchange(held_back_, 0);
+}
+
 }  // namespace citygate::log

@@ -4,6 +4,10 @@
 // change at any time.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -38,6 +42,25 @@ struct Field {
 };
 void write(Level level, std::string_view message, const std::vector<Field>& fields = {});
 
+// Holds back a condition that repeats: at most one line per `interval`, counting the lines held
+// back in between. One object per condition (a static or a member); thread safe.
+class RateLimit {
+  public:
+    explicit RateLimit(std::chrono::steady_clock::duration interval = std::chrono::seconds(10))
+        : interval_(interval) {}
+
+    // Nothing when this line is held back; else how many were held back since the last one let
+    // through.
+    std::optional<std::uint64_t> admit(
+        std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+
+  private:
+    std::chrono::steady_clock::duration interval_;
+    std::mutex mutex_;
+    std::optional<std::chrono::steady_clock::time_point> last_;
+    std::uint64_t held_back_ = 0;
+};
+
 // One line as write() prints it, without the newline, at the given timestamp (for tests).
 std::string format_line(Format format, std::string_view timestamp, Level level,
                         std::string_view message, const std::vector<Field>& fields);
@@ -50,6 +73,17 @@ std::string format_line(Format format, std::string_view timestamp, Level level,
     for (bool cg_once_ = ::citygate::log::enabled(::citygate::log::Level::level); cg_once_; \
          cg_once_ = false)                                                                  \
     ::citygate::log::detail::Line(::citygate::log::Level::level)
+
+// CG_LOG through a RateLimit: the line is written at most once per interval, with a
+// `suppressed=N` field when N similar lines were held back since the last one:
+//   static log::RateLimit accept_errors;
+//   CG_LOG_LIMITED(accept_errors, warn) << "http accept: " << ec.message();
+#define CG_LOG_LIMITED(limit, level)                                                   \
+    for (std::optional<std::uint64_t> cg_admitted_ =                                   \
+             ::citygate::log::enabled(::citygate::log::Level::level) ? (limit).admit() \
+                                                                     : std::nullopt;   \
+         cg_admitted_; cg_admitted_.reset())                                           \
+    ::citygate::log::detail::Line(::citygate::log::Level::level).suppressed(*cg_admitted_)
 
 namespace citygate::log::detail {
 
@@ -81,6 +115,12 @@ class Line {
         }
         fields_.push_back({std::string(key), std::move(text).str(),
                            !std::is_arithmetic_v<T> || std::is_same_v<T, char>});
+        return *this;
+    }
+
+    // The `suppressed` field of a rate-limited line, when any were held back.
+    Line& suppressed(std::uint64_t count) {
+        if (count > 0) with("suppressed", count);
         return *this;
     }
 

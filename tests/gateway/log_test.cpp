@@ -46,3 +46,15 @@ TEST_CASE("levels and formats parse by name and the level changes at run time") 
     CHECK(evaluated == 0);  // a disabled line costs neither its message nor its fields
     log::set_level(before);
 }
+
+TEST_CASE("a rate limit lets one line through per interval and counts those held back") {
+    log::RateLimit limit(std::chrono::seconds(10));
+    auto start = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+    CHECK(limit.admit(start) == std::optional<std::uint64_t>(0));
+    CHECK_FALSE(limit.admit(start + std::chrono::seconds(1)));
+    CHECK_FALSE(limit.admit(start + std::chrono::seconds(9)));
+    // The next line through says how many were held back, then the count starts again.
+    CHECK(limit.admit(start + std::chrono::seconds(10)) == std::optional<std::uint64_t>(2));
+    CHECK_FALSE(limit.admit(start + std::chrono::seconds(11)));
+    CHECK(limit.admit(start + std::chrono::seconds(30)) == std::optional<std::uint64_t>(1));
+}
