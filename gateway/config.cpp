@@ -132,6 +132,19 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) { c.mqtt.max_publish_rate = number(n, o); }},
         {"mqtt.publish_burst",
          [](auto& n, Config& c, auto o) { c.mqtt.publish_burst = number(n, o); }},
+        {"mqtt.max_send_queue",
+         [](auto& n, Config& c, auto o) {
+             c.mqtt.max_send_queue = integer<std::size_t>(n, o, 64, std::int64_t{1} << 30);
+         }},
+        {"mqtt.write_timeout",
+         [](auto& n, Config& c, auto o) { c.mqtt.write_timeout = duration(n, o); }},
+        {"mqtt.partial_packet_timeout",
+         [](auto& n, Config& c, auto o) { c.mqtt.partial_packet_timeout = duration(n, o); }},
+        {"mqtt.max_partial_bytes_total",
+         [](auto& n, Config& c, auto o) {
+             c.mqtt.max_partial_bytes_total =
+                 integer<std::size_t>(n, o, 1024, std::int64_t{1} << 40);
+         }},
         {"http.listen", [](auto& n, Config& c, auto o) { c.http.listen = string(n, o); }},
         {"http.port",
          [](auto& n, Config& c, auto o) { c.http.port = integer<std::uint16_t>(n, o, 0, 65535); }},
@@ -375,6 +388,13 @@ void validate(const Config& config) {
     }
     for (const auto& pattern : config.ingest.topic_templates) {
         std::string error;
+    if (config.mqtt.write_timeout.count() == 0) fail("mqtt.write_timeout", "must be positive");
+    if (config.mqtt.partial_packet_timeout.count() == 0) {
+        fail("mqtt.partial_packet_timeout", "must be positive");
+    }
+    if (config.mqtt.max_partial_bytes_total < config.mqtt.max_packet_size) {
+        fail("mqtt.max_partial_bytes_total", "must be at least mqtt.max_packet_size");
+    }
         if (!payload::TopicTemplate::parse(pattern, &error)) fail("ingest.topic_templates", error);
     }
 }

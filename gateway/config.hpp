@@ -30,6 +30,17 @@ struct Config {
         // that socket until the rate allows more (TCP pushes back on the client). 0: no limit.
         double max_publish_rate = 0;
         double publish_burst = 0;  // messages allowed at once; 0: one second's worth
+        // Bytes queued for one connection (acks, PINGRESPs) beyond which the gateway stops
+        // reading it until the client reads: TCP pushes back on a client that does not read.
+        std::size_t max_send_queue = 64 * 1024;
+        // A connection whose queue stays over max_send_queue (or whose last write does not
+        // finish) this long is closed as a slow consumer; its keep-alive closes it sooner.
+        std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
+        // An incomplete packet must be complete this long after its first byte.
+        std::chrono::milliseconds partial_packet_timeout = std::chrono::seconds(10);
+        // Bytes held in incomplete packets across all connections; a connection whose packet
+        // would go beyond it is closed (v5: DISCONNECT 0x97).
+        std::size_t max_partial_bytes_total = 256 * 1024 * 1024;
     } mqtt;
 
     struct Tls {

@@ -231,6 +231,10 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     metrics_.connections_limit.Set(static_cast<double>(config_.mqtt.max_connections));
 
     unsigned io_threads = or_cores(config_.server.io_threads);
+    context_->max_send_queue = config_.mqtt.max_send_queue;
+    context_->write_timeout = config_.mqtt.write_timeout;
+    context_->partial_packet_timeout = config_.mqtt.partial_packet_timeout;
+    context_->max_partial_bytes_total = config_.mqtt.max_partial_bytes_total;
     // Room for the largest packet the engine accepts plus a read's worth of what follows it.
     std::size_t read_buffer = config_.mqtt.max_packet_size + 64 * 1024;
     for (unsigned i = 0; i < io_threads; ++i) {

@@ -11,7 +11,8 @@ IoWorker::IoWorker(GatewayContext& context, std::size_t read_buffer_size)
     : context_(context),
       read_buffer_(read_buffer_size),
       appender_(context.ingest),
-      throttle_timer_(io_) {}
+      throttle_timer_(io_),
+      deadline_timer_(io_) {}
 
 void IoWorker::post_completion(Completion completion) {
     bool post = false;
@@ -67,6 +68,32 @@ void IoWorker::wake_throttled() {
     throttle_timer_.expires_at(throttled_.top().until);
     throttle_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (!ec) wake_throttled();
+    });
+}
+
+void IoWorker::watch(const std::shared_ptr<MqttConnection>& connection,
+                     std::chrono::steady_clock::time_point at) {
+    bool earliest = deadlines_.empty() || at < deadlines_.top().at;
+    deadlines_.push({at, connection});
+    if (!earliest) return;
+    deadline_timer_.expires_at(at);
+    deadline_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) expire_deadlines();
+    });
+}
+
+void IoWorker::expire_deadlines() {
+    auto now = std::chrono::steady_clock::now();
+    while (!deadlines_.empty() && deadlines_.top().at <= now) {
+        auto connection = deadlines_.top().connection.lock();
+        deadlines_.pop();
+        // May watch again (a later deadline), which pushes an entry after `now`.
+        if (connection) connection->on_deadline(now);
+    }
+    if (deadlines_.empty()) return;
+    deadline_timer_.expires_at(deadlines_.top().at);
+    deadline_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) expire_deadlines();
     });
 }
 

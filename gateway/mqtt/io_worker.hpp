@@ -35,6 +35,13 @@ struct GatewayContext {
     std::size_t max_connections = 0;
     double max_publish_rate = 0;  // per connection, messages/s; 0: unlimited
     double publish_burst = 0;
+    // Per-connection bounds (mqtt.max_send_queue, write_timeout, partial_packet_timeout).
+    std::size_t max_send_queue = 64 * 1024;
+    std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
+    std::chrono::milliseconds partial_packet_timeout = std::chrono::seconds(10);
+    // Bytes held in incomplete packets by all connections of all workers, and their bound.
+    std::size_t max_partial_bytes_total = 256 * 1024 * 1024;
+    std::atomic<std::size_t> partial_bytes{0};
     std::atomic<std::size_t> connections{0};  // accepted sockets
     std::atomic<std::size_t> sessions{0};     // accepted CONNECTs
     // Storage writes accepted by try_submit whose completion has not yet reached its connection.
@@ -76,6 +83,11 @@ class IoWorker {
     void throttle(std::shared_ptr<MqttConnection> connection,
                   std::chrono::steady_clock::time_point until);
 
+    // I/O thread only. Calls connection->on_deadline() at `at` unless it is gone by then; one
+    // timer per thread serves every connection's incomplete-packet and write deadlines.
+    void watch(const std::shared_ptr<MqttConnection>& connection,
+               std::chrono::steady_clock::time_point at);
+
     // I/O thread only.
     void pause(std::shared_ptr<MqttConnection> connection);
     void add(MqttConnection* connection) { live_.insert(connection); }
@@ -105,6 +117,16 @@ class IoWorker {
     };
     std::priority_queue<Throttled, std::vector<Throttled>, std::greater<>> throttled_;
     boost::asio::steady_timer throttle_timer_;
+
+    void expire_deadlines();
+    struct Deadline {
+        std::chrono::steady_clock::time_point at;
+        std::weak_ptr<MqttConnection> connection;  // a closed connection is not kept for it
+        bool operator>(const Deadline& other) const { return at > other.at; }
+    };
+    // At most one entry per connection (MqttConnection::deadline_watched_).
+    std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+    boost::asio::steady_timer deadline_timer_;
     Immediate immediate_;
     std::vector<std::shared_ptr<MqttConnection>> paused_;
     std::unordered_set<MqttConnection*> live_;

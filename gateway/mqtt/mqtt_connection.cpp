@@ -73,7 +73,10 @@ void MqttConnection::end_throttle() {
 }
 
 void MqttConnection::wait_readable() {
-    if (waiting_ || reading_stopped_ || paused_ || throttled_ || closing_ || torn_down_) return;
+    if (waiting_ || reading_stopped_ || paused_ || throttled_ || send_blocked_ || closing_ ||
+        torn_down_) {
+        return;
+    }
     double rate = worker_.context().max_publish_rate;
     if (rate > 0) refill_rate_tokens(std::chrono::steady_clock::now());
     if (rate > 0 && rate_tokens_ < 0) {
@@ -89,6 +92,7 @@ void MqttConnection::wait_readable() {
     // MQTT 3.1.1 has no receive maximum: the gateway enforces one by not reading while this many
     // messages wait for storage (for MQTT 5 clients it is advertised in CONNACK as well).
     if (inflight_full()) return;
+    if (tls_ && tls_->unread_begin < tls_->unread_end) return;  // resume_reading feeds them
     waiting_ = true;
     if (tls_) {
         tls_->buffer.resize(4096);
@@ -118,57 +122,191 @@ void MqttConnection::peer_gone(const boost::system::error_code& ec) {
 void MqttConnection::on_readable(const boost::system::error_code& ec) {
     if (torn_down_ || ec == boost::asio::error::operation_aborted) return;
     if (ec) return peer_gone(ec);
-    if (reading_stopped_ || paused_ || closing_) return;
-
-    std::vector<std::uint8_t>& buffer = worker_.read_buffer();
-    std::size_t have = partial_.size();
-    std::copy(partial_.begin(), partial_.end(), buffer.begin());
+    if (reading_stopped_ || paused_ || send_blocked_ || closing_) return;
     boost::system::error_code read_ec;
-    std::size_t n =
-        socket_.read_some(boost::asio::buffer(buffer.data() + have, buffer.size() - have), read_ec);
-    if (read_ec == boost::asio::error::would_block) return wait_readable();
-    if (read_ec) return peer_gone(read_ec);
+    read_once(read_ec);
+    if (torn_down_) return;
+    if (read_ec && read_ec != boost::asio::error::would_block) return peer_gone(read_ec);
+    wait_readable();
+}
+
+std::size_t MqttConnection::pull(std::uint8_t* to, std::size_t room,
+                                 boost::system::error_code& ec) {
+    if (!tls_) return socket_.read_some(boost::asio::buffer(to, room), ec);
+    std::size_t n = std::min(room, tls_->unread_end - tls_->unread_begin);
+    if (n == 0) {
+        ec = boost::asio::error::would_block;
+        return 0;
+    }
+    auto from = tls_->buffer.begin() + static_cast<std::ptrdiff_t>(tls_->unread_begin);
+    std::copy(from, from + static_cast<std::ptrdiff_t>(n), to);
+    tls_->unread_begin += n;
+    return n;
+}
+
+void MqttConnection::read_once(boost::system::error_code& ec) {
+    if (partial_total_ > 0) {
+        // The rest of a packet whose size is known goes straight behind the bytes held: a packet
+        // dribbled a byte per segment costs one copy per byte, not one of the whole buffer.
+        std::size_t n = pull(partial_.data() + partial_have_, partial_total_ - partial_have_, ec);
+        if (ec) return;
+        worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
+        partial_have_ += static_cast<std::uint32_t>(n);
+        if (partial_have_ < partial_total_) return;
+        PacketBuffer packet = take_partial();
+        std::size_t consumed = session_.on_bytes(packet.bytes(packet.size()));
+        if (!closing_ && !torn_down_ && consumed != packet.size()) {
+            CG_LOG(error) << "mqtt packet of " << packet.size() << " bytes not consumed whole";
+            session_.disconnect(mqtt::reason_code::implementation_specific_error);
+        }
+        finish_immediate_completions();
+        return;
+    }
+    // Nothing held, or a fixed header not yet complete (at most 4 bytes): read into the worker's
+    // buffer behind them.
+    std::vector<std::uint8_t>& buffer = worker_.read_buffer();
+    std::size_t have = partial_have_;
+    std::copy_n(partial_.data(), have, buffer.begin());
+    std::size_t n = pull(buffer.data() + have, buffer.size() - have, ec);
+    if (ec) return;
     worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
-    feed(have + n);
+    auto since = have > 0 ? partial_since_ : std::chrono::steady_clock::now();
+    take_partial();
+    feed(std::span(buffer.data(), have + n), since);
 }
 
 void MqttConnection::on_tls_read(const boost::system::error_code& ec, std::size_t n) {
     if (torn_down_ || ec == boost::asio::error::operation_aborted) return;
     if (ec) return peer_gone(ec);
-    worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
-    if (reading_stopped_ || paused_ || closing_) {
-        // Already decrypted: keep it for when reading resumes.
-        partial_.insert(partial_.end(), tls_->buffer.begin(),
-                        tls_->buffer.begin() + static_cast<std::ptrdiff_t>(n));
-        return;
-    }
-    std::vector<std::uint8_t>& buffer = worker_.read_buffer();
-    std::size_t have = partial_.size();
-    if (have + n > buffer.size()) {
-        session_.disconnect(mqtt::reason_code::packet_too_large);
-        return;
-    }
-    std::copy(partial_.begin(), partial_.end(), buffer.begin());
-    std::copy(tls_->buffer.begin(), tls_->buffer.begin() + static_cast<std::ptrdiff_t>(n),
-              buffer.begin() + static_cast<std::ptrdiff_t>(have));
-    feed(have + n);
+    // Already decrypted: fed now, or kept in the buffer for when reading resumes.
+    tls_->unread_begin = 0;
+    tls_->unread_end = n;
+    drain_tls();
 }
 
-void MqttConnection::feed(std::size_t have) {
-    std::vector<std::uint8_t>& buffer = worker_.read_buffer();
-    std::size_t consumed = session_.on_bytes(std::span(buffer.data(), have));
-    partial_.assign(buffer.begin() + static_cast<std::ptrdiff_t>(consumed),
-                    buffer.begin() + static_cast<std::ptrdiff_t>(have));
-    if (partial_.empty()) partial_.shrink_to_fit();  // idle connections keep no buffer
-    finish_immediate_completions();
-    if (torn_down_) return;
-    if (!closing_ && partial_.size() >= buffer.size()) {
-        // Cannot happen while the buffer exceeds the maximum packet size the engine enforces.
-        CG_LOG(error) << "mqtt packet larger than the read buffer";
-        session_.disconnect(mqtt::reason_code::packet_too_large);
-        return;
+void MqttConnection::drain_tls() {
+    if (reading_stopped_ || paused_ || send_blocked_ || closing_ || torn_down_) return;
+    // All of it, even past a limit reached on the way: one TLS read is at most 4 KiB.
+    while (tls_->unread_begin < tls_->unread_end && !closing_ && !torn_down_) {
+        boost::system::error_code ec;
+        read_once(ec);
     }
+    tls_->unread_begin = tls_->unread_end = 0;
     wait_readable();
+}
+
+void MqttConnection::feed(std::span<const std::uint8_t> bytes,
+                          std::chrono::steady_clock::time_point since) {
+    std::size_t consumed = session_.on_bytes(bytes);
+    if (!closing_ && !torn_down_ && consumed < bytes.size()) {
+        // The same packet as before keeps its first byte's time; a new one starts now.
+        keep_partial(bytes.subspan(consumed),
+                     consumed == 0 ? since : std::chrono::steady_clock::now());
+    }
+    finish_immediate_completions();
+}
+
+namespace {
+
+// Total size of the packet starting at `bytes` from its fixed header, 0 while that is incomplete.
+// The session already checked the header (a malformed one closes the connection).
+std::size_t packet_size(std::span<const std::uint8_t> bytes) {
+    std::size_t remaining = 0;
+    for (std::size_t i = 1; i < bytes.size() && i <= 4; ++i) {
+        remaining |= std::size_t{bytes[i] & 0x7Fu} << (7 * (i - 1));
+        if ((bytes[i] & 0x80u) == 0) return i + 1 + remaining;
+    }
+    return 0;
+}
+
+constexpr std::size_t longest_fixed_header = 5;
+
+}  // namespace
+
+bool MqttConnection::keep_partial(std::span<const std::uint8_t> tail,
+                                  std::chrono::steady_clock::time_point since) {
+    GatewayContext& context = worker_.context();
+    std::size_t total = packet_size(tail);
+    if (total > context.limits.maximum_packet_size || (total != 0 && total <= tail.size())) {
+        // The session refuses such packets from their fixed header; this would be a bug.
+        CG_LOG(error) << "mqtt: incomplete packet of " << total << " bytes kept from "
+                      << tail.size();
+        session_.disconnect(mqtt::reason_code::packet_too_large);
+        return false;
+    }
+    std::size_t slot = total != 0 ? total : longest_fixed_header;
+    if (context.partial_bytes.fetch_add(slot) + slot > context.max_partial_bytes_total) {
+        // The budget is held by older packets, which complete or expire within
+        // partial_packet_timeout: the newest one is refused rather than reading being stopped
+        // everywhere (the bytes are already out of the socket).
+        context.partial_bytes.fetch_sub(slot);
+        context.metrics.error(ErrorKind::partial_bytes_limit).Increment();
+        CG_LOG(debug) << "incomplete packets hold mqtt.max_partial_bytes_total; closing a client "
+                         "with a packet of "
+                      << slot << " bytes";
+        session_.disconnect(mqtt::reason_code::quota_exceeded);
+        return false;
+    }
+    partial_ = PacketBuffer::allocate(slot);
+    if (partial_.empty()) {
+        context.partial_bytes.fetch_sub(slot);
+        CG_LOG(warn) << "mqtt: no memory for an incomplete packet of " << slot << " bytes";
+        session_.disconnect(mqtt::reason_code::quota_exceeded);
+        return false;
+    }
+    std::copy(tail.begin(), tail.end(), partial_.data());
+    partial_have_ = static_cast<std::uint32_t>(tail.size());
+    partial_total_ = static_cast<std::uint32_t>(total);
+    partial_since_ = since;
+    watch_deadline();
+    return true;
+}
+
+PacketBuffer MqttConnection::take_partial() {
+    worker_.context().partial_bytes.fetch_sub(partial_.size());
+    partial_have_ = partial_total_ = 0;
+    return std::move(partial_);  // leaves partial_ empty
+}
+
+void MqttConnection::watch_deadline() {
+    if (deadline_watched_ || torn_down_) return;
+    GatewayContext& context = worker_.context();
+    std::optional<std::chrono::steady_clock::time_point> at;
+    if (!partial_.empty()) at = partial_since_ + context.partial_packet_timeout;
+    if (sends_overdue()) {
+        auto writes = blocked_since_ + context.write_timeout;
+        at = at ? std::min(*at, writes) : writes;
+    }
+    if (!at) return;
+    deadline_watched_ = true;
+    worker_.watch(shared_from_this(), *at);
+}
+
+void MqttConnection::on_deadline(std::chrono::steady_clock::time_point now) {
+    deadline_watched_ = false;
+    if (torn_down_) return;
+    GatewayContext& context = worker_.context();
+    if (sends_overdue() && now >= blocked_since_ + context.write_timeout) {
+        // It has not read what we sent for write_timeout: nothing more can reach it.
+        context.metrics.error(ErrorKind::slow_consumer).Increment();
+        CG_LOG(debug)
+            << "mqtt client read nothing for "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(context.write_timeout).count()
+            << " ms with " << outbox_.size() + writing_.size() << " bytes queued; closing";
+        session_.on_peer_closed();
+        return teardown();
+    }
+    if (!partial_.empty() && now >= partial_since_ + context.partial_packet_timeout) {
+        context.metrics.error(ErrorKind::partial_packet_timeout).Increment();
+        CG_LOG(debug) << "mqtt packet incomplete after "
+                      << std::chrono::duration_cast<std::chrono::milliseconds>(
+                             context.partial_packet_timeout)
+                             .count()
+                      << " ms (" << partial_have_ << " of " << partial_total_ << " bytes); closing";
+        take_partial();
+        session_.disconnect(mqtt::reason_code::keep_alive_timeout);
+    }
+    watch_deadline();
 }
 
 void MqttConnection::on_packet(mqtt::packet_direction direction, mqtt::packet_type type) {
@@ -183,6 +321,13 @@ void MqttConnection::on_packet(mqtt::packet_direction direction, mqtt::packet_ty
 void MqttConnection::send(std::span<const std::uint8_t> bytes) {
     if (torn_down_) return;
     outbox_.insert(outbox_.end(), bytes.begin(), bytes.end());
+    if (!send_blocked_ && outbox_.size() + writing_.size() > worker_.context().max_send_queue) {
+        // The client does not read what we send: stop reading it, so what it sends waits in
+        // its socket instead of turning into more queued answers here.
+        send_blocked_ = true;
+        blocked_since_ = std::chrono::steady_clock::now();
+        watch_deadline();
+    }
     flush();
 }
 
@@ -215,7 +360,11 @@ void MqttConnection::on_written(const boost::system::error_code& ec) {
         return teardown();
     }
     if (outbox_.empty() && writing_.capacity() > 4096) writing_.shrink_to_fit();
+    blocked_since_ = std::chrono::steady_clock::now();  // the client read a whole write
+    bool unblocked = send_blocked_ && outbox_.size() < worker_.context().max_send_queue / 2;
+    if (unblocked) send_blocked_ = false;
     flush();
+    if (unblocked) resume_reading();
 }
 
 void MqttConnection::deliver(const mqtt::inbound_publish& message) {
@@ -337,11 +486,7 @@ void MqttConnection::complete(const Completion& completion) {
 }
 
 void MqttConnection::resume_reading() {
-    if (paused_ || throttled_ || reading_stopped_ || closing_ || torn_down_) return;
-    if (!partial_.empty()) {
-        // Packets that arrived before reading stopped (TLS reads ahead) may already be complete.
-        std::copy(partial_.begin(), partial_.end(), worker_.read_buffer().begin());
-        feed(partial_.size());
+    if (paused_ || throttled_ || reading_stopped_ || send_blocked_ || closing_ || torn_down_) {
         return;
     }
     wait_readable();
@@ -352,6 +497,8 @@ void MqttConnection::finish_immediate_completions() {
     if (pending.empty()) return;
     std::vector<std::pair<mqtt::delivery_token, mqtt::reason_code>> refused;
     refused.swap(pending);
+    // Bytes a TLS read decrypted before reading stopped may hold whole packets.
+    if (tls_ && tls_->unread_begin < tls_->unread_end) return drain_tls();
     for (auto [token, reason] : refused) {
         if (torn_down_) return;
         session_.complete(token, reason);
@@ -466,8 +613,9 @@ void MqttConnection::on_timer(mqtt::timer_kind kind, std::chrono::milliseconds a
     if (torn_down_ || !timer_armed_ || timer_kind_ != kind) return;
     timer_armed_ = false;
     // A client we stopped reading (backpressure, drain, inflight at its maximum) is not silent:
-    // its packets wait in the socket. Give it another period instead of timing it out.
-    if (kind == mqtt::timer_kind::keep_alive &&
+    // its packets wait in the socket. Give it another period instead of timing it out. Not so
+    // when we stopped because it does not read our answers (send_blocked_): that is its doing.
+    if (kind == mqtt::timer_kind::keep_alive && !send_blocked_ &&
         (paused_ || throttled_ || reading_stopped_ || inflight_full())) {
         return arm_timer(kind, after);
     }
@@ -495,16 +643,29 @@ void MqttConnection::close(mqtt::reason_code reason) {
     timer_armed_ = false;
     timer_.cancel();
     // The socket is not cancelled: that would abort the write in flight too. flush() tears the
-    // connection down once the last bytes are out, which ends the readability wait.
+    // connection down once the last bytes are out, which ends the readability wait; a write
+    // that does not finish within write_timeout ends it instead.
     flush();
 }
 
 void MqttConnection::stop_reading() {
     // A pending readability wait is left alone (cancelling the socket would abort writes too);
     // when it fires, on_readable() sees the flag and reads nothing.
+    take_partial();  // nothing more is parsed
+    if (send_blocked_) {
+        // A DISCONNECT would only queue behind what it never read.
+        worker_.context().metrics.error(ErrorKind::slow_consumer).Increment();
+        CG_LOG(debug) << "mqtt client does not read; closing without flushing "
+                      << outbox_.size() + writing_.size() << " bytes";
+        return teardown();
+    }
     reading_stopped_ = true;
 }
 
+    if (writing_now_ && !torn_down_) {
+        blocked_since_ = std::chrono::steady_clock::now();
+        watch_deadline();
+    }
 void MqttConnection::disconnect(mqtt::reason_code reason) {
     if (torn_down_ || closing_) return;
     session_.disconnect(reason);
@@ -527,3 +688,5 @@ void MqttConnection::teardown() {
 }
 
 }  // namespace citygate::gateway
+    take_partial();
+    outbox_ = {};  // writing_ stays until its write ends: the write refers to it

@@ -2,8 +2,14 @@
 // feeds decoded samples to storage. Lives on one I/O thread; no strand needed.
 //
 // While idle a plain TCP connection holds no read buffer: it waits for readability, reads into the
-// worker's buffer and keeps only the bytes of an incomplete packet. A TLS connection reads through
-// OpenSSL into a small buffer of its own.
+// worker's buffer and keeps only the bytes of an incomplete packet, in a buffer of the packet's
+// size that later reads fill directly (each byte is copied once however it is dribbled). A TLS
+// connection reads through OpenSSL into a small buffer of its own.
+//
+// Bounds: past GatewayContext::max_send_queue queued bytes the connection is not read (TCP pushes
+// back on a client that does not read us) and is closed if that lasts write_timeout or its
+// keep-alive; an incomplete packet must complete within partial_packet_timeout, and all of them
+// together hold at most max_partial_bytes_total.
 #pragma once
 
 #include <chrono>
@@ -15,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "gateway/mqtt/io_worker.hpp"
+#include "gateway/mqtt/packet_buffer.hpp"
 #include "protocols/mqtt/server_session.hpp"
 
 namespace citygate::gateway {
@@ -45,6 +52,10 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     // Server-initiated end (v5 DISCONNECT with the reason, 3.1.1 close).
     void disconnect(mqtt::reason_code reason);
 
+    // A deadline asked for through IoWorker::watch passed (I/O thread): closes the connection if
+    // its incomplete packet or its blocked writes are overdue, else watches the next one.
+    void on_deadline(std::chrono::steady_clock::time_point now);
+
   private:
     struct StalledWrite {
         ingest::Write write;
@@ -74,8 +85,23 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void on_handshake(const boost::system::error_code& ec);
     void on_readable(const boost::system::error_code& ec);
     void on_tls_read(const boost::system::error_code& ec, std::size_t n);
-    // Feeds the first `have` bytes of the worker's read buffer to the session.
-    void feed(std::size_t have);
+    // Feeds the decrypted bytes of the last TLS read, unless reading is stopped.
+    void drain_tls();
+    // One read (socket, or decrypted TLS bytes) and the packets it completes.
+    void read_once(boost::system::error_code& ec);
+    // Copies up to `room` bytes to `to`: read_some on the socket, or from the TLS buffer.
+    std::size_t pull(std::uint8_t* to, std::size_t room, boost::system::error_code& ec);
+    // Feeds bytes to the session and keeps an incomplete tail; `since` is when the tail's packet
+    // began if it is the one that was already partial.
+    void feed(std::span<const std::uint8_t> bytes, std::chrono::steady_clock::time_point since);
+    // Keeps the start of an incomplete packet; false (connection closing) over the total bound.
+    bool keep_partial(std::span<const std::uint8_t> tail,
+                      std::chrono::steady_clock::time_point since);
+    // Hands over the incomplete packet's buffer and returns its bytes to the total bound.
+    PacketBuffer take_partial();
+    bool sends_overdue() const { return send_blocked_ || (closing_ && writing_now_); }
+    // Asks the worker for on_deadline() at the earliest deadline, if any and not yet asked.
+    void watch_deadline();
     void peer_gone(const boost::system::error_code& ec);
     boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->stream.next_layer() : socket_; }
     void flush();
@@ -95,6 +121,8 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
             : stream(std::move(socket), context) {}
         boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream;
         std::vector<std::uint8_t> buffer;
+        std::size_t unread_begin = 0;  // buffer[unread_begin, unread_end): not fed yet
+        std::size_t unread_end = 0;
         std::optional<std::string> certificate_user;  // CN of a verified client certificate
     };
 
@@ -114,12 +142,22 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     float rate_tokens_ = 0;
     std::chrono::steady_clock::time_point rate_refilled_{};
 
-    std::vector<std::uint8_t> partial_;  // start of an incomplete packet, empty while idle
+    // An incomplete packet: sized to its total once the fixed header is known (partial_total_),
+    // else to the longest fixed header; partial_have_ bytes are filled. Empty while idle.
+    PacketBuffer partial_;
+    std::uint32_t partial_have_ = 0;
+    std::uint32_t partial_total_ = 0;
+    std::chrono::steady_clock::time_point partial_since_{};  // its first byte arrived
+    std::chrono::steady_clock::time_point blocked_since_{};  // send_blocked_ or last progress
     std::vector<std::uint8_t> outbox_;   // bytes queued while a write is in flight
     std::vector<std::uint8_t> writing_;  // bytes of the write in flight
     std::vector<StalledWrite> stalled_;  // refused by a full shard queue, in arrival order
 
     bool waiting_ = false;  // an async_wait for readability is pending
+    // Over max_send_queue: not reading because the client does not read us (unlike paused_,
+    // this does not extend its keep-alive).
+    bool send_blocked_ = false;
+    bool deadline_watched_ = false;  // an IoWorker::watch entry is pending
     bool reading_stopped_ = false;
     bool paused_ = false;  // backpressure: stalled_ is not empty
     bool writing_now_ = false;

@@ -38,6 +38,12 @@ const char* error_kind_name(ErrorKind kind) {
             return "auth_failed";
         case ErrorKind::tls_handshake_failed:
             return "tls_handshake_failed";
+        case ErrorKind::slow_consumer:
+            return "slow_consumer";
+        case ErrorKind::partial_packet_timeout:
+            return "partial_packet_timeout";
+        case ErrorKind::partial_bytes_limit:
+            return "partial_bytes_limit";
     }
     return "unknown";
 }

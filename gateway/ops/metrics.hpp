@@ -27,8 +27,11 @@ enum class ErrorKind {
     http_bad_request,
     auth_failed,
     tls_handshake_failed,
+    slow_consumer,           // closed: did not read what the gateway sent
+    partial_packet_timeout,  // closed: a packet not complete in mqtt.partial_packet_timeout
+    partial_bytes_limit,     // closed: its packet would pass mqtt.max_partial_bytes_total
 };
-inline constexpr int error_kind_count = 6;
+inline constexpr int error_kind_count = 9;
 const char* error_kind_name(ErrorKind kind);
 
 class Metrics {
