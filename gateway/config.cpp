@@ -234,6 +234,14 @@ const std::map<std::string, Setter, std::less<>>& setters() {
              if (!precision) fail(o, "must be ns, us, ms or s, got \"" + text + "\"");
              c.ingest.line_precision = *precision;
          }},
+        {"ingest.max_future",
+         [](auto& n, Config& c, auto o) { c.ingest.max_future = duration(n, o); }},
+        {"ingest.min_timestamp_ms",
+         [](auto& n, Config& c, auto o) {
+             c.ingest.min_timestamp_ms = integer<std::int64_t>(n, o, 0, 4'102'444'800'000);
+         }},
+        {"ingest.seconds_by_magnitude",
+         [](auto& n, Config& c, auto o) { c.ingest.seconds_by_magnitude = boolean(n, o); }},
         {"ingest.close_on_bad_payload",
          [](auto& n, Config& c, auto o) { c.ingest.close_on_bad_payload = boolean(n, o); }},
         {"ingest.format",

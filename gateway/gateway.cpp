@@ -215,6 +215,9 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     ingest_options.line_precision = config_.ingest.line_precision;
     ingest_options.payload_limits.max_payload = config_.mqtt.max_packet_size;
     ingest_options.city_district_tag = config_.city.district_tag;
+    ingest_options.max_future = config_.ingest.max_future;
+    ingest_options.min_timestamp_ms = config_.ingest.min_timestamp_ms;
+    ingest_options.seconds_by_magnitude = config_.ingest.seconds_by_magnitude;
     if (config_.city.max_pairs > 0) {
         city_ = std::make_unique<ingest::CityAggregates>(config_.city.max_pairs);
     }

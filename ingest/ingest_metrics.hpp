@@ -10,12 +10,14 @@ namespace citygate::ingest {
 struct IngestMetrics {
     explicit IngestMetrics(prometheus::Registry& registry);
 
-    prometheus::Counter& acl_denied;        // messages the ACL denied
-    prometheus::Counter& topic_unmatched;   // messages no topic template matched
-    prometheus::Counter& payload_invalid;   // payloads that did not decode
-    prometheus::Counter& field_skipped;     // fields skipped inside good payloads
-    prometheus::Counter& storage_rejected;  // writes of which storage refused some points
-    prometheus::Counter& storage_failed;    // writes whose WAL write failed
+    prometheus::Counter& acl_denied;         // messages the ACL denied
+    prometheus::Counter& topic_unmatched;    // messages no topic template matched
+    prometheus::Counter& payload_invalid;    // payloads that did not decode
+    prometheus::Counter& timestamp_future;   // messages with a reading stamped too far ahead
+    prometheus::Counter& timestamp_too_old;  // messages with a reading stamped before the floor
+    prometheus::Counter& field_skipped;      // fields skipped inside good payloads
+    prometheus::Counter& storage_rejected;   // writes of which storage refused some points
+    prometheus::Counter& storage_failed;     // writes whose WAL write failed
 };
 
 }  // namespace citygate::ingest

@@ -16,6 +16,8 @@ const char* verdict_name(Verdict verdict) {
             return "topic_unmatched";
         case Verdict::payload_invalid:
             return "payload_invalid";
+        case Verdict::timestamp_invalid:
+            return "timestamp_invalid";
         case Verdict::storage_failed:
             return "storage_failed";
     }
@@ -59,6 +61,29 @@ void IngestUnit::notify_room() const {
 }
 
 Appender::Appender(IngestUnit& unit) : unit_(unit), decoder_(unit.options_.payload_limits) {}
+
+bool Appender::plausible_time(std::int64_t& timestamp_ms, std::string_view measurement,
+                              std::int64_t now) {
+    const IngestOptions& options = unit_.options_;
+    if (options.seconds_by_magnitude && timestamp_ms > -100'000'000'000 &&
+        timestamp_ms < 100'000'000'000) {
+        timestamp_ms *= 1000;
+    }
+    if (options.max_future.count() > 0 && timestamp_ms > now + options.max_future.count()) {
+        unit_.metrics_.timestamp_future.Increment();
+        detail_ = std::string(measurement) + " stamped " + std::to_string(timestamp_ms - now) +
+                  " ms in the future";
+        return false;
+    }
+    if (options.min_timestamp_ms != 0 && timestamp_ms < options.min_timestamp_ms) {
+        unit_.metrics_.timestamp_too_old.Increment();
+        detail_ = std::string(measurement) + " stamped " + std::to_string(timestamp_ms) +
+                  " ms since the epoch, before the floor " +
+                  std::to_string(options.min_timestamp_ms);
+        return false;
+    }
+    return true;
+}
 
 Verdict Appender::prepare(const Message& message, Write& write) {
     const IngestOptions& options = unit_.options_;
@@ -107,7 +132,13 @@ Verdict Appender::prepare(const Message& message, Write& write) {
     if (skipped.total()) metrics.field_skipped.Increment(static_cast<double>(skipped.total()));
     if (ec) {
         metrics.payload_invalid.Increment();
+        detail_ = decoder_.error_detail();
         return Verdict::payload_invalid;
+    }
+    for (auto& reading : readings_) {
+        if (!plausible_time(reading.timestamp_ms, reading.measurement, now)) {
+            return Verdict::timestamp_invalid;
+        }
     }
 
     write.points_.reserve(write.points_.size() + readings_.size());
@@ -129,21 +160,31 @@ Verdict Appender::prepare(const Message& message, Write& write) {
 Verdict Appender::prepare(const SeriesSamples& series, Write& write) {
     if (!storage::is_valid_name(series.measurement)) {
         unit_.metrics_.payload_invalid.Increment();
+        detail_ = "bad measurement name";
         return Verdict::payload_invalid;
     }
     series_tags_.clear();
     for (const auto& [name, value] : series.tags) {
         if (!storage::is_valid_name(name)) {
             unit_.metrics_.payload_invalid.Increment();
+            detail_ = "bad tag name";
             return Verdict::payload_invalid;
         }
         series_tags_.emplace_back(name, value);
     }
     if (series.samples.empty()) return Verdict::stored;
+    std::int64_t now = unit_.now_ms();
     std::string key = storage::format_series_key(series.measurement, series_tags_);
-    write.points_.reserve(write.points_.size() + series.samples.size());
-    for (const auto& sample : series.samples)
-        write.points_.push_back({key, sample.timestamp_ms, sample.value});
+    std::size_t before = write.points_.size();
+    write.points_.reserve(before + series.samples.size());
+    for (const auto& sample : series.samples) {
+        std::int64_t timestamp_ms = sample.timestamp_ms;
+        if (!plausible_time(timestamp_ms, series.measurement, now)) {
+            write.points_.resize(before);  // the write is left as it was
+            return Verdict::timestamp_invalid;
+        }
+        write.points_.push_back({key, timestamp_ms, sample.value});
+    }
     return Verdict::stored;
 }
 

@@ -38,12 +38,13 @@ namespace citygate::ingest {
 
 // What became of a message, as far as the sender is told.
 enum class Verdict : std::uint8_t {
-    stored,           // every reading accepted is durable; storage may still have refused some
-                      // (late, over the series limit), which are counted, not retried
-    not_authorized,   // the ACL denies the sender this topic
-    topic_unmatched,  // no topic template matches
-    payload_invalid,  // the payload does not decode in its format
-    storage_failed,   // the WAL write failed: nothing of this message is guaranteed durable
+    stored,             // every reading accepted is durable; storage may still have refused some
+                        // (late, over the series limit), which are counted, not retried
+    not_authorized,     // the ACL denies the sender this topic
+    topic_unmatched,    // no topic template matches
+    payload_invalid,    // the payload does not decode in its format
+    timestamp_invalid,  // a reading is stamped too far in the future or implausibly early
+    storage_failed,     // the WAL write failed: nothing of this message is guaranteed durable
 };
 const char* verdict_name(Verdict verdict);
 
@@ -103,6 +104,15 @@ struct IngestOptions {
     payload::TimePrecision line_precision = payload::TimePrecision::ns;
     payload::PayloadLimits payload_limits;
     std::string city_district_tag = "district";
+    // Bad device clocks. A reading stamped more than `max_future` ahead of the arrival clock is
+    // refused: stored, it would make every later correct reading of its series late. So is one
+    // stamped before `min_timestamp_ms` (default 2000-01-01). Either refuses the whole message,
+    // as a bad line refuses a whole line protocol payload. 0 turns a check off.
+    std::chrono::milliseconds max_future = std::chrono::minutes(5);
+    std::int64_t min_timestamp_ms = 946'684'800'000;
+    // Timestamps below 10^11 are taken as seconds and scaled to ms: in ms they would be before
+    // March 1973, in seconds they reach the year 5138. For fleets that send seconds.
+    bool seconds_by_magnitude = false;
     // Wall clock in ms since the epoch: arrival time of readings without their own (tests
     // inject one). Empty: the system clock.
     std::function<std::int64_t()> clock;
@@ -164,15 +174,21 @@ class Appender {
     // tag that is not a valid name, leaving `write` unchanged.
     Verdict prepare(const SeriesSamples& series, Write& write);
 
-    // After prepare returned payload_invalid: where and why, for a log line.
-    std::string_view error_detail() const { return decoder_.error_detail(); }
+    // After prepare refused with payload_invalid or timestamp_invalid: where and why, for a log
+    // line.
+    std::string_view error_detail() const { return detail_; }
 
   private:
+    // Scales a seconds timestamp (seconds_by_magnitude) and checks it against the clock window;
+    // false, with detail_ and the metric, when it is refused.
+    bool plausible_time(std::int64_t& timestamp_ms, std::string_view measurement, std::int64_t now);
+
     IngestUnit& unit_;
     payload::PayloadDecoder decoder_;
     std::vector<std::pair<std::string_view, std::string_view>> topic_tags_;
     std::vector<payload::Reading> readings_;
     std::vector<storage::Tag> series_tags_;
+    std::string detail_;  // why the last prepare refused
 };
 
 }  // namespace citygate::ingest

@@ -419,6 +419,14 @@ void MqttConnection::refuse(const mqtt::inbound_publish& message, ingest::Verdic
             }
             reason = mqtt::reason_code::payload_format_invalid;
             break;
+        case ingest::Verdict::timestamp_invalid: {
+            // A device clock gone wrong repeats with every reading: warn, but not every time.
+            static log::RateLimit bad_clocks;
+            CG_LOG_LIMITED(bad_clocks, warn) << "refused a reading on '" << message.topic
+                                             << "': " << worker_.appender().error_detail();
+            reason = mqtt::reason_code::implementation_specific_error;
+            break;
+        }
         case ingest::Verdict::stored:
         case ingest::Verdict::storage_failed:
             break;

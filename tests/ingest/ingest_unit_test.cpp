@@ -170,11 +170,11 @@ TEST_CASE("readings count in the city aggregates under their district") {
     std::int64_t now = arrival_ms;  // the unit's clock
     std::string payload = R"({"pm25": 10, "ts": )" + std::to_string(now - 10) + "}";
     ingest::Write write;
-    REQUIRE(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-1", bytes(payload)},
-                                write) == Verdict::stored);
+    REQUIRE(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-1", bytes(payload)}, write) ==
+            Verdict::stored);
     payload = R"({"pm25": 20, "ts": )" + std::to_string(now - 5) + "}";
-    REQUIRE(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-2", bytes(payload)},
-                                write) == Verdict::stored);
+    REQUIRE(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-2", bytes(payload)}, write) ==
+            Verdict::stored);
     auto snapshot = f.city.snapshot(now);
     REQUIRE(snapshot.pairs.size() == 1);
     CHECK(snapshot.pairs[0].district == "pudong");
@@ -186,12 +186,15 @@ TEST_CASE("readings count in the city aggregates under their district") {
 TEST_CASE("explicit series samples are stored under their canonical key") {
     Fixture f;
     std::pair<std::string_view, std::string_view> tags[] = {{"zone", "b"}, {"job", "node"}};
-    ingest::SeriesSamples::Sample samples[] = {{1000, 1.5}, {2000, 2.5}};
+    // Forty days old: within the clock window, behind storage's retention (30 days).
+    constexpr std::int64_t forty_days = 40LL * 24 * 3'600'000;
+    ingest::SeriesSamples::Sample samples[] = {{arrival_ms - forty_days, 1.5},
+                                               {arrival_ms - forty_days + 1000, 2.5}};
     ingest::Write write;
     REQUIRE(f.appender->prepare(ingest::SeriesSamples{"up", tags, samples}, write) ==
             Verdict::stored);
     CHECK(write.points() == 2);
-    // Late beyond the out-of-order window of the fixed clock: storage refuses, the outcome says.
+    // Late for storage: storage refuses, the outcome says.
     ingest::Outcome outcome = f.submit(write);
     CHECK(outcome.verdict == Verdict::stored);
     CHECK(outcome.stored == 0);
@@ -271,4 +274,57 @@ TEST_CASE("an empty write completes at once on the calling thread") {
         CHECK(o.stored == 0);
     }));
     CHECK(called);
+}
+
+TEST_CASE("readings stamped far in the future or before the floor refuse the whole message") {
+    Fixture f;
+    ingest::Write write;
+    auto json = [](std::int64_t ts) { return R"({"pm25": 1, "ts": )" + std::to_string(ts) + "}"; };
+    std::string ten_years_ahead = json(arrival_ms + 10LL * 365 * 24 * 3'600'000);
+    CHECK(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-1", bytes(ten_years_ahead)},
+                              write) == Verdict::timestamp_invalid);
+    CHECK(f.metrics.timestamp_future.Value() == 1);
+    CHECK(f.appender->error_detail().find("in the future") != std::string_view::npos);
+
+    // A line protocol batch with one bad line is refused whole.
+    std::string batch = "flow cars=1i " + std::to_string((arrival_ms - 1000) * 1'000'000) +
+                        "\nflow cars=2i " + std::to_string((arrival_ms + 3'600'000) * 1'000'000);
+    CHECK(f.appender->prepare({f.anonymous, "c", "city/pudong/traffic/t-1", bytes(batch)}, write) ==
+          Verdict::timestamp_invalid);
+    CHECK(write.empty());
+
+    // Seconds instead of ms: before the 2000 floor, so refused by default.
+    std::string seconds = json(arrival_ms / 1000);
+    CHECK(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-1", bytes(seconds)}, write) ==
+          Verdict::timestamp_invalid);
+    CHECK(f.metrics.timestamp_too_old.Value() == 1);
+
+    // Within the tolerance (a device a minute fast) is stored.
+    std::string a_minute_fast = json(arrival_ms + 60'000);
+    CHECK(f.appender->prepare({f.anonymous, "c", "city/pudong/air/a-1", bytes(a_minute_fast)},
+                              write) == Verdict::stored);
+    CHECK(write.points() == 1);
+
+    // Explicit samples get the same checks and leave the write as it was.
+    std::pair<std::string_view, std::string_view> tags[] = {{"job", "node"}};
+    ingest::SeriesSamples::Sample mixed[] = {{arrival_ms, 1}, {arrival_ms + 86'400'000, 2}};
+    CHECK(f.appender->prepare(ingest::SeriesSamples{"up", tags, mixed}, write) ==
+          Verdict::timestamp_invalid);
+    CHECK(write.points() == 1);
+}
+
+TEST_CASE("seconds_by_magnitude maps second timestamps to ms") {
+    Fixture f;
+    ingest::IngestOptions options = f.unit->options();
+    options.seconds_by_magnitude = true;
+    ingest::IngestUnit unit(std::move(options), *f.engine, f.access, nullptr, f.metrics);
+    ingest::Appender appender(unit);
+    ingest::Write write;
+    std::string seconds = R"({"pm25": 7, "ts": )" + std::to_string(arrival_ms / 1000 - 5) + "}";
+    REQUIRE(appender.prepare({f.anonymous, "c", "city/pudong/air/a-1", bytes(seconds)}, write) ==
+            Verdict::stored);
+    f.submit(write);
+    auto stored = f.all();
+    REQUIRE(stored.size() == 1);
+    CHECK(stored[0].timestamps_ms == std::vector<std::int64_t>{(arrival_ms / 1000 - 5) * 1000});
 }

@@ -124,3 +124,34 @@ TEST_CASE("close_on_bad_payload ends the connection with reason 0x99 (MQTT 5)") 
     CHECK(status != 0);
     CHECK(gateway.metric(R"(citygate_errors_total{kind="payload_invalid"})") == 1);
 }
+
+TEST_CASE("a reading from a clock years ahead is refused and does not poison its series") {
+    GatewayUnderTest gateway;
+    mqtt::client client("tcp://127.0.0.1:" + std::to_string(gateway.mqtt_port()), "clocks",
+                        mqtt::create_options(MQTTVERSION_5));
+    client.connect(mqtt::connect_options_builder().mqtt_version(MQTTVERSION_5).finalize());
+    auto publish = [&](std::int64_t ts, double value) {
+        client.publish(mqtt::message(
+            "city/pudong/air/clock-1",
+            R"({"pm25": )" + std::to_string(value) + R"(, "ts": )" + std::to_string(ts) + "}", 1,
+            false));
+    };
+    std::int64_t now = now_ms();
+    // Ten years ahead, then seconds instead of ms: both refused, MQTT 5 hears 0x83.
+    CHECK_THROWS_WITH(publish(now + 10LL * 365 * 86'400'000, 1),
+                      Catch::Contains("Implementation specific error"));
+    CHECK_THROWS_WITH(publish(now / 1000, 2), Catch::Contains("Implementation specific error"));
+    // The correct readings after them are stored, not rejected as late.
+    publish(now - 2000, 3);
+    publish(now - 1000, 4);
+    client.disconnect();
+
+    auto stored = query(gateway, "pm25");
+    REQUIRE(stored.size() == 1);
+    REQUIRE(stored[0].points.size() == 2);
+    CHECK(stored[0].points[0] == std::pair<std::int64_t, double>(now - 2000, 3));
+    CHECK(stored[0].points[1] == std::pair<std::int64_t, double>(now - 1000, 4));
+    CHECK(gateway.metric(R"(citygate_errors_total{kind="timestamp_future"})") == 1);
+    CHECK(gateway.metric(R"(citygate_errors_total{kind="timestamp_too_old"})") == 1);
+    CHECK(gateway.process().log().find("stamped") != std::string::npos);
+}
