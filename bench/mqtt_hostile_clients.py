@@ -32,6 +32,7 @@ import time
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
+KEEP = False
 
 
 def varint(n):
@@ -116,7 +117,10 @@ class Gateway:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if KEEP:
+            print(f"  gateway directory kept: {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def mqtt_client(port, client_id, keep_alive=60, rcvbuf=None):
@@ -148,7 +152,7 @@ def closed_by_peer(s):
 
 
 def flood(args):
-    gateway = Gateway(args.binary)
+    gateway = Gateway(args.binary, args.toml)
     try:
         time.sleep(0.5)
         start = gateway.rss_mib()
@@ -220,7 +224,7 @@ def partial(args):
 
 
 def dribble(args):
-    gateway = Gateway(args.binary)
+    gateway = Gateway(args.binary, args.toml)
     try:
         size = 100_000
         whole = big_publish(size, "whole")
@@ -239,10 +243,14 @@ def dribble(args):
         time.sleep(0.5)
         cpu = gateway.cpu_seconds()
         began = time.time()
+        gap = args.dribble_gap_us / 1e6
         for i in range(len(packet_bytes)):
             d.send(packet_bytes[i:i + 1])
-            if i % 64 == 0:
-                time.sleep(0)  # let the gateway read: segments, not one coalesced write
+            if gap:
+                # Spin rather than sleep: sleeps are rounded up to ~60 us or more.
+                until = time.perf_counter() + gap
+                while time.perf_counter() < until:
+                    pass
         d.settimeout(60)
         dribble_ack = d.recv(4)
         dribble_cpu = gateway.cpu_seconds() - cpu
@@ -266,8 +274,15 @@ def main():
     parser.add_argument("--connections", type=int, default=6000)
     parser.add_argument("--wait-deadline", type=float, default=0,
                         help="partial: wait this long after sending (e.g. 12 s for a 10 s deadline)")
-    parser.add_argument("--toml", default="", help="config text for the gateway (partial)")
+    parser.add_argument("--toml", default="", help="config text for the gateway")
+    parser.add_argument("--dribble-gap-us", type=float, default=0,
+                        help="dribble: pause between bytes, so that each is a segment of its own "
+                        "(a 100 KB packet then takes longer than the default 10 s "
+                        "mqtt.partial_packet_timeout: raise it with --toml)")
+    parser.add_argument("--keep", action="store_true", help="keep the gateway's directory and log")
     args = parser.parse_args()
+    global KEEP
+    KEEP = args.keep
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for attack in (["flood", "partial", "dribble"] if args.attack == "all" else [args.attack]):

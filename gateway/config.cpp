@@ -370,6 +370,13 @@ void validate(const Config& config) {
     if (config.auth.max_failures > 0 && config.auth.failure_window.count() == 0) {
         fail("auth.failure_window", "must be positive while auth.max_failures is set");
     }
+    if (config.mqtt.write_timeout.count() == 0) fail("mqtt.write_timeout", "must be positive");
+    if (config.mqtt.partial_packet_timeout.count() == 0) {
+        fail("mqtt.partial_packet_timeout", "must be positive");
+    }
+    if (config.mqtt.max_partial_bytes_total < config.mqtt.max_packet_size) {
+        fail("mqtt.max_partial_bytes_total", "must be at least mqtt.max_packet_size");
+    }
     if (config.http.header_timeout.count() == 0) fail("http.header_timeout", "must be positive");
     if (config.http.idle_timeout.count() == 0) fail("http.idle_timeout", "must be positive");
     for (const std::string& network : config.http.admin_from) {
@@ -396,13 +403,6 @@ void validate(const Config& config) {
     }
     for (const auto& pattern : config.ingest.topic_templates) {
         std::string error;
-    if (config.mqtt.write_timeout.count() == 0) fail("mqtt.write_timeout", "must be positive");
-    if (config.mqtt.partial_packet_timeout.count() == 0) {
-        fail("mqtt.partial_packet_timeout", "must be positive");
-    }
-    if (config.mqtt.max_partial_bytes_total < config.mqtt.max_packet_size) {
-        fail("mqtt.max_partial_bytes_total", "must be at least mqtt.max_packet_size");
-    }
         if (!payload::TopicTemplate::parse(pattern, &error)) fail("ingest.topic_templates", error);
     }
 }

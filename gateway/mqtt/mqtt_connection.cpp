@@ -296,6 +296,12 @@ void MqttConnection::on_deadline(std::chrono::steady_clock::time_point now) {
         session_.on_peer_closed();
         return teardown();
     }
+    if (!partial_.empty() && now >= partial_since_ + context.partial_packet_timeout &&
+        (paused_ || throttled_ || reading_stopped_ || send_blocked_ || inflight_full())) {
+        // We are not reading it, so its packet cannot complete: as with keep-alive, another
+        // period (a client that does not read us is closed by write_timeout instead).
+        partial_since_ = now;
+    }
     if (!partial_.empty() && now >= partial_since_ + context.partial_packet_timeout) {
         context.metrics.error(ErrorKind::partial_packet_timeout).Increment();
         CG_LOG(debug) << "mqtt packet incomplete after "
@@ -497,6 +503,8 @@ void MqttConnection::resume_reading() {
     if (paused_ || throttled_ || reading_stopped_ || send_blocked_ || closing_ || torn_down_) {
         return;
     }
+    // Bytes a TLS read decrypted before reading stopped may hold whole packets.
+    if (tls_ && tls_->unread_begin < tls_->unread_end) return drain_tls();
     wait_readable();
 }
 
@@ -505,8 +513,6 @@ void MqttConnection::finish_immediate_completions() {
     if (pending.empty()) return;
     std::vector<std::pair<mqtt::delivery_token, mqtt::reason_code>> refused;
     refused.swap(pending);
-    // Bytes a TLS read decrypted before reading stopped may hold whole packets.
-    if (tls_ && tls_->unread_begin < tls_->unread_end) return drain_tls();
     for (auto [token, reason] : refused) {
         if (torn_down_) return;
         session_.complete(token, reason);
@@ -650,15 +656,6 @@ void MqttConnection::close(mqtt::reason_code reason) {
     }
     timer_armed_ = false;
     timer_.cancel();
-    // The socket is not cancelled: that would abort the write in flight too. flush() tears the
-    // connection down once the last bytes are out, which ends the readability wait; a write
-    // that does not finish within write_timeout ends it instead.
-    flush();
-}
-
-void MqttConnection::stop_reading() {
-    // A pending readability wait is left alone (cancelling the socket would abort writes too);
-    // when it fires, on_readable() sees the flag and reads nothing.
     take_partial();  // nothing more is parsed
     if (send_blocked_) {
         // A DISCONNECT would only queue behind what it never read.
@@ -667,13 +664,22 @@ void MqttConnection::stop_reading() {
                       << outbox_.size() + writing_.size() << " bytes";
         return teardown();
     }
-    reading_stopped_ = true;
-}
-
+    // The socket is not cancelled: that would abort the write in flight too. flush() tears the
+    // connection down once the last bytes are out, which ends the readability wait; a write
+    // that does not finish within write_timeout ends it instead.
+    flush();
     if (writing_now_ && !torn_down_) {
         blocked_since_ = std::chrono::steady_clock::now();
         watch_deadline();
     }
+}
+
+void MqttConnection::stop_reading() {
+    // A pending readability wait is left alone (cancelling the socket would abort writes too);
+    // when it fires, on_readable() sees the flag and reads nothing.
+    reading_stopped_ = true;
+}
+
 void MqttConnection::disconnect(mqtt::reason_code reason) {
     if (torn_down_ || closing_) return;
     session_.disconnect(reason);
@@ -688,6 +694,8 @@ void MqttConnection::teardown() {
     socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
     socket().close(ignored);
     stalled_.clear();
+    take_partial();
+    outbox_ = {};  // writing_ stays until its write ends: the write refers to it
     worker_.remove(this);
     worker_.context().connections.fetch_sub(1);
     if (counted_session_) worker_.context().sessions.fetch_sub(1);
@@ -696,5 +704,3 @@ void MqttConnection::teardown() {
 }
 
 }  // namespace citygate::gateway
-    take_partial();
-    outbox_ = {};  // writing_ stays until its write ends: the write refers to it

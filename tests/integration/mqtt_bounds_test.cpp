@@ -327,3 +327,36 @@ TEST_CASE("a 100 KB packet dribbled a byte per segment is accepted and stored") 
         {{"series", "pm25{device=\"dribbler\"}"}, {"start", "0"}, {"end", "9000000000000"}});
     CHECK(reply.body.find("\"values\":[[") != std::string::npos);
 }
+
+TEST_CASE("over TLS a packet spanning many reads and packets sharing one read are all stored") {
+    // Decrypted bytes arrive 4 KiB at a time: a 200 KB PUBLISH is held across ~50 of them, and
+    // small PUBLISHes share one.
+    citygate::test::TempDir certs("citygate-certs");
+    std::string d = certs.path().string();
+    std::string output;
+    std::string script =
+        "set -e; cd " + d +
+        "; openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+        "-subj /CN=citygate-test-ca"
+        "; openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+        "-subj /CN=127.0.0.1"
+        "; printf 'subjectAltName=IP:127.0.0.1' > san.ext"
+        "; openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out server.pem -days 2 -extfile san.ext"
+        "; printf '{\"pm25\": 9}' > big.json; head -c 200000 /dev/zero | tr '\\0' ' ' >> big.json"
+        "; seq 50 | sed 's/.*/{\"pm25\": &}/' > small.txt";
+    REQUIRE(run_command("bash -c " + GatewayUnderTest::shell_quote(script), &output) == 0);
+    GatewayUnderTest gateway(
+        "[tls]\nenabled = true\nlisten = \"127.0.0.1\"\nport = 0\ncert_file = \"" + d +
+        "/server.pem\"\nkey_file = \"" + d + "/server.key\"\n");
+    auto line = gateway.process().wait_for_log("mqtts listening on ", 10s);
+    REQUIRE(line);
+    std::string tls = "timeout 30 mosquitto_pub -h 127.0.0.1 -q 1 -p " +
+                      std::to_string(std::stoi(line->substr(line->rfind(':') + 1))) + " --cafile " +
+                      d + "/ca.pem";
+    INFO(output);
+    REQUIRE(run_command(tls + " -t city/a/air/tls-big -f " + d + "/big.json", &output) == 0);
+    REQUIRE(run_command(tls + " -t city/a/air/tls-small -l < " + d + "/small.txt", &output) == 0);
+    CHECK(gateway.metric(R"(citygate_messages_received_total{qos="1"})") == 51);
+    CHECK(gateway.metric("citygate_samples_written_total") == 51);
+}
