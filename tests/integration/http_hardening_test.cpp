@@ -294,7 +294,7 @@ TEST_CASE("with a certificate and key the HTTP listener speaks HTTPS only") {
     CHECK(curl(gateway, "/healthz", "--cacert " + d + "/server.pem", "https").status == 200);
 }
 
-TEST_CASE("--hash-token refuses a short token and hashes a long one") {
+TEST_CASE("citygate --hash-token refuses a short token and hashes a long one") {
     std::string output;
     CHECK(run_command("echo short | " + std::string(CITYGATE_BINARY) + " --hash-token", &output) ==
           2);
