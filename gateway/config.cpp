@@ -158,6 +158,22 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) {
              c.http.max_query_points = integer<std::size_t>(n, o, 1, 1'000'000'000);
          }},
+        {"http.max_query_bytes",
+         [](auto& n, Config& c, auto o) {
+             c.http.max_query_bytes = integer<std::size_t>(n, o, 4096, std::int64_t{1} << 40);
+         }},
+        {"http.query_memory_budget",
+         [](auto& n, Config& c, auto o) {
+             c.http.query_memory_budget = integer<std::size_t>(n, o, 4096, std::int64_t{1} << 40);
+         }},
+        {"http.query_timeout",
+         [](auto& n, Config& c, auto o) { c.http.query_timeout = duration(n, o); }},
+        {"http.query_threads",
+         [](auto& n, Config& c, auto o) { c.http.query_threads = integer<unsigned>(n, o, 1, 64); }},
+        {"http.query_queue",
+         [](auto& n, Config& c, auto o) {
+             c.http.query_queue = integer<std::size_t>(n, o, 0, 10'000);
+         }},
         {"http.header_timeout",
          [](auto& n, Config& c, auto o) { c.http.header_timeout = duration(n, o); }},
         {"http.idle_timeout",
@@ -225,6 +241,8 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) { c.storage.backup_dir = string(n, o); }},
         {"storage.test_write_delay",
          [](auto& n, Config& c, auto o) { c.storage.test_write_delay = duration(n, o); }},
+        {"storage.test_read_delay",
+         [](auto& n, Config& c, auto o) { c.storage.test_read_delay = duration(n, o); }},
         {"ingest.default_format",
          [](auto& n, Config& c, auto o) { c.ingest.default_format = format(n, o); }},
         {"ingest.line_precision",
@@ -376,6 +394,10 @@ void validate(const Config& config) {
     }
     if (config.mqtt.max_partial_bytes_total < config.mqtt.max_packet_size) {
         fail("mqtt.max_partial_bytes_total", "must be at least mqtt.max_packet_size");
+    }
+    if (config.http.query_timeout.count() == 0) fail("http.query_timeout", "must be positive");
+    if (config.http.query_memory_budget < config.http.max_query_bytes) {
+        fail("http.query_memory_budget", "must be at least http.max_query_bytes");
     }
     if (config.http.header_timeout.count() == 0) fail("http.header_timeout", "must be positive");
     if (config.http.idle_timeout.count() == 0) fail("http.idle_timeout", "must be positive");

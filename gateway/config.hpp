@@ -70,6 +70,20 @@ struct Config {
         unsigned threads = 1;
         std::size_t max_query_series = 10'000;     // a query matching more series fails (422)
         std::size_t max_query_points = 5'000'000;  // a query reading more points fails (422)
+        // Memory one query may hold (422 beyond it): see storage::QueryLimits::max_bytes.
+        std::size_t max_query_bytes = storage::QueryLimits{}.max_bytes;
+        // Memory all running queries hold together; a query that finds no room waits up to a
+        // second, then gets 503. Twice max_query_bytes: both query threads can run a query
+        // at its limit, and a node's memory has room for it beside memtables and caches.
+        std::size_t query_memory_budget = 2 * storage::QueryLimits{}.max_bytes;
+        // A query running longer, its wait for a query thread included, is stopped (503). 30 s
+        // is what Grafana waits for a data source by default: an answer later is thrown away.
+        std::chrono::milliseconds query_timeout = std::chrono::seconds(30);
+        // Threads running queries off the HTTP threads. Each query already reads its shards in
+        // parallel, one thread per shard, so two keep cores for ingest.
+        unsigned query_threads = 2;
+        // Queries waiting for a query thread; beyond it a query is answered 503 at once.
+        std::size_t query_queue = 16;
         // A request's whole header must arrive this long after accept (or, on a keep-alive
         // connection, after its first byte), however slowly it dribbles in: slowloris.
         std::chrono::milliseconds header_timeout = std::chrono::seconds(5);
@@ -102,6 +116,8 @@ struct Config {
         std::filesystem::path backup_dir;
         // Testing only: writer threads sleep this long per batch, to exercise backpressure.
         std::chrono::milliseconds test_write_delay{0};
+        // Testing only: reads sleep this long before each series, to exercise query deadlines.
+        std::chrono::milliseconds test_read_delay{0};
     } storage;
 
     struct Ingest {

@@ -165,6 +165,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     options.out_of_order_window = config_.storage.out_of_order_window;
     options.retention = config_.storage.retention;
     options.memtable_budget_bytes = config_.storage.memtable_budget;
+    options.test_read_delay = config_.storage.test_read_delay;
     options.on_batch = [this, delay = config_.storage.test_write_delay](
                            const storage::BatchReport& report) {
         // Runs on the writer thread before the batch's callbacks: a delay here slows storage.
@@ -225,8 +226,10 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     ingest_ = std::make_unique<ingest::IngestUnit>(std::move(ingest_options), *engine_, *access_,
                                                    city_.get(), *ingest_metrics_);
 
-    context_ = std::make_unique<GatewayContext>(*ingest_, metrics_, *access_);
-    context_->limits = limits;
+    // Designated: clang before 16 has no parenthesized aggregate initialization (the fuzz
+    // build), and GCC wants every member without a default named.
+    context_.reset(new GatewayContext{
+        .ingest = *ingest_, .metrics = metrics_, .access = *access_, .limits = limits});
     context_->max_connections = config_.mqtt.max_connections;
     context_->max_publish_rate = config_.mqtt.max_publish_rate;
     context_->publish_burst = config_.mqtt.publish_burst;
@@ -256,7 +259,11 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     storage::QueryLimits query_limits;
     query_limits.max_series = config_.http.max_query_series;
     query_limits.max_points = config_.http.max_query_points;
+    query_limits.max_bytes = config_.http.max_query_bytes;
+    query_limits.timeout = config_.http.query_timeout;
     api_ = std::make_unique<HttpApi>(*engine_, metrics_, ready_, query_limits);
+    query_pool_ = std::make_unique<QueryPool>(config_.http.query_threads, config_.http.query_queue);
+    api_->set_query_pool(query_pool_.get(), config_.http.query_memory_budget);
     status_ = std::make_unique<StatusPage>(*engine_, metrics_, city_.get(),
                                            config_.storage.queue_capacity);
     api_->set_status(status_.get(), city_.get());
@@ -291,8 +298,10 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     try {
         http_ = std::make_unique<HttpServer>(
             http_io_, endpoint_of(config_.http.listen, config_.http.port, "http.listen"),
-            [api = api_.get()](const HttpRequest& request, const boost::asio::ip::address& peer) {
-                return api->handle(request, peer);
+            // Asynchronous: queries answer from the query pool, off the HTTP threads.
+            [api = api_.get()](HttpRequest request, const boost::asio::ip::address& peer,
+                               HttpRespond respond) {
+                api->handle(std::move(request), peer, std::move(respond));
             },
             http_options);
     } catch (const boost::system::system_error& e) {
@@ -338,6 +347,9 @@ std::uint16_t Gateway::listen(tcp::endpoint endpoint, boost::asio::ssl::context*
 
 Gateway::~Gateway() {
     stop();
+    signal_io_.stop();
+    if (signal_thread_.joinable()) signal_thread_.join();
+    if (query_pool_) query_pool_->stop();
     for (auto& worker : workers_)
         worker->io().stop();
     http_io_.stop();
@@ -355,7 +367,9 @@ void Gateway::run() {
         guards.push_back(boost::asio::make_work_guard(worker->io()));
     guards.push_back(boost::asio::make_work_guard(http_io_));
 
-    boost::asio::signal_set signals(http_io_, SIGINT, SIGTERM, SIGHUP);
+    // Signals have a thread of their own: a drain or a reload must not wait for anything an
+    // HTTP or I/O thread is doing.
+    boost::asio::signal_set signals(signal_io_, SIGINT, SIGTERM, SIGHUP);
     std::function<void()> wait_for_signal = [&] {
         signals.async_wait([&, this](const boost::system::error_code& ec, int signo) {
             if (ec) return;
@@ -379,6 +393,7 @@ void Gateway::run() {
         });
     };
     wait_for_signal();
+    signal_thread_ = std::thread([this] { signal_io_.run(); });
 
     for (auto& listener : listeners_)
         listener->start();
@@ -409,6 +424,8 @@ void Gateway::run() {
         stop_requested_.wait(lock, [this] { return stopping_; });
     }
     signals.cancel();
+    signal_io_.stop();
+    signal_thread_.join();
     drain();
     guards.clear();
 }
@@ -463,7 +480,9 @@ void Gateway::drain() {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
 
-    // 4. Stop the threads, then close storage (its destructor drains what is left).
+    // 4. Stop the threads, then close storage (its destructor drains what is left). Queries
+    // still running are cancelled (they answer 503) before the engine goes.
+    query_pool_->stop();
     http_->stop();
     for (auto& worker : workers_)
         worker->io().stop();

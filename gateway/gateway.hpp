@@ -11,6 +11,7 @@
 #include "gateway/config.hpp"
 #include "gateway/http/http_api.hpp"
 #include "gateway/http/http_server.hpp"
+#include "gateway/http/query_pool.hpp"
 #include "gateway/mqtt/io_worker.hpp"
 #include "gateway/mqtt/mqtt_listener.hpp"
 #include "gateway/mqtt/tls.hpp"
@@ -61,12 +62,17 @@ class Gateway {
     std::unique_ptr<storage::Engine> engine_;  // after workers_: destroyed first
     std::unique_ptr<boost::asio::ssl::context> tls_context_;
     std::vector<std::shared_ptr<MqttListener>> listeners_;  // plain and TLS, any order
-    boost::asio::io_context http_io_{1};
+    // Run by http.threads threads, a strand per connection.
+    boost::asio::io_context http_io_;
     std::unique_ptr<StatusPage> status_;                   // its timer runs on http_io_
     std::unique_ptr<HttpAuth> http_auth_;                  // before api_, which asks it
     std::unique_ptr<boost::asio::ssl::context> http_tls_;  // before http_; null: plain HTTP
     std::unique_ptr<HttpApi> api_;
     std::unique_ptr<HttpServer> http_;
+    // After api_ and http_io_: its jobs call the API and answer through http_io_.
+    std::unique_ptr<QueryPool> query_pool_;
+    boost::asio::io_context signal_io_{1};  // the signal set's, on signal_thread_
+    std::thread signal_thread_;
     std::vector<std::thread> threads_;
     std::atomic<bool> ready_{false};
 

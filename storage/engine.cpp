@@ -9,8 +9,10 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <map>
 #include <thread>
+#include <type_traits>
 
 #include "storage/detail/keys.hpp"
 #include "storage/detail/layout.hpp"
@@ -93,32 +95,31 @@ void for_each_shard(const std::vector<std::vector<std::uint64_t>>& ids, Fn fn) {
         f.get();
 }
 
-Status series_limit_error(std::size_t found, std::size_t limit) {
-    return Status::error(Status::Code::limit_exceeded,
-                         "query: the selector matches " + std::to_string(found) +
-                             " series, more than the limit of " + std::to_string(limit));
-}
-
-Status points_limit_error(std::size_t limit) {
-    return Status::error(Status::Code::limit_exceeded,
-                         "query: reads more than the limit of " + std::to_string(limit) +
-                             " points; narrow the selector or the time range");
-}
-
-// Matches series in every shard; fails when more than the limit match.
+// Matches series in every shard; fails when more than the budget's series limit match.
 Status match_all(const std::vector<std::unique_ptr<Shard>>& shards, const Selector& selector,
-                 std::size_t max_series, std::vector<std::vector<std::uint64_t>>& ids) {
+                 QueryBudget& budget, std::vector<std::vector<std::uint64_t>>& ids) {
+    if (auto s = budget.admit(); !s.is_ok()) return s;
     auto matchers = detail::compile(selector);
     if (!matchers.is_ok()) return matchers.status();
+    if (auto s = budget.charge(shards.size() * sizeof(ids[0])); !s.is_ok()) return s;
     ids.assign(shards.size(), {});
     // Postings lookups take microseconds: sequential beats starting threads.
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-        ids[i] = shards[i]->match(matchers.value());
-    }
     std::size_t total = 0;
-    for (auto& v : ids)
-        total += v.size();
-    if (total > max_series) return series_limit_error(total, max_series);
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+        if (auto s = shards[i]->match(matchers.value(), budget, ids[i]); !s.is_ok()) return s;
+        total += ids[i].size();
+        if (auto s = budget.count_series(total); !s.is_ok()) return s;
+    }
+    return Status::ok();
+}
+
+// The status a query ends with: the budget's first failure (the limit that stopped it) when it
+// has one, else the first shard's error.
+Status first_failure(QueryBudget& budget, const std::vector<Status>& statuses) {
+    if (budget.exceeded() != QueryBudget::Limit::none) return budget.check();
+    for (const auto& s : statuses) {
+        if (!s.is_ok()) return s;
+    }
     return Status::ok();
 }
 
@@ -192,6 +193,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.block_cache = cache;
         so.write_buffer_manager = memtable_budget;
         so.tuning = options.tuning;
+        so.test_read_delay = options.test_read_delay;
         auto shard = Shard::open(std::move(so));
         if (!shard.is_ok()) return shard.status();
         impl->shards.push_back(std::move(shard.value()));
@@ -256,81 +258,125 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done) {
 }
 
 Result<std::vector<RawSeries>> Engine::query_raw(const Selector& selector, std::int64_t start_ms,
-                                                 std::int64_t end_ms,
-                                                 const QueryLimits& limits) const {
+                                                 std::int64_t end_ms, QueryBudget& budget) const {
     auto& shards = impl_->shards;
     std::vector<std::vector<std::uint64_t>> ids;
-    if (auto s = match_all(shards, selector, limits.max_series, ids); !s.is_ok()) return s;
+    if (auto s = match_all(shards, selector, budget, ids); !s.is_ok()) return s;
     std::vector<std::vector<detail::SeriesSamples>> found(shards.size());
     std::vector<Status> statuses(shards.size());
-    // Each shard gets the whole budget; the merged total is checked again below.
     for_each_shard(ids, [&](std::size_t i) {
-        std::int64_t budget = static_cast<std::int64_t>(limits.max_points);
         statuses[i] = shards[i]->read_raw(ids[i], start_ms, end_ms, budget, found[i]);
     });
-    std::size_t points = 0;
+    if (auto s = first_failure(budget, statuses); !s.is_ok()) return s;
     std::vector<RawSeries> out;
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-        if (!statuses[i].is_ok()) {
-            if (statuses[i].code() == Status::Code::limit_exceeded) {
-                return points_limit_error(limits.max_points);
+    for (auto& shard_found : found) {
+        for (auto& s : shard_found) {
+            // Each series' samples are freed as soon as they are copied out.
+            const std::size_t n = s.samples.size();
+            if (auto status = budget.grow(out, 1); !status.is_ok()) return status;
+            if (auto status = budget.charge(n * (sizeof(std::int64_t) + sizeof(double)));
+                !status.is_ok()) {
+                return status;
             }
-            return statuses[i];
-        }
-        for (auto& s : found[i]) {
-            points += s.samples.size();
             RawSeries r;
             r.series = std::move(s.key);
-            r.timestamps_ms.reserve(s.samples.size());
-            r.values.reserve(s.samples.size());
+            r.timestamps_ms.reserve(n);
+            r.values.reserve(n);
             for (const auto& p : s.samples) {
                 r.timestamps_ms.push_back(p.ts);
                 r.values.push_back(p.value);
             }
+            budget.release(s.samples.capacity() * sizeof(Sample));
+            std::vector<Sample>().swap(s.samples);
             out.push_back(std::move(r));
         }
     }
-    if (points > limits.max_points) return points_limit_error(limits.max_points);
     std::sort(out.begin(), out.end(),
               [](const RawSeries& a, const RawSeries& b) { return a.series < b.series; });
     return out;
 }
 
+Result<std::vector<RawSeries>> Engine::query_raw(const Selector& selector, std::int64_t start_ms,
+                                                 std::int64_t end_ms,
+                                                 const QueryLimits& limits) const {
+    QueryBudget budget(limits);
+    return query_raw(selector, start_ms, end_ms, budget);
+}
+
 Result<std::vector<std::string>> Engine::series(const Selector& selector,
-                                                const QueryLimits& limits) const {
+                                                QueryBudget& budget) const {
     auto& shards = impl_->shards;
     std::vector<std::vector<std::uint64_t>> ids;
-    if (auto s = match_all(shards, selector, limits.max_series, ids); !s.is_ok()) return s;
+    if (auto s = match_all(shards, selector, budget, ids); !s.is_ok()) return s;
     std::vector<std::string> out;
     for (std::size_t i = 0; i < shards.size(); ++i) {
-        for (auto id : ids[i])
+        if (auto s = budget.grow(out, ids[i].size()); !s.is_ok()) return s;
+        for (auto id : ids[i]) {
             out.push_back(shards[i]->series_key(id));
+            if (auto s = budget.charge(out.back().capacity()); !s.is_ok()) return s;
+        }
     }
     std::sort(out.begin(), out.end());
     return out;
 }
 
+Result<std::vector<std::string>> Engine::series(const Selector& selector,
+                                                const QueryLimits& limits) const {
+    QueryBudget budget(limits);
+    return series(selector, budget);
+}
+
 Result<std::vector<std::string>> Engine::label_values(std::string_view name,
                                                       const Selector& selector,
-                                                      const QueryLimits& limits) const {
+                                                      QueryBudget& budget) const {
     auto& shards = impl_->shards;
     std::vector<std::vector<std::uint64_t>> ids;
-    if (auto s = match_all(shards, selector, limits.max_series, ids); !s.is_ok()) return s;
-    std::vector<std::string> out;
+    if (auto s = match_all(shards, selector, budget, ids); !s.is_ok()) return s;
+    std::vector<std::string> out, values;
     for (std::size_t i = 0; i < shards.size(); ++i) {
-        auto values = shards[i]->label_values(name, ids[i]);
-        out.insert(out.end(), values.begin(), values.end());
+        if (auto s = shards[i]->label_values(name, ids[i], budget, values); !s.is_ok()) return s;
+        if (auto s = budget.grow(out, values.size()); !s.is_ok()) return s;
+        std::move(values.begin(), values.end(), std::back_inserter(out));
     }
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
 }
 
+Result<std::vector<std::string>> Engine::label_values(std::string_view name,
+                                                      const Selector& selector,
+                                                      const QueryLimits& limits) const {
+    QueryBudget budget(limits);
+    return label_values(name, selector, budget);
+}
+
 namespace {
 
-// One series' partial aggregates per step, index k = step starting at start + (k - 1) * step;
-// index 0 is the step before the range, read only so rate has a previous value.
-using Steps = std::vector<RollupBucket>;
+// A group's (or one series') aggregate over one step. A series contributes one per step that has
+// data, so steps without data cost nothing however many the range has.
+struct GroupStep {
+    std::int64_t start = 0;
+    std::uint64_t series = 0;  // contributing series
+    RollupBucket combined;     // count/sum/min/max over all points
+    double first_sum = 0, last_sum = 0, rate_sum = 0;
+    std::uint64_t rates = 0;
+
+    void merge(const GroupStep& other) {
+        if (combined.count == 0) {
+            combined = other.combined;
+        } else {
+            combined.min = std::min(combined.min, other.combined.min);
+            combined.max = std::max(combined.max, other.combined.max);
+            combined.sum += other.combined.sum;
+            combined.count += other.combined.count;
+        }
+        series += other.series;
+        first_sum += other.first_sum;
+        last_sum += other.last_sum;
+        rate_sum += other.rate_sum;
+        rates += other.rates;
+    }
+};
 
 double value_of(Aggregation f, const RollupBucket& b) {
     switch (f) {
@@ -354,26 +400,74 @@ double value_of(Aggregation f, const RollupBucket& b) {
     return 0;
 }
 
-struct GroupStep {
-    std::uint64_t series = 0;  // contributing series
-    RollupBucket combined;     // count/sum/min/max over all points
-    double first_sum = 0, last_sum = 0, rate_sum = 0;
-    std::uint64_t rates = 0;
-};
+// One series' steps that have data, from its points or rollup buckets (sorted by time); the
+// step before the range (from `read_start`) only gives the first step of the range its rate.
+template <typename Item>
+Status fold_series(const std::vector<Item>& items, const AggregateQuery& q, std::int64_t read_start,
+                   QueryBudget& budget, std::vector<GroupStep>& steps) {
+    steps.clear();
+    for (const Item& item : items) {
+        std::int64_t at;
+        if constexpr (std::is_same_v<Item, Sample>) {
+            at = item.ts;
+        } else {
+            at = item.start;
+        }
+        // Unsigned: read_start may be far below zero.
+        const auto step = static_cast<std::uint64_t>(q.step_ms);
+        const auto base = static_cast<std::uint64_t>(read_start);
+        auto step_start =
+            static_cast<std::int64_t>(base + (static_cast<std::uint64_t>(at) - base) / step * step);
+        if (steps.empty() || steps.back().start != step_start) {
+            if (auto s = budget.grow(steps, 1); !s.is_ok()) return s;
+            GroupStep step;
+            step.start = step_start;
+            step.series = 1;
+            step.combined.start = step_start;
+            steps.push_back(step);
+        }
+        if constexpr (std::is_same_v<Item, Sample>) {
+            steps.back().combined.add(item.value);
+        } else {
+            steps.back().combined.merge_later(item);
+        }
+    }
+    const double step_seconds = static_cast<double>(q.step_ms) / 1000.0;
+    for (std::size_t j = 0; j < steps.size(); ++j) {
+        auto& g = steps[j];
+        g.first_sum = g.combined.first;
+        g.last_sum = g.combined.last;
+        if (j > 0 && steps[j - 1].start + q.step_ms == g.start) {
+            g.rate_sum = (g.combined.last - steps[j - 1].combined.last) / step_seconds;
+            g.rates = 1;
+        }
+    }
+    if (!steps.empty() && steps.front().start < q.start_ms) steps.erase(steps.begin());
+    return Status::ok();
+}
 
 }  // namespace
 
 Result<std::vector<AggregatedSeries>> Engine::query_aggregate(const AggregateQuery& q,
-                                                              const QueryLimits& limits) const {
+                                                              QueryBudget& budget) const {
     if (q.step_ms <= 0)
         return Status::error(Status::Code::invalid_argument, "query: step must be positive");
     if (q.end_ms <= q.start_ms) return std::vector<AggregatedSeries>{};
-    const std::int64_t steps = (q.end_ms - q.start_ms + q.step_ms - 1) / q.step_ms;
-    if (static_cast<std::uint64_t>(steps) > limits.max_points)
-        return points_limit_error(limits.max_points);
+    // In unsigned arithmetic: the span of two int64 times always fits.
+    const std::uint64_t span =
+        static_cast<std::uint64_t>(q.end_ms) - static_cast<std::uint64_t>(q.start_ms);
+    const std::uint64_t step = static_cast<std::uint64_t>(q.step_ms);
+    const std::uint64_t steps = span / step + (span % step != 0 ? 1 : 0);
+    const QueryLimits& limits = budget.limits();
+    if (steps > limits.max_points) {
+        return Status::error(Status::Code::limit_exceeded,
+                             "query: " + std::to_string(steps) + " steps, more than the limit of " +
+                                 std::to_string(limits.max_points) +
+                                 " points a series; widen the step or narrow the range");
+    }
     auto& shards = impl_->shards;
     std::vector<std::vector<std::uint64_t>> ids;
-    if (auto s = match_all(shards, q.selector, limits.max_series, ids); !s.is_ok()) return s;
+    if (auto s = match_all(shards, q.selector, budget, ids); !s.is_ok()) return s;
 
     std::optional<detail::Resolution> resolution;
     if (q.source == AggregateQuery::Source::automatic) {
@@ -384,63 +478,55 @@ Result<std::vector<AggregatedSeries>> Engine::query_aggregate(const AggregateQue
             resolution = detail::Resolution::minute;
         }
     }
-    const std::int64_t read_start = q.start_ms - q.step_ms;  // one step more, for rate
-    auto step_index = [&](std::int64_t ts) {
-        return static_cast<std::size_t>((ts - read_start) / q.step_ms);
-    };
+    // One step more, for rate (none before the earliest time there is).
+    const std::int64_t read_start =
+        q.start_ms >= INT64_MIN + q.step_ms ? q.start_ms - q.step_ms : INT64_MIN;
 
-    struct ShardResult {
-        Status status;
-        std::vector<std::pair<std::string, Steps>> series;
-    };
-    std::vector<ShardResult> results(shards.size());
+    using SeriesSteps = std::pair<std::string, std::vector<GroupStep>>;
+    std::vector<std::vector<SeriesSteps>> folded(shards.size());
+    std::vector<Status> statuses(shards.size());
     for_each_shard(ids, [&](std::size_t i) {
-        auto& r = results[i];
-        std::int64_t budget = static_cast<std::int64_t>(limits.max_points);
-        auto fold = [&](std::string key, const auto& items, auto&& start_of) {
-            Steps steps_of(static_cast<std::size_t>(steps) + 1);
-            for (std::size_t k = 0; k < steps_of.size(); ++k) {
-                steps_of[k].start = read_start + static_cast<std::int64_t>(k) * q.step_ms;
-            }
-            bool any = false;
-            for (const auto& item : items) {
-                auto& step = steps_of[step_index(start_of(item))];
-                if constexpr (std::is_same_v<std::decay_t<decltype(item)>, Sample>) {
-                    step.add(item.value);
-                } else {
-                    step.merge_later(item);
-                }
-                any = true;
-            }
-            if (any) r.series.emplace_back(std::move(key), std::move(steps_of));
+        auto& out = folded[i];
+        auto add = [&](std::string key, const auto& items) -> Status {
+            std::vector<GroupStep> steps_of;
+            if (auto s = fold_series(items, q, read_start, budget, steps_of); !s.is_ok()) return s;
+            if (steps_of.empty()) return Status::ok();
+            if (auto s = budget.grow(out, 1); !s.is_ok()) return s;
+            out.emplace_back(std::move(key), std::move(steps_of));
+            return Status::ok();
         };
         if (resolution) {
             std::vector<std::vector<RollupBucket>> buckets;
-            r.status =
+            statuses[i] =
                 shards[i]->read_rollups(ids[i], *resolution, read_start, q.end_ms, budget, buckets);
-            if (!r.status.is_ok()) return;
-            for (std::size_t s = 0; s < ids[i].size(); ++s) {
-                fold(shards[i]->series_key(ids[i][s]), buckets[s],
-                     [](const RollupBucket& b) { return b.start; });
+            for (std::size_t s = 0; statuses[i].is_ok() && s < ids[i].size(); ++s) {
+                if (buckets[s].empty()) continue;
+                std::string key = shards[i]->series_key(ids[i][s]);
+                statuses[i] = budget.charge(key.capacity());
+                if (statuses[i].is_ok()) statuses[i] = add(std::move(key), buckets[s]);
+                budget.release(buckets[s].capacity() * sizeof(RollupBucket));
+                std::vector<RollupBucket>().swap(buckets[s]);
             }
         } else {
             std::vector<detail::SeriesSamples> raw;
-            r.status = shards[i]->read_raw(ids[i], read_start, q.end_ms, budget, raw);
-            if (!r.status.is_ok()) return;
-            for (auto& s : raw) {
-                fold(std::move(s.key), s.samples, [](const Sample& p) { return p.ts; });
+            statuses[i] = shards[i]->read_raw(ids[i], read_start, q.end_ms, budget, raw);
+            for (std::size_t s = 0; statuses[i].is_ok() && s < raw.size(); ++s) {
+                statuses[i] = add(std::move(raw[s].key), raw[s].samples);
+                budget.release(raw[s].samples.capacity() * sizeof(Sample));
+                std::vector<Sample>().swap(raw[s].samples);
             }
         }
     });
+    if (auto s = first_failure(budget, statuses); !s.is_ok()) return s;
 
-    std::map<std::string, std::pair<std::vector<Tag>, std::vector<GroupStep>>> groups;
-    for (auto& r : results) {
-        if (!r.status.is_ok()) {
-            if (r.status.code() == Status::Code::limit_exceeded)
-                return points_limit_error(limits.max_points);
-            return r.status;
-        }
-        for (auto& [key, steps_of] : r.series) {
+    struct Group {
+        std::vector<Tag> labels;
+        std::vector<GroupStep> steps;  // sorted by start once `sorted`
+        bool sorted = true;
+    };
+    std::map<std::string, Group> groups;
+    for (auto& shard_folded : folded) {
+        for (auto& [key, steps_of] : shard_folded) {
             std::string group_key = key;
             std::vector<Tag> labels;
             auto parsed = parse_series_key(key);
@@ -460,42 +546,47 @@ Result<std::vector<AggregatedSeries>> Engine::query_aggregate(const AggregateQue
                     labels.emplace_back("__name__", measurement);
                 }
             }
-            auto& [group_labels, group_steps] = groups[group_key];
-            if (group_steps.empty()) {
-                group_labels = labels;
-                group_steps.resize(steps_of.size());
+            auto found = groups.find(group_key);
+            if (found == groups.end()) {
+                std::size_t bytes = 2 * group_key.size() + 128;  // key, node and labels
+                for (const auto& [name, value] : labels)
+                    bytes += name.size() + value.size() + sizeof(Tag);
+                if (auto s = budget.charge(bytes); !s.is_ok()) return s;
+                groups.emplace(std::move(group_key), Group{std::move(labels), std::move(steps_of)});
+                continue;
             }
-            for (std::size_t k = 1; k < steps_of.size(); ++k) {
-                const auto& b = steps_of[k];
-                if (b.count == 0) continue;
-                auto& g = group_steps[k];
-                ++g.series;
-                g.combined.start = b.start;
-                if (g.combined.count == 0) {
-                    g.combined = b;
-                } else {
-                    g.combined.min = std::min(g.combined.min, b.min);
-                    g.combined.max = std::max(g.combined.max, b.max);
-                    g.combined.sum += b.sum;
-                    g.combined.count += b.count;
-                }
-                g.first_sum += b.first;
-                g.last_sum += b.last;
-                if (steps_of[k - 1].count > 0) {
-                    g.rate_sum +=
-                        (b.last - steps_of[k - 1].last) / (static_cast<double>(q.step_ms) / 1000.0);
-                    ++g.rates;
-                }
-            }
+            Group& group = found->second;
+            if (auto s = budget.grow(group.steps, steps_of.size()); !s.is_ok()) return s;
+            group.steps.insert(group.steps.end(), steps_of.begin(), steps_of.end());
+            group.sorted = false;
+            budget.release(steps_of.capacity() * sizeof(GroupStep));
+            std::vector<GroupStep>().swap(steps_of);
         }
     }
     std::vector<AggregatedSeries> out;
-    for (auto& [key, entry] : groups) {
+    for (auto& [key, group] : groups) {
+        if (auto s = budget.check(); !s.is_ok()) return s;
+        auto& steps_of = group.steps;
+        if (!group.sorted) {
+            std::sort(steps_of.begin(), steps_of.end(),
+                      [](const GroupStep& a, const GroupStep& b) { return a.start < b.start; });
+            std::size_t kept = 0;
+            for (std::size_t j = 0; j < steps_of.size(); ++j) {
+                if (kept > 0 && steps_of[kept - 1].start == steps_of[j].start) {
+                    steps_of[kept - 1].merge(steps_of[j]);
+                } else {
+                    steps_of[kept++] = steps_of[j];
+                }
+            }
+            steps_of.resize(kept);
+        }
         AggregatedSeries a;
         a.key = key;
-        a.labels = std::move(entry.first);
-        for (const auto& g : entry.second) {
-            if (g.series == 0) continue;
+        a.labels = std::move(group.labels);
+        if (auto s = budget.charge(a.key.size() + steps_of.size() * 16); !s.is_ok()) return s;
+        a.timestamps_ms.reserve(steps_of.size());
+        a.values.reserve(steps_of.size());
+        for (const auto& g : steps_of) {
             double v;
             if (q.function == Aggregation::rate) {
                 if (g.rates == 0) continue;
@@ -507,12 +598,22 @@ Result<std::vector<AggregatedSeries>> Engine::query_aggregate(const AggregateQue
             } else {
                 v = value_of(q.function, g.combined);
             }
-            a.timestamps_ms.push_back(g.combined.start);
+            a.timestamps_ms.push_back(g.start);
             a.values.push_back(v);
         }
-        if (!a.timestamps_ms.empty()) out.push_back(std::move(a));
+        budget.release(steps_of.capacity() * sizeof(GroupStep));
+        std::vector<GroupStep>().swap(steps_of);
+        if (a.timestamps_ms.empty()) continue;
+        if (auto s = budget.grow(out, 1); !s.is_ok()) return s;
+        out.push_back(std::move(a));
     }
     return out;
+}
+
+Result<std::vector<AggregatedSeries>> Engine::query_aggregate(const AggregateQuery& q,
+                                                              const QueryLimits& limits) const {
+    QueryBudget budget(limits);
+    return query_aggregate(q, budget);
 }
 
 EngineStats Engine::stats() const {

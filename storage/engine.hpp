@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "storage/query_budget.hpp"
 #include "storage/selector.hpp"
 #include "storage/status.hpp"
 
@@ -91,6 +92,8 @@ struct EngineOptions {
     StorageTuning tuning;
     // Wall clock in ms since the epoch for retention (tests inject one). Empty: system clock.
     std::function<std::int64_t()> clock;
+    // Testing only: reads sleep this long before each series, to exercise query deadlines.
+    std::chrono::milliseconds test_read_delay{0};
 };
 
 struct EngineStats {
@@ -152,13 +155,6 @@ struct RawSeries {
     std::vector<double> values;
 };
 
-// A query touching more series or reading more points (raw points, or rollup buckets when
-// aggregating from rollups) than these fails with limit_exceeded, naming the limit.
-struct QueryLimits {
-    std::size_t max_series = 10'000;
-    std::size_t max_points = 5'000'000;
-};
-
 enum class Aggregation { avg, min, max, sum, count, first, last, rate };
 // "avg", "min", ... as in the HTTP API; nothing for an unknown name.
 std::optional<Aggregation> parse_aggregation(std::string_view name);
@@ -208,23 +204,44 @@ class Engine {
     // Thread safe. Points of one series keep their order.
     [[nodiscard]] bool try_write(std::vector<Point>& points, WriteCallback done);
 
+    // Queries. Each is bounded by a QueryBudget: series matched, points read, memory held
+    // (charged before it is allocated, steps without data cost nothing), a deadline and a
+    // cancellation flag, checked between series and per chunk of points; the first limit met
+    // fails the query (limit_exceeded, or busy for the deadline, cancellation and the shared
+    // query memory) and budget.exceeded() names it. What the result holds stays charged to the
+    // budget until the budget is destroyed, so a caller can charge its answer on top. Matchers
+    // are evaluated outside every lock a shard's writer takes. Thread safe; read what is
+    // committed. The overloads with QueryLimits run under a budget of their own.
+
     // Raw points of every series matching the selector with start <= ts < end, ordered by series
-    // key then time. Thread safe; reads what is committed.
+    // key then time.
+    [[nodiscard]] Result<std::vector<RawSeries>> query_raw(const Selector& selector,
+                                                           std::int64_t start_ms,
+                                                           std::int64_t end_ms,
+                                                           QueryBudget& budget) const;
     [[nodiscard]] Result<std::vector<RawSeries>> query_raw(const Selector& selector,
                                                            std::int64_t start_ms,
                                                            std::int64_t end_ms,
                                                            const QueryLimits& limits = {}) const;
 
-    // Series keys matching the selector.
+    // Series keys matching the selector, sorted.
+    [[nodiscard]] Result<std::vector<std::string>> series(const Selector& selector,
+                                                          QueryBudget& budget) const;
     [[nodiscard]] Result<std::vector<std::string>> series(const Selector& selector,
                                                           const QueryLimits& limits = {}) const;
 
     // Aggregated range query across matching series, fanned out to the shards in parallel and
-    // merged; ordered by key. Thread safe; reads what is committed.
+    // merged; ordered by key.
+    [[nodiscard]] Result<std::vector<AggregatedSeries>> query_aggregate(const AggregateQuery& query,
+                                                                        QueryBudget& budget) const;
     [[nodiscard]] Result<std::vector<AggregatedSeries>> query_aggregate(
         const AggregateQuery& query, const QueryLimits& limits = {}) const;
 
-    // Values of tag `name` ("__name__" for measurements) among series matching the selector.
+    // Values of tag `name` ("__name__" for measurements) among series matching the selector,
+    // sorted.
+    [[nodiscard]] Result<std::vector<std::string>> label_values(std::string_view name,
+                                                                const Selector& selector,
+                                                                QueryBudget& budget) const;
     [[nodiscard]] Result<std::vector<std::string>> label_values(
         std::string_view name, const Selector& selector, const QueryLimits& limits = {}) const;
 

@@ -10,6 +10,12 @@
 #include <cstdio>
 #include <ctime>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+#include <prometheus/counter.h>
+
 namespace citygate::gateway {
 namespace {
 
@@ -96,15 +102,43 @@ void append_csv_field(std::string& out, std::string_view text) {
     out += '"';
 }
 
-// {"status":"success","data":["a","b",...]}
-HttpResponse string_list_response(const std::vector<std::string>& items) {
-    std::string body = "{\"status\":\"success\",\"data\":[";
+// {"status":"success","data":["a","b",...]}, written into `body` (empty, maybe reserved).
+HttpResponse string_list_response(const std::vector<std::string>& items, std::string body = {}) {
+    body += "{\"status\":\"success\",\"data\":[";
     for (std::size_t i = 0; i < items.size(); ++i) {
         if (i) body += ',';
         append_json_string(body, items[i]);
     }
     body += "]}";
     return json_response(http::status::ok, std::move(body));
+}
+
+// What a query's answer takes at most, as JSON, so a budget can be charged before it is written:
+// a JSON string escapes a byte into at most 6, a point ([ts,value], with a comma) takes at most
+// 48 (20 digits and 24 characters of %.17g).
+constexpr std::size_t kEscapedByte = 6;
+constexpr std::size_t kPointBytes = 48;
+// One data.result element: the key as "series" and again as labels, and its points.
+std::size_t result_json_bytes(std::string_view key, std::size_t points) {
+    return 2 * kEscapedByte * key.size() + 64 + kPointBytes * points;
+}
+// The six rollup fields of an export line ("count":...,"sum":... or six CSV columns).
+constexpr std::size_t kRollupFieldsBytes = 6 * (10 + 24);
+std::size_t string_list_json_bytes(const std::vector<std::string>& items) {
+    std::size_t bytes = 64;
+    for (const auto& item : items)
+        bytes += kEscapedByte * item.size() + 3;
+    return bytes;
+}
+
+// A query that held this much gives malloc's free pages back afterwards. malloc_trim(0) walks
+// every arena: ~1 ms per hundred MB freed, nothing for the small queries that are most.
+constexpr std::size_t kTrimAfterBytes = std::size_t{64} << 20;
+
+void release_free_memory() {
+#ifdef __GLIBC__
+    ::malloc_trim(0);
+#endif
 }
 
 http::status status_for(const storage::Status& status) {
@@ -197,19 +231,48 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
         if (!status_) return not_served(call);
         return json_response(http::status::ok, status_->json(now_ms()));
     });
+    // Queries run on the query pool, each under a budget of its own (see query_route).
+    using Budget = storage::QueryBudget;
     routes_.add({verb::get}, "/api/v1/query_range", Scope::read,
-                [this](const HttpCall& call) { return query_range(call.query); });
+                query_route([this](auto& call, Budget& b) { return query_range(call.query, b); }));
     routes_.add({verb::get}, "/api/v1/series", Scope::read,
-                [this](const HttpCall& call) { return series(call.query); });
-    routes_.add({verb::get}, "/api/v1/export", Scope::read,
-                [this](const HttpCall& call) { return export_points(call.query); });
+                query_route([this](auto& call, Budget& b) { return series(call.query, b); }));
+    routes_.add(
+        {verb::get}, "/api/v1/export", Scope::read,
+        query_route([this](auto& call, Budget& b) { return export_points(call.query, b); }));
     routes_.add({verb::get}, "/api/v1/labels/{name}/values", Scope::read,
-                [this](const HttpCall& call) { return label_values(call.params[0], call.query); });
+                query_route([this](auto& call, Budget& b) {
+                    return label_values(call.params[0], call.query, b);
+                }));
     routes_.add({verb::get, verb::put, verb::post}, "/api/v1/log_level",
                 {Scope::read, Scope::admin},
                 [this](const HttpCall& call) { return log_level(call.request); });
-    routes_.add({verb::post}, "/api/v1/admin/checkpoint", Scope::admin, [this](const HttpCall&) {
-        return checkpoint_gate_->run([this] { return checkpoint(); });
+    routes_.add({verb::post}, "/api/v1/admin/checkpoint", Scope::admin,
+                on_query_pool([this](const HttpCall&) {
+                    return checkpoint_gate_->run([this] { return checkpoint(); });
+                }));
+    refused_ = &prometheus::BuildCounter()
+                    .Name("citygate_http_queries_refused_total")
+                    .Help(
+                        "Queries refused or stopped by a limit, by the option that sets it "
+                        "(shutdown: cancelled by a drain)")
+                    .Register(*metrics_.registry());
+}
+
+template <typename Run>
+RouteHandler HttpApi::query_route(Run run) const {
+    return on_query_pool([this, run](const HttpCall& call) {
+        auto budget = std::make_shared<storage::QueryBudget>(limits_, memory_.get(), call.received,
+                                                             cancelled_);
+        HttpResponse response = run(call, *budget);
+        CG_LOG(debug).with("peak_bytes", budget->peak())
+            << "query " << call.path << " held at most " << budget->peak() << " bytes";
+        // Big queries leave freed pages in malloc's arenas (the shard reads' threads each have
+        // one) that it keeps: give them back.
+        if (budget->peak() >= kTrimAfterBytes) release_free_memory();
+        // An answer stays counted until it is written; an error's memory is free at once.
+        if (call.keep && response.result() == http::status::ok) *call.keep = std::move(budget);
+        return response;
     });
 }
 
@@ -221,6 +284,19 @@ void HttpApi::set_status(const StatusPage* status, const ingest::CityAggregates*
 HttpResponse HttpApi::handle(const HttpRequest& request,
                              const boost::asio::ip::address& peer) const {
     return routes_.dispatch(request, peer);
+}
+
+void HttpApi::handle(HttpRequest request, const boost::asio::ip::address& peer,
+                     HttpRespond respond) const {
+    routes_.dispatch(std::make_shared<const HttpRequest>(std::move(request)), peer,
+                     std::move(respond));
+}
+
+void HttpApi::set_query_pool(QueryPool* pool, std::size_t memory_budget_bytes) {
+    routes_.set_query_pool(pool);
+    cancelled_ = pool ? &pool->stopping() : nullptr;
+    memory_ = memory_budget_bytes > 0 ? std::make_unique<storage::QueryMemory>(memory_budget_bytes)
+                                      : nullptr;
 }
 
 void HttpApi::set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoint_interval) {
@@ -296,47 +372,144 @@ HttpResponse HttpApi::bad_request(std::string_view message) const {
     return json_error(http::status::bad_request, message);
 }
 
-// The selector (`series`, or `match` as in Prometheus) and the time range shared by the query
-// and export endpoints; an error response when they are missing or malformed.
-std::optional<HttpResponse> HttpApi::range_parameters(std::string_view query,
-                                                      storage::Selector& selector,
-                                                      std::int64_t& start,
-                                                      std::int64_t& end) const {
-    std::string selector_text, start_text, end_text;
-    if ((!query_parameter(query, "series", selector_text) &&
-         !query_parameter(query, "match", selector_text)) ||
-        selector_text.empty()) {
-        return bad_request("missing parameter: series");
+std::optional<RangeRequest> parse_range_request(std::string_view query, std::size_t max_steps,
+                                                std::string& error) {
+    RangeRequest request;
+    std::string text;
+    if ((!query_parameter(query, "series", text) && !query_parameter(query, "match", text)) ||
+        text.empty()) {
+        error = "missing parameter: series";
+        return std::nullopt;
     }
-    if (!query_parameter(query, "start", start_text) || !parse_int64(start_text, start)) {
-        return bad_request("start must be an integer of ms since epoch");
+    auto selector = storage::Selector::parse(text);
+    if (!selector.is_ok()) {
+        error = "series: " + selector.status().message();
+        return std::nullopt;
     }
-    if (!query_parameter(query, "end", end_text) || !parse_int64(end_text, end)) {
-        return bad_request("end must be an integer of ms since epoch");
+    request.selector = std::move(selector.value());
+    if (!query_parameter(query, "start", text) || !parse_int64(text, request.start_ms)) {
+        error = "start must be an integer of ms since epoch";
+        return std::nullopt;
     }
-    if (end < start) return bad_request("end is before start");
-    auto parsed = storage::Selector::parse(selector_text);
-    if (!parsed.is_ok()) return bad_request("series: " + parsed.status().message());
-    selector = std::move(parsed.value());
-    return std::nullopt;
+    if (!query_parameter(query, "end", text) || !parse_int64(text, request.end_ms)) {
+        error = "end must be an integer of ms since epoch";
+        return std::nullopt;
+    }
+    if (request.end_ms < request.start_ms) {
+        error = "end is before start";
+        return std::nullopt;
+    }
+    std::string step_text, function_text, group_text, source_text;
+    bool has_step = query_parameter(query, "step", step_text);
+    bool has_function = query_parameter(query, "function", function_text);
+    bool has_group = query_parameter(query, "group_by", group_text);
+    bool has_source = query_parameter(query, "source", source_text);
+    if (!has_step && !has_function && !has_group && !has_source) return request;
+
+    storage::AggregateQuery& aggregate = request.aggregate.emplace();
+    aggregate.selector = request.selector;
+    aggregate.start_ms = request.start_ms;
+    // The API's end is inclusive, storage ranges are half-open.
+    aggregate.end_ms = request.end_ms == INT64_MAX ? request.end_ms : request.end_ms + 1;
+    if (has_step) {
+        std::int64_t step = 0;
+        if (!parse_int64(step_text, step)) {
+            try {
+                step = parse_duration(step_text, "step").count();
+            } catch (const ConfigError&) {
+                error = "step must be ms or a duration like \"5m\"";
+                return std::nullopt;
+            }
+        }
+        if (step <= 0) {
+            error = "step must be positive";
+            return std::nullopt;
+        }
+        aggregate.step_ms = step;
+    }
+    if (has_function) {
+        auto function = storage::parse_aggregation(function_text);
+        if (!function) {
+            error = "function must be avg, min, max, sum, count, first, last or rate";
+            return std::nullopt;
+        }
+        aggregate.function = *function;
+    }
+    if (has_group) {
+        std::vector<std::string> names;
+        for (std::size_t at = 0; at <= group_text.size();) {
+            std::size_t comma = std::min(group_text.find(',', at), group_text.size());
+            if (comma > at) names.push_back(group_text.substr(at, comma - at));
+            at = comma + 1;
+        }
+        aggregate.group_by = std::move(names);
+    }
+    if (has_source) {
+        if (source_text != "raw" && source_text != "auto") {
+            error = "source must be raw or auto";
+            return std::nullopt;
+        }
+        if (source_text == "raw") aggregate.source = storage::AggregateQuery::Source::raw;
+    }
+    // Unsigned: the span of two int64 times always fits.
+    std::uint64_t span = static_cast<std::uint64_t>(aggregate.end_ms) -
+                         static_cast<std::uint64_t>(aggregate.start_ms);
+    if (span / static_cast<std::uint64_t>(aggregate.step_ms) > max_steps) {
+        error = "too many steps: widen the step or narrow the range";
+        return std::nullopt;
+    }
+    return request;
 }
 
-HttpResponse HttpApi::query_range(std::string_view query) const {
-    storage::Selector selector;
-    std::int64_t start = 0, end = 0;
-    if (auto error = range_parameters(query, selector, start, end)) return std::move(*error);
-    std::string ignored;
-    if (query_parameter(query, "step", ignored) || query_parameter(query, "function", ignored) ||
-        query_parameter(query, "group_by", ignored)) {
-        return aggregate(query, std::move(selector), start, end);
+HttpResponse HttpApi::query_failed(const storage::Status& status,
+                                   const storage::QueryBudget& budget) const {
+    using Limit = storage::QueryBudget::Limit;
+    const char* option = nullptr;  // the option that sets the limit, named in the message
+    const char* counted = nullptr;
+    switch (budget.exceeded()) {
+        case Limit::series:
+            option = counted = "http.max_query_series";
+            break;
+        case Limit::points:
+            option = counted = "http.max_query_points";
+            break;
+        case Limit::bytes:
+            option = counted = "http.max_query_bytes";
+            break;
+        case Limit::shared_bytes:
+            option = counted = "http.query_memory_budget";
+            break;
+        case Limit::timeout:
+            option = counted = "http.query_timeout";
+            break;
+        case Limit::cancelled:
+            counted = "shutdown";
+            break;
+        case Limit::none:
+            break;
     }
+    if (counted && refused_) refused_->Add({{"limit", counted}}).Increment();
+    std::string message = status.message();
+    if (option) message += std::string(" (") + option + ")";
+    return json_error(status_for(status), message);
+}
 
-    // The API's end is inclusive, storage ranges are half-open.
-    auto result = engine_.query_raw(selector, start, end == INT64_MAX ? end : end + 1, limits_);
-    if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
+HttpResponse HttpApi::query_range(std::string_view query, storage::QueryBudget& budget) const {
+    std::string error;
+    auto request = parse_range_request(query, limits_.max_points, error);
+    if (!request) return bad_request(error);
+    if (request->aggregate) return aggregate(*request, budget);
 
+    const std::int64_t end = request->end_ms == INT64_MAX ? request->end_ms : request->end_ms + 1;
+    auto result = engine_.query_raw(request->selector, request->start_ms, end, budget);
+    if (!result.is_ok()) return query_failed(result.status(), budget);
     std::string body = "{\"status\":\"success\",\"data\":{\"result\":[";
     for (const storage::RawSeries& series : result.value()) {
+        if (auto s =
+                budget.grow(body, result_json_bytes(series.series, series.timestamps_ms.size()));
+            !s.is_ok()) {
+            return query_failed(s, budget);
+        }
         if (body.back() != '[') body += ',';
         append_result(body, series.series, nullptr, series.timestamps_ms, series.values);
     }
@@ -344,64 +517,26 @@ HttpResponse HttpApi::query_range(std::string_view query) const {
     return json_response(http::status::ok, std::move(body));
 }
 
-HttpResponse HttpApi::aggregate(std::string_view query, storage::Selector selector,
-                                std::int64_t start, std::int64_t end) const {
-    storage::AggregateQuery request;
-    request.selector = std::move(selector);
-    request.start_ms = start;
-    request.end_ms = end == INT64_MAX ? end : end + 1;
-
-    std::string text;
-    if (query_parameter(query, "step", text)) {
-        std::int64_t step = 0;
-        if (!parse_int64(text, step)) {
-            try {
-                step = parse_duration(text, "step").count();
-            } catch (const ConfigError&) {
-                return bad_request("step must be ms or a duration like \"5m\"");
-            }
-        }
-        if (step <= 0) return bad_request("step must be positive");
-        request.step_ms = step;
-    }
-    if (query_parameter(query, "function", text)) {
-        auto function = storage::parse_aggregation(text);
-        if (!function) {
-            return bad_request("function must be avg, min, max, sum, count, first, last or rate");
-        }
-        request.function = *function;
-    }
-    if (query_parameter(query, "group_by", text)) {
-        std::vector<std::string> names;
-        for (std::size_t at = 0; at <= text.size();) {
-            std::size_t comma = std::min(text.find(',', at), text.size());
-            if (comma > at) names.push_back(text.substr(at, comma - at));
-            at = comma + 1;
-        }
-        request.group_by = std::move(names);
-    }
-    if (query_parameter(query, "source", text)) {
-        if (text != "raw" && text != "auto") return bad_request("source must be raw or auto");
-        if (text == "raw") request.source = storage::AggregateQuery::Source::raw;
-    }
-    std::int64_t span = request.end_ms - request.start_ms;
-    if (span / request.step_ms > static_cast<std::int64_t>(limits_.max_points)) {
-        return bad_request("too many steps: widen the step or narrow the range");
-    }
-
-    auto result = engine_.query_aggregate(request, limits_);
-    if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
+HttpResponse HttpApi::aggregate(const RangeRequest& request, storage::QueryBudget& budget) const {
+    const storage::AggregateQuery& query = *request.aggregate;
+    auto result = engine_.query_aggregate(query, budget);
+    if (!result.is_ok()) return query_failed(result.status(), budget);
     std::string body = "{\"status\":\"success\",\"data\":{\"result\":[";
     for (const storage::AggregatedSeries& series : result.value()) {
+        if (auto s = budget.grow(body, result_json_bytes(series.key, series.timestamps_ms.size()));
+            !s.is_ok()) {
+            return query_failed(s, budget);
+        }
         if (body.back() != '[') body += ',';
-        append_result(body, series.key, request.group_by ? &series.labels : nullptr,
+        append_result(body, series.key, query.group_by ? &series.labels : nullptr,
                       series.timestamps_ms, series.values);
     }
     body += "]}}";
     return json_response(http::status::ok, std::move(body));
 }
 
-HttpResponse HttpApi::label_values(std::string_view name, std::string_view query) const {
+HttpResponse HttpApi::label_values(std::string_view name, std::string_view query,
+                                   storage::QueryBudget& budget) const {
     std::string label;
     if (!url_decode(name, label) || label.empty()) return bad_request("bad label name");
     std::string selector_text = "{__name__=~\".+\"}";
@@ -410,15 +545,21 @@ HttpResponse HttpApi::label_values(std::string_view name, std::string_view query
     }
     auto selector = storage::Selector::parse(selector_text);
     if (!selector.is_ok()) return bad_request("match: " + selector.status().message());
-    auto result = engine_.label_values(label, selector.value(), limits_);
-    if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
-    return string_list_response(result.value());
+    auto result = engine_.label_values(label, selector.value(), budget);
+    if (!result.is_ok()) return query_failed(result.status(), budget);
+    std::string body;
+    if (auto s = budget.grow(body, string_list_json_bytes(result.value())); !s.is_ok()) {
+        return query_failed(s, budget);
+    }
+    return string_list_response(result.value(), std::move(body));
 }
 
-HttpResponse HttpApi::export_points(std::string_view query) const {
-    storage::Selector selector;
-    std::int64_t start = 0, end = 0;
-    if (auto error = range_parameters(query, selector, start, end)) return std::move(*error);
+HttpResponse HttpApi::export_points(std::string_view query, storage::QueryBudget& budget) const {
+    std::string error;
+    auto request = parse_range_request(query, limits_.max_points, error);
+    if (!request) return bad_request(error);
+    const storage::Selector& selector = request->selector;
+    const std::int64_t start = request->start_ms;
     std::string format = "csv", rollup;
     query_parameter(query, "format", format);
     if (format != "csv" && format != "jsonl") return bad_request("format must be csv or jsonl");
@@ -426,17 +567,21 @@ HttpResponse HttpApi::export_points(std::string_view query) const {
     if (!rollup.empty() && rollup != "1m" && rollup != "1h") {
         return bad_request("rollup must be 1m or 1h");
     }
-    std::int64_t end_exclusive = end == INT64_MAX ? end : end + 1;
+    std::int64_t end_exclusive =
+        request->end_ms == INT64_MAX ? request->end_ms : request->end_ms + 1;
     bool csv = format == "csv";
     std::string body;
 
     if (rollup.empty()) {
-        auto result = engine_.query_raw(selector, start, end_exclusive, limits_);
-        if (!result.is_ok()) {
-            return json_error(status_for(result.status()), result.status().message());
-        }
+        auto result = engine_.query_raw(selector, start, end_exclusive, budget);
+        if (!result.is_ok()) return query_failed(result.status(), budget);
         if (csv) body = "series,timestamp_ms,value\n";
         for (const storage::RawSeries& series : result.value()) {
+            // A line: the key (quoted or escaped), a time, a value and punctuation.
+            std::size_t line = kEscapedByte * series.series.size() + 72;
+            if (auto s = budget.grow(body, line * series.timestamps_ms.size()); !s.is_ok()) {
+                return query_failed(s, budget);
+            }
             std::string quoted;
             if (csv) append_csv_field(quoted, series.series);
             for (std::size_t i = 0; i < series.timestamps_ms.size(); ++i) {
@@ -466,24 +611,27 @@ HttpResponse HttpApi::export_points(std::string_view query) const {
             {Aggregation::min, "min"},     {Aggregation::max, "max"},
             {Aggregation::first, "first"}, {Aggregation::last, "last"}};
         std::vector<std::vector<storage::AggregatedSeries>> columns;
-        storage::AggregateQuery request;
-        request.selector = selector;
-        request.step_ms = rollup == "1m" ? 60'000 : 3'600'000;
+        storage::AggregateQuery aggregate;
+        aggregate.selector = selector;
+        aggregate.step_ms = rollup == "1m" ? 60'000 : 3'600'000;
         // Buckets are aligned to the rollup's grid, so a range starting mid-bucket still reads
         // whole buckets.
-        request.start_ms = start - start % request.step_ms;
-        request.end_ms = end_exclusive;
+        aggregate.start_ms = start - start % aggregate.step_ms;
+        aggregate.end_ms = end_exclusive;
         for (const auto& [function, name] : fields) {
-            request.function = function;
-            auto result = engine_.query_aggregate(request, limits_);
-            if (!result.is_ok()) {
-                return json_error(status_for(result.status()), result.status().message());
-            }
+            aggregate.function = function;
+            auto result = engine_.query_aggregate(aggregate, budget);
+            if (!result.is_ok()) return query_failed(result.status(), budget);
             columns.push_back(std::move(result.value()));
         }
         if (csv) body = "series,bucket_start_ms,count,sum,min,max,first,last\n";
         for (std::size_t s = 0; s < columns[0].size(); ++s) {
             const auto& key = columns[0][s].key;
+            std::size_t line = kEscapedByte * key.size() + 72 + kRollupFieldsBytes;
+            if (auto status = budget.grow(body, line * columns[0][s].timestamps_ms.size());
+                !status.is_ok()) {
+                return query_failed(status, budget);
+            }
             std::string quoted;
             if (csv) append_csv_field(quoted, key);
             for (std::size_t b = 0; b < columns[0][s].timestamps_ms.size(); ++b) {
@@ -519,16 +667,20 @@ HttpResponse HttpApi::export_points(std::string_view query) const {
     return response;
 }
 
-HttpResponse HttpApi::series(std::string_view query) const {
+HttpResponse HttpApi::series(std::string_view query, storage::QueryBudget& budget) const {
     std::string selector_text;
     if (!query_parameter(query, "match", selector_text) || selector_text.empty()) {
         return bad_request("missing parameter: match");
     }
     auto selector = storage::Selector::parse(selector_text);
     if (!selector.is_ok()) return bad_request("match: " + selector.status().message());
-    auto result = engine_.series(selector.value(), limits_);
-    if (!result.is_ok()) return json_error(status_for(result.status()), result.status().message());
-    return string_list_response(result.value());
+    auto result = engine_.series(selector.value(), budget);
+    if (!result.is_ok()) return query_failed(result.status(), budget);
+    std::string body;
+    if (auto s = budget.grow(body, string_list_json_bytes(result.value())); !s.is_ok()) {
+        return query_failed(s, budget);
+    }
+    return string_list_response(result.value(), std::move(body));
 }
 
 }  // namespace citygate::gateway

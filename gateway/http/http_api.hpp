@@ -4,20 +4,38 @@
 
 #include <atomic>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "gateway/http/http_auth.hpp"
 #include "gateway/http/http_server.hpp"
+#include "gateway/http/query_pool.hpp"
 #include "gateway/http/router.hpp"
 #include "gateway/json_text.hpp"
 #include "gateway/ops/metrics.hpp"
 #include "gateway/ops/status_page.hpp"
 #include "ingest/city_aggregates.hpp"
 #include "storage/engine.hpp"
+#include "storage/query_budget.hpp"
 
 namespace citygate::gateway {
+
+// The parameters of a query_range (and, without `aggregate`, an export) request, parsed and
+// checked. Times are ms since the epoch, both ends inclusive as sent.
+struct RangeRequest {
+    storage::Selector selector;  // `series`, or `match` as in Prometheus
+    std::int64_t start_ms = 0;
+    std::int64_t end_ms = 0;
+    // Set when step, function, group_by or source is given (half-open range, as storage takes).
+    std::optional<storage::AggregateQuery> aggregate;
+};
+
+// Parses a query_range query string; nothing, with `error` saying why (a 400), when it is
+// missing a parameter or one is malformed, or it asks for more than `max_steps` steps.
+std::optional<RangeRequest> parse_range_request(std::string_view query, std::size_t max_steps,
+                                                std::string& error);
 
 class HttpApi {
   public:
@@ -40,24 +58,40 @@ class HttpApi {
     HttpResponse handle(const HttpRequest& request,
                         const boost::asio::ip::address& peer = {}) const;
 
+    // The same, answering through `respond`: queries (query_range, series, label values,
+    // export) and checkpoints answer from the query pool when one is set, the rest at once.
+    void handle(HttpRequest request, const boost::asio::ip::address& peer,
+                HttpRespond respond) const;
+
+    // Runs queries and checkpoints on `pool` (its stopping() cancels the queries running), and
+    // bounds the memory all queries hold together by `memory_budget_bytes` (0: no shared
+    // bound). Without it they run on the caller's thread, bounded one by one. Call before the
+    // first request; `pool` must outlive every request.
+    void set_query_pool(QueryPool* pool, std::size_t memory_budget_bytes);
+
     // Routes needing a scope ask `auth` first (without it every call goes ahead, as in unit
     // tests); checkpoints start at most once per `checkpoint_interval`, one at a time. `auth`
     // must outlive this object. Call before the first request.
     void set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoint_interval);
 
   private:
-    HttpResponse query_range(std::string_view query) const;
-    HttpResponse aggregate(std::string_view query, storage::Selector selector, std::int64_t start,
-                           std::int64_t end) const;
-    HttpResponse series(std::string_view query) const;
-    HttpResponse label_values(std::string_view name, std::string_view query) const;
-    HttpResponse export_points(std::string_view query) const;
+    // A handler `run(call, budget)` on the query pool, under a budget of its own that lives
+    // until the answer is written.
+    template <typename Run>
+    RouteHandler query_route(Run run) const;
+    HttpResponse query_range(std::string_view query, storage::QueryBudget& budget) const;
+    HttpResponse aggregate(const RangeRequest& request, storage::QueryBudget& budget) const;
+    HttpResponse series(std::string_view query, storage::QueryBudget& budget) const;
+    HttpResponse label_values(std::string_view name, std::string_view query,
+                              storage::QueryBudget& budget) const;
+    HttpResponse export_points(std::string_view query, storage::QueryBudget& budget) const;
+    // The answer to a query that failed: the status's code and message, naming the option of
+    // the limit that stopped it.
+    HttpResponse query_failed(const storage::Status& status,
+                              const storage::QueryBudget& budget) const;
     HttpResponse bad_request(std::string_view message) const;
     HttpResponse log_level(const HttpRequest& request) const;
     HttpResponse checkpoint() const;
-    std::optional<HttpResponse> range_parameters(std::string_view query,
-                                                 storage::Selector& selector, std::int64_t& start,
-                                                 std::int64_t& end) const;
 
     Router routes_;
     std::shared_ptr<CallGate> checkpoint_gate_ =
@@ -66,6 +100,9 @@ class HttpApi {
     Metrics& metrics_;
     const std::atomic<bool>& ready_;
     storage::QueryLimits limits_;
+    std::unique_ptr<storage::QueryMemory> memory_;  // shared by every query; null: unbounded
+    const std::atomic<bool>* cancelled_ = nullptr;  // the query pool's stopping()
+    prometheus::Family<prometheus::Counter>* refused_ = nullptr;
     std::filesystem::path backup_directory_;
     const StatusPage* status_ = nullptr;
     const ingest::CityAggregates* city_ = nullptr;

@@ -2,6 +2,7 @@
 #include "gateway/http/http_server.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -35,6 +37,7 @@ void bump(prometheus::Counter* counter) {
 // Everything the listener and its sessions share; sessions may outlive the listener.
 struct ServerState {
     HttpHandler handler;
+    AsyncHttpHandler async_handler;  // when set, answers every request instead of `handler`
     HttpServerOptions options;
 
     // Open connections in total and per source address, admitted and released together.
@@ -201,6 +204,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
             return;
         }
         HttpRequest request = parser_->release();
+        if (state_->async_handler) return hand_on(std::move(request));
         HttpResponse response;
         try {
             response = state_->handler(request, peer_);
@@ -214,6 +218,30 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         response.version(request.version());
         response.keep_alive(response.keep_alive() && request.keep_alive());
         write(std::move(response));
+    }
+
+    // Gives the request to the asynchronous handler; its answer comes back through the strand.
+    void hand_on(HttpRequest request) {
+        auto answered = std::make_shared<std::atomic<bool>>(false);
+        HttpRespond respond = [self = this->shared_from_this(), answered,
+                               version = request.version(), keep_alive = request.keep_alive()](
+                                  HttpResponse response, std::shared_ptr<void> keep) {
+            if (answered->exchange(true)) return;
+            boost::asio::post(self->lowest().get_executor(),
+                              [self, version, keep_alive, response = std::move(response),
+                               keep = std::move(keep)]() mutable {
+                                  response.version(version);
+                                  response.keep_alive(response.keep_alive() && keep_alive);
+                                  self->keep_ = std::move(keep);
+                                  self->write(std::move(response));
+                              });
+        };
+        try {
+            state_->async_handler(std::move(request), peer_, respond);
+        } catch (const std::exception& e) {
+            CG_LOG_LIMITED(state_->handler_log, error) << "http handler threw: " << e.what();
+            respond(error_response(http::status::internal_server_error, e.what()), nullptr);
+        }
     }
 
     static HttpResponse error_response(http::status status, std::string_view message) {
@@ -232,6 +260,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         lowest().expires_after(state_->options.body_timeout);
         http::async_write(stream_, response_,
                           [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->keep_.reset();
                               if (ec) {
                                   if (ec == beast::error::timeout)
                                       bump(self->state_->timeout_write);
@@ -256,6 +285,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     beast::flat_buffer buffer_{request_header_limit + request_body_limit};
     std::optional<http::request_parser<http::string_body>> parser_;
     HttpResponse response_;
+    std::shared_ptr<void> keep_;  // what the handler asked to keep until response_ is written
     std::shared_ptr<ServerState> state_;
     boost::asio::ip::address peer_;
 };
@@ -301,6 +331,9 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
     }
 
     tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+
+    // Before accept(): every request goes to `handler`.
+    void set_async_handler(AsyncHttpHandler handler) { state_->async_handler = std::move(handler); }
 
   private:
     void on_accept(beast::error_code ec, tcp::socket socket) {
@@ -363,6 +396,12 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
 HttpServer::HttpServer(boost::asio::io_context& io, const tcp::endpoint& endpoint,
                        HttpHandler handler, HttpServerOptions options)
     : listener_(std::make_shared<Listener>(io, endpoint, std::move(handler), options)) {}
+
+HttpServer::HttpServer(boost::asio::io_context& io, const tcp::endpoint& endpoint,
+                       AsyncHttpHandler handler, HttpServerOptions options)
+    : HttpServer(io, endpoint, HttpHandler{}, options) {
+    listener_->set_async_handler(std::move(handler));
+}
 
 HttpServer::~HttpServer() = default;
 

@@ -1,7 +1,9 @@
 // A small HTTP/1.1 server on Boost.Beast: listener and session, keep-alive, optional TLS, limits
 // at the edge (request body limit; a deadline for a request's whole header, for its body and for
 // an idle keep-alive connection; open connections in total and per source address; back-off
-// when accept fails). Requests are answered by a handler on the I/O thread.
+// when accept fails). Each connection runs on a strand, so any number of threads may run the
+// io_context. Requests are answered by a handler on the I/O thread, or handed to an asynchronous
+// one that answers later (queries answer from the query pool).
 #pragma once
 
 #include <chrono>
@@ -25,6 +27,15 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 // Called with each request and the address of the client that sent it.
 using HttpHandler =
     std::function<HttpResponse(const HttpRequest&, const boost::asio::ip::address& peer)>;
+// Answers one request, from any thread, exactly once (later calls are ignored); the response is
+// written on the connection's strand. `keep` (may be null) is held until the response is written
+// or the connection closes: a query's budget, so an answer waiting for a slow reader stays
+// counted.
+using HttpRespond = std::function<void(HttpResponse response, std::shared_ptr<void> keep)>;
+// Takes a request and answers it through `respond`, at once or later (from a query pool, say).
+// The connection reads nothing more until it has answered.
+using AsyncHttpHandler = std::function<void(
+    HttpRequest request, const boost::asio::ip::address& peer, HttpRespond respond)>;
 
 struct HttpServerOptions {
     // From accept (or, on a keep-alive connection, from the first byte of the next request) to
@@ -46,6 +57,9 @@ class HttpServer {
     // Binds and listens; throws boost::system::system_error when the endpoint is unusable.
     HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
                HttpHandler handler, HttpServerOptions options = {});
+    // The same with a handler that may answer later, from another thread.
+    HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
+               AsyncHttpHandler handler, HttpServerOptions options = {});
     ~HttpServer();
 
     void start();

@@ -46,6 +46,11 @@ std::string use_message(const std::vector<http::verb>& methods) {
 
 }  // namespace
 
+RouteHandler on_query_pool(RouteHandler handler) {
+    handler.on_query_pool_ = true;
+    return handler;
+}
+
 HttpResponse json_response(http::status status, std::string body) {
     HttpResponse response(status, 11);
     response.set(http::field::content_type, "application/json");
@@ -102,15 +107,18 @@ bool Router::match(const Route& route, std::string_view path,
     return true;
 }
 
-HttpResponse Router::dispatch(const HttpRequest& request,
-                              const boost::asio::ip::address& peer) const {
+Router::Resolved Router::resolve(const HttpRequest& request,
+                                 const boost::asio::ip::address& peer) const {
+    Resolved resolved;
     std::string_view target(request.target().data(), request.target().size());
     std::size_t question = target.find('?');
     std::string_view path = target.substr(0, question);
     std::string_view query =
         question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
 
-    std::vector<std::string_view> params;
+    std::vector<std::string_view>& params = resolved.params;
+    resolved.path = path;
+    resolved.query = query;
     for (const Route& route : routes_) {
         if (!match(route, path, params)) continue;
         if (std::find(route.methods.begin(), route.methods.end(), request.method()) ==
@@ -123,17 +131,58 @@ HttpResponse Router::dispatch(const HttpRequest& request,
                 allow += method_name(method);
             }
             response.set(http::field::allow, allow);
-            return response;
+            resolved.answer = std::move(response);
+            return resolved;
         }
         HttpCall call{request, path, query, params, peer};
         bool reading = request.method() == http::verb::get || request.method() == http::verb::head;
         Scope scope = reading ? route.scope.reading : route.scope.changing;
         if (authorizer_ && scope != Scope::open) {
-            if (auto refusal = authorizer_(call, scope)) return std::move(*refusal);
+            if (auto refusal = authorizer_(call, scope)) {
+                resolved.answer = std::move(*refusal);
+                return resolved;
+            }
         }
-        return route.handler(call);
+        resolved.route = &route;
+        return resolved;
     }
-    return json_error(http::status::not_found, "no such endpoint: " + std::string(path));
+    resolved.answer = json_error(http::status::not_found, "no such endpoint: " + std::string(path));
+    return resolved;
+}
+
+HttpResponse Router::dispatch(const HttpRequest& request,
+                              const boost::asio::ip::address& peer) const {
+    Resolved resolved = resolve(request, peer);
+    if (resolved.answer) return std::move(*resolved.answer);
+    return resolved.route->handler(
+        HttpCall{request, resolved.path, resolved.query, resolved.params, peer});
+}
+
+void Router::dispatch(std::shared_ptr<const HttpRequest> request,
+                      const boost::asio::ip::address& peer, HttpRespond respond,
+                      std::chrono::steady_clock::time_point received) const {
+    Resolved resolved = resolve(*request, peer);
+    if (resolved.answer) return respond(std::move(*resolved.answer), nullptr);
+    auto run = [this, request, peer, received](const Resolved& found, HttpRespond& answer) {
+        std::shared_ptr<void> keep;
+        HttpResponse response = found.route->handler(
+            HttpCall{*request, found.path, found.query, found.params, peer, received, &keep});
+        answer(std::move(response), std::move(keep));
+    };
+    if (!pool_ || !resolved.route->handler.on_query_pool()) return run(resolved, respond);
+    bool queued = pool_->try_post([run, resolved = std::move(resolved), respond]() mutable {
+        try {
+            run(resolved, respond);
+        } catch (const std::exception& e) {
+            respond(json_error(http::status::internal_server_error, e.what()), nullptr);
+        }
+    });
+    if (!queued) {
+        respond(json_error(http::status::service_unavailable,
+                           "server busy: every query thread is busy and the query queue is full "
+                           "(http.query_threads, http.query_queue); try again later"),
+                nullptr);
+    }
 }
 
 }  // namespace citygate::gateway

@@ -3,11 +3,14 @@
 // path segment (percent-encoded as sent) that reaches the handler in `params`, in order.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <optional>
@@ -15,6 +18,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include "gateway/http/http_server.hpp"
+#include "gateway/http/query_pool.hpp"
 #include "gateway/http/tokens.hpp"
 
 namespace citygate::gateway {
@@ -26,8 +30,36 @@ struct HttpCall {
     std::string_view query;                    // after '?', still encoded
     std::span<const std::string_view> params;  // `{name}` segments of the pattern
     boost::asio::ip::address peer;             // the client's address (unspecified in tests)
+    // When the request was read: a query's deadline counts from here, its wait for the query
+    // pool included.
+    std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now();
+    // Where a handler may put what must live until its answer is written (a query's budget, which
+    // counts the answer's memory); null when the caller keeps nothing.
+    std::shared_ptr<void>* keep = nullptr;
 };
-using RouteHandler = std::function<HttpResponse(const HttpCall&)>;
+
+// A route's handler, and where it runs: on the HTTP I/O thread (cheap, bounded work: health,
+// metrics), or on the query pool when made with on_query_pool() (storage reads, checkpoints).
+class RouteHandler {
+  public:
+    using Function = std::function<HttpResponse(const HttpCall&)>;
+    RouteHandler() = default;
+    template <typename F,
+              typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, RouteHandler> &&
+                                          std::is_invocable_r_v<HttpResponse, F&, const HttpCall&>>>
+    RouteHandler(F function) : function_(std::move(function)) {}  // NOLINT: any callable
+
+    HttpResponse operator()(const HttpCall& call) const { return function_(call); }
+    bool on_query_pool() const { return on_query_pool_; }
+
+  private:
+    friend RouteHandler on_query_pool(RouteHandler handler);
+    Function function_;
+    bool on_query_pool_ = false;
+};
+
+// `handler`, run on the query pool (see Router::set_query_pool).
+RouteHandler on_query_pool(RouteHandler handler);
 
 // The scope a route needs: one for every method, or one for GET/HEAD and another for the methods
 // that change something (`{Scope::read, Scope::admin}`).
@@ -56,11 +88,22 @@ class Router {
     // call goes ahead. Call before the first request.
     void set_authorizer(RouteAuthorizer authorizer) { authorizer_ = std::move(authorizer); }
 
+    // Runs on_query_pool() routes on `pool` (without one they run on the caller's thread). The
+    // pool must outlive every dispatch. Call before the first request.
+    void set_query_pool(QueryPool* pool) { pool_ = pool; }
+
     // Answers with the route's handler; 404 when no pattern matches the path, 405 with an Allow
     // header when one does but not for this method. Errors are JSON ({"status":"error",...}).
-    // Thread safe once routes are added.
+    // Thread safe once routes are added. Runs every handler on the calling thread.
     HttpResponse dispatch(const HttpRequest& request,
                           const boost::asio::ip::address& peer = {}) const;
+    // The same, answering through `respond`: at once on this thread, except for on_query_pool()
+    // routes, which answer from a pool thread once the pool ran them (503 at once when its queue
+    // is full). Errors, 404, 405 and refusals are decided here, before anything is queued.
+    void dispatch(
+        std::shared_ptr<const HttpRequest> request, const boost::asio::ip::address& peer,
+        HttpRespond respond,
+        std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now()) const;
 
   private:
     struct Route {
@@ -69,12 +112,22 @@ class Router {
         RouteHandler handler;
         RouteScope scope = Scope::open;
     };
+    // What a request reached: its route and the call's parts, or the answer instead (404, 405,
+    // the authorizer's refusal). Views into the request.
+    struct Resolved {
+        const Route* route = nullptr;
+        std::string_view path, query;
+        std::vector<std::string_view> params;
+        std::optional<HttpResponse> answer;
+    };
+    Resolved resolve(const HttpRequest& request, const boost::asio::ip::address& peer) const;
     // Whether `path` matches `route`; fills `params` when it does.
     static bool match(const Route& route, std::string_view path,
                       std::vector<std::string_view>& params);
 
     std::vector<Route> routes_;
     RouteAuthorizer authorizer_;
+    QueryPool* pool_ = nullptr;
 };
 
 // A JSON response with `body`, and the API's error shape {"status":"error","error":"..."}.

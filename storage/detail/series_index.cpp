@@ -7,16 +7,6 @@
 #include "storage/selector.hpp"
 
 namespace citygate::storage::detail {
-namespace {
-
-std::vector<std::uint64_t> intersect(const std::vector<std::uint64_t>& a,
-                                     const std::vector<std::uint64_t>& b) {
-    std::vector<std::uint64_t> out;
-    std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
-    return out;
-}
-
-}  // namespace
 
 SeriesIndex::AddResult SeriesIndex::add(std::string_view key, std::uint64_t& id) {
     if (keys_.size() >= max_series_) return AddResult::limit_reached;
@@ -66,57 +56,92 @@ void SeriesIndex::index_tags(std::uint64_t id, std::string_view key, bool add) {
     auto& [measurement, tags] = parsed.value();
     tags.emplace_back("__name__", measurement);
     for (const auto& [name, value] : tags) {
-        auto& list = postings_[name][value];
+        Label& label = labels_[name];
+        auto [entry, created] = label.postings.try_emplace(value);
+        if (created) label.entries.push_back(&*entry);
+        auto& list = entry->second;
         if (add) {
             list.push_back(id);  // ids grow, so lists stay sorted
         } else if (!list.empty() && list.back() == id) {
-            list.pop_back();
-            if (list.empty()) {
-                auto& values = postings_[name];
-                values.erase(value);
-                if (values.empty()) postings_.erase(name);
-            }
+            list.pop_back();  // the entry stays: readers may hold a pointer to it
         }
     }
 }
 
-// Ids of series that carry label m.name() with a value m accepts (accepted=true) or rejects.
-std::vector<std::uint64_t> SeriesIndex::ids_where(const CompiledMatcher& m, bool accepted) const {
-    std::vector<std::uint64_t> out;
-    auto values = postings_.find(m.name());
-    if (values == postings_.end()) return out;
-    if (m.op() == Matcher::Op::equal && accepted) {
-        auto it = values->second.find(m.value());
-        if (it != values->second.end()) out = it->second;
-        return out;
-    }
-    std::size_t lists = 0;
-    for (const auto& [value, ids] : values->second) {
-        if (m.matches(value) == accepted) {
-            out.insert(out.end(), ids.begin(), ids.end());
-            ++lists;
+Status SeriesIndex::ids_where(const CompiledMatcher& m, bool accepted, QueryBudget& budget,
+                              std::vector<std::uint64_t>& out) const {
+    out.clear();
+    using Entry = Postings::value_type;
+    std::vector<const Entry*> entries;
+    {
+        std::shared_lock lock(mutex_);
+        auto label = labels_.find(m.name());
+        if (label == labels_.end()) return Status::ok();
+        if (m.op() == Matcher::Op::equal && accepted) {
+            auto it = label->second.postings.find(m.value());
+            if (it == label->second.postings.end()) return Status::ok();
+            if (auto s = budget.grow(out, it->second.size()); !s.is_ok()) return s;
+            out.assign(it->second.begin(), it->second.end());
+            return Status::ok();
         }
+        const auto& all = label->second.entries;
+        if (auto s = budget.grow(entries, all.size()); !s.is_ok()) return s;
+        entries.assign(all.begin(), all.end());
     }
-    if (lists > 1) std::sort(out.begin(), out.end());
-    return out;
+    // The matcher runs here, outside the lock, so the writer keeps adding series meanwhile.
+    std::vector<const Entry*> chosen;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (i % 1024 == 1023) {
+            if (auto s = budget.check(); !s.is_ok()) return s;
+        }
+        if (m.matches(entries[i]->first) != accepted) continue;
+        if (auto s = budget.grow(chosen, 1); !s.is_ok()) return s;
+        chosen.push_back(entries[i]);
+    }
+    if (chosen.empty()) return Status::ok();
+    {
+        std::shared_lock lock(mutex_);  // the lists themselves grow under the writer's lock
+        std::size_t total = 0;
+        for (const Entry* entry : chosen)
+            total += entry->second.size();
+        if (auto s = budget.grow(out, total); !s.is_ok()) return s;
+        for (const Entry* entry : chosen)
+            out.insert(out.end(), entry->second.begin(), entry->second.end());
+    }
+    if (chosen.size() > 1) std::sort(out.begin(), out.end());
+    return Status::ok();
 }
 
-std::vector<std::uint64_t> SeriesIndex::match(const std::vector<CompiledMatcher>& matchers) const {
-    std::shared_lock lock(mutex_);
+Status SeriesIndex::match(const std::vector<CompiledMatcher>& matchers, QueryBudget& budget,
+                          std::vector<std::uint64_t>& out) const {
+    out.clear();
     const std::uint64_t published = published_.load(std::memory_order_acquire);
     std::optional<std::vector<std::uint64_t>> candidates;
+    std::vector<std::uint64_t> ids;
     // A matcher that rejects the empty value needs the label present with an accepted value: its
     // postings bound the candidates. One that accepts "" (`x!="a"`, `x=~".*"`) can only exclude.
     for (const auto& m : matchers) {
         if (m.matches("")) continue;
-        auto ids = ids_where(m, true);
-        candidates = candidates ? intersect(*candidates, ids) : std::move(ids);
-        if (candidates->empty()) return {};
+        if (auto s = ids_where(m, true, budget, ids); !s.is_ok()) return s;
+        if (!candidates) {
+            candidates = std::move(ids);
+            ids = {};
+        } else {
+            std::vector<std::uint64_t> both;
+            if (auto s = budget.grow(both, std::min(ids.size(), candidates->size())); !s.is_ok()) {
+                return s;
+            }
+            std::set_intersection(candidates->begin(), candidates->end(), ids.begin(), ids.end(),
+                                  std::back_inserter(both));
+            candidates = std::move(both);
+        }
+        if (candidates->empty()) return Status::ok();
     }
     if (!candidates) {
-        candidates.emplace(published);
+        candidates.emplace();
+        if (auto s = budget.grow(*candidates, published); !s.is_ok()) return s;
         for (std::uint64_t i = 0; i < published; ++i)
-            (*candidates)[i] = i;
+            candidates->push_back(i);
     } else {
         // Ids are dense and sorted: drop the unpublished tail.
         auto end = std::lower_bound(candidates->begin(), candidates->end(), published);
@@ -124,36 +149,45 @@ std::vector<std::uint64_t> SeriesIndex::match(const std::vector<CompiledMatcher>
     }
     for (const auto& m : matchers) {
         if (!m.matches("")) continue;
-        auto excluded = ids_where(m, false);
+        if (auto s = ids_where(m, false, budget, ids); !s.is_ok()) return s;
         std::vector<std::uint64_t> kept;
-        std::set_difference(candidates->begin(), candidates->end(), excluded.begin(),
-                            excluded.end(), std::back_inserter(kept));
+        if (auto s = budget.grow(kept, candidates->size()); !s.is_ok()) return s;
+        std::set_difference(candidates->begin(), candidates->end(), ids.begin(), ids.end(),
+                            std::back_inserter(kept));
         candidates = std::move(kept);
     }
-    return std::move(*candidates);
+    out = std::move(*candidates);
+    return Status::ok();
 }
 
-std::vector<std::string> SeriesIndex::label_values(std::string_view name,
-                                                   const std::vector<std::uint64_t>& ids) const {
-    std::shared_lock lock(mutex_);
-    std::vector<std::string> out;
-    auto values = postings_.find(name);
-    if (values == postings_.end()) return out;
-    for (const auto& [value, list] : values->second) {
-        auto a = list.begin();
-        auto b = ids.begin();
-        while (a != list.end() && b != ids.end()) {
-            if (*a < *b) {
-                ++a;
-            } else if (*b < *a) {
-                ++b;
-            } else {
-                out.push_back(value);
-                break;
-            }
+Status SeriesIndex::label_values(std::string_view name, const std::vector<std::uint64_t>& ids,
+                                 QueryBudget& budget, std::vector<std::string>& out) const {
+    // From the ids' keys, one short lock each: a label's postings can hold millions of values.
+    out.clear();
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (i % 1024 == 1023) {
+            if (auto s = budget.check(); !s.is_ok()) return s;
         }
+        auto parsed = parse_series_key(key(ids[i]));
+        if (!parsed.is_ok()) continue;  // an id the index does not hold
+        auto& [measurement, tags] = parsed.value();
+        std::string* value = nullptr;
+        if (name == "__name__") {
+            value = &measurement;
+        } else {
+            auto tag =
+                std::lower_bound(tags.begin(), tags.end(), name,
+                                 [](const Tag& t, std::string_view n) { return t.first < n; });
+            if (tag != tags.end() && tag->first == name) value = &tag->second;
+        }
+        if (!value) continue;
+        if (auto s = budget.grow(out, 1); !s.is_ok()) return s;
+        if (auto s = budget.charge(value->size()); !s.is_ok()) return s;
+        out.push_back(std::move(*value));
     }
-    return out;
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return Status::ok();
 }
 
 }  // namespace citygate::storage::detail

@@ -1,6 +1,8 @@
 // One shard's series index: canonical key <-> dense 64-bit id, and tag postings (name -> value
 // -> sorted ids) so a selector finds its series without scanning every key. Persistence is the
 // shard's job (it writes index records in the same WriteBatch as the batch that created them).
+// Readers never evaluate a matcher under the lock the writer needs to add a series: they copy
+// pointers to a label's values under it and match outside it.
 #pragma once
 
 #include <atomic>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "storage/detail/matcher.hpp"
+#include "storage/query_budget.hpp"
 
 namespace citygate::storage::detail {
 
@@ -45,12 +48,14 @@ class SeriesIndex {
     // Thread safe. The key of an id; empty for an id the index does not hold.
     std::string key(std::uint64_t id) const;
 
-    // Thread safe. Ids (sorted) of the published series every matcher accepts: a series whose
-    // first write is not in the WAL yet (or failed) is not listed.
-    std::vector<std::uint64_t> match(const std::vector<CompiledMatcher>& matchers) const;
-    // Thread safe. Values of label `name` among the given ids (sorted), sorted.
-    std::vector<std::string> label_values(std::string_view name,
-                                          const std::vector<std::uint64_t>& ids) const;
+    // Thread safe. Ids (sorted) of the published series every matcher accepts, into `out`: a
+    // series whose first write is not in the WAL yet (or failed) is not listed. The id lists
+    // and value copies are charged to `budget`, which is checked while matching.
+    [[nodiscard]] Status match(const std::vector<CompiledMatcher>& matchers, QueryBudget& budget,
+                               std::vector<std::uint64_t>& out) const;
+    // Thread safe. Values of label `name` among the given ids, sorted and distinct, into `out`.
+    [[nodiscard]] Status label_values(std::string_view name, const std::vector<std::uint64_t>& ids,
+                                      QueryBudget& budget, std::vector<std::string>& out) const;
 
   private:
     struct Hash {
@@ -60,16 +65,27 @@ class SeriesIndex {
         }
     };
     using Postings = std::map<std::string, std::vector<std::uint64_t>, std::less<>>;
+    struct Label {
+        Postings postings;  // value -> sorted ids
+        // Every value's entry, in the order the values appeared. Entries are never erased (a
+        // series rolled back leaves its value with an empty list), so these pointers and the
+        // value strings they lead to stay valid and unchanged for the index's life: readers copy
+        // them under the lock and read the values outside it.
+        std::vector<const Postings::value_type*> entries;
+    };
 
     void index_tags(std::uint64_t id, std::string_view key, bool add);
-    std::vector<std::uint64_t> ids_where(const CompiledMatcher& m, bool accepted) const;
+    // Ids (sorted) of series that carry label m.name() with a value m accepts (accepted=true)
+    // or rejects; the values are matched outside the lock.
+    [[nodiscard]] Status ids_where(const CompiledMatcher& m, bool accepted, QueryBudget& budget,
+                                   std::vector<std::uint64_t>& out) const;
 
     std::size_t max_series_;
     mutable std::shared_mutex mutex_;  // guards mutation against readers of postings and keys
     std::deque<std::string> keys_;
     std::atomic<std::uint64_t> published_{0};
     std::unordered_map<std::string_view, std::uint64_t, Hash, std::equal_to<>> ids_;
-    std::map<std::string, Postings, std::less<>> postings_;
+    std::map<std::string, Label, std::less<>> labels_;  // names are never erased either
 };
 
 }  // namespace citygate::storage::detail

@@ -60,6 +60,7 @@ struct ShardOptions {
     // The engine's memtable budget, shared by every shard; null: unbounded.
     std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
     StorageTuning tuning;
+    std::chrono::milliseconds test_read_delay{0};  // reads sleep this long before each series
 };
 
 struct ShardStats {
@@ -96,24 +97,26 @@ class Shard {
     // Only after a successful try_reserve() for write.points.size().
     void push(QueuedWrite write);
 
-    // Readers, thread safe.
-    std::vector<std::uint64_t> match(const std::vector<CompiledMatcher>& matchers) const {
-        return index_.match(matchers);
+    // Readers, thread safe. Each charges what it holds to `budget` before allocating it and
+    // checks the budget between series and per chunk; the budget's first failure is returned.
+    [[nodiscard]] Status match(const std::vector<CompiledMatcher>& matchers, QueryBudget& budget,
+                               std::vector<std::uint64_t>& ids) const {
+        return index_.match(matchers, budget, ids);
     }
     std::string series_key(std::uint64_t id) const { return index_.key(id); }
-    std::vector<std::string> label_values(std::string_view name,
-                                          const std::vector<std::uint64_t>& ids) const {
-        return index_.label_values(name, ids);
+    [[nodiscard]] Status label_values(std::string_view name, const std::vector<std::uint64_t>& ids,
+                                      QueryBudget& budget, std::vector<std::string>& out) const {
+        return index_.label_values(name, ids, budget, out);
     }
-    // Committed points of each id with start <= ts < end. `budget` is decremented by the points
-    // returned; limit_exceeded once it would go below zero.
+    // Committed points of each id with start <= ts < end; series without points are left out.
+    // Points are counted against the budget's max_points.
     [[nodiscard]] Status read_raw(const std::vector<std::uint64_t>& ids, std::int64_t start,
-                                  std::int64_t end, std::int64_t& budget,
+                                  std::int64_t end, QueryBudget& budget,
                                   std::vector<SeriesSamples>& out) const;
     // Committed rollup buckets of `resolution` (1m or 1h) with start <= bucket < end; buckets
-    // include the head. Returned per id, sorted by bucket start.
+    // include the head. Returned per id, sorted by bucket start; buckets count as points.
     [[nodiscard]] Status read_rollups(const std::vector<std::uint64_t>& ids, Resolution resolution,
-                                      std::int64_t start, std::int64_t end, std::int64_t& budget,
+                                      std::int64_t start, std::int64_t end, QueryBudget& budget,
                                       std::vector<std::vector<RollupBucket>>& out) const;
 
     ShardStats stats() const;
@@ -178,6 +181,13 @@ class Shard {
     [[nodiscard]] Status write_rollups(std::uint64_t id, std::int64_t window, const CfHandle& cf,
                                        const std::vector<Sample>& raw, bool replace,
                                        rocksdb::WriteBatch& batch);
+    // One series' committed points in [start, end) from the chunks under `ro`'s snapshot, merged
+    // with `head` (its head points, in arrival order); not counted as points.
+    [[nodiscard]] Status read_series(std::uint64_t id, std::int64_t start, std::int64_t end,
+                                     const rocksdb::ReadOptions& ro,
+                                     const std::vector<std::pair<std::int64_t, CfHandle>>& windows,
+                                     std::vector<Sample>& head, QueryBudget& budget,
+                                     std::vector<Sample>& out) const;
     [[nodiscard]] Status read_last_chunk(std::uint64_t id, ChunkState& state) const;
     [[nodiscard]] Status load_state(std::uint64_t id, SeriesState& state);
     void drop_expired_windows();

@@ -4,7 +4,10 @@
 
 #include <rocksdb/utilities/checkpoint.h>
 
+#include <algorithm>
+#include <iterator>
 #include <optional>
+#include <thread>
 
 #include "storage/detail/keys.hpp"
 #include "storage/detail/layout.hpp"
@@ -30,29 +33,92 @@ class SnapshotGuard {
     const rocksdb::Snapshot* snapshot_;
 };
 
-// The head of one series in [start, end): handed-off points, then pending ones, which is
-// arrival order, so sort_keep_last() keeps the newest of duplicates.
+// The head of one series in [start, end), charged to the budget: handed-off points, then pending
+// ones, which is arrival order, so sort_keep_last() keeps the newest of duplicates. Runs under the
+// head lock: charge() never waits.
 template <typename State>
-void copy_head(const State& st, std::int64_t start, std::int64_t end, std::vector<Sample>& out) {
-    if (st.flushing) {
-        for (const auto& p : *st.flushing) {
-            if (p.ts >= start && p.ts < end) out.push_back(p);
-        }
-    }
-    for (const auto& p : st.pending) {
-        if (p.ts >= start && p.ts < end) out.push_back(p);
-    }
+Status copy_head(const State& st, std::int64_t start, std::int64_t end, QueryBudget& budget,
+                 std::vector<Sample>& out) {
+    auto in_range = [&](const Sample& p) { return p.ts >= start && p.ts < end; };
+    std::size_t n =
+        static_cast<std::size_t>(std::count_if(st.pending.begin(), st.pending.end(), in_range));
+    if (st.flushing) n += std::count_if(st.flushing->begin(), st.flushing->end(), in_range);
+    if (n == 0) return Status::ok();
+    if (auto s = budget.grow(out, n); !s.is_ok()) return s;
+    if (st.flushing)
+        std::copy_if(st.flushing->begin(), st.flushing->end(), std::back_inserter(out), in_range);
+    std::copy_if(st.pending.begin(), st.pending.end(), std::back_inserter(out), in_range);
+    return Status::ok();
 }
 
-Status limit_error(const char* what, std::int64_t limit) {
-    return Status::error(Status::Code::limit_exceeded,
-                         std::string("query: more than ") + std::to_string(limit) + " " + what);
+// Frees a vector the budget paid for and gives its bytes back.
+template <typename T>
+void free_charged(std::vector<T>& v, QueryBudget& budget) {
+    budget.release(v.capacity() * sizeof(T));
+    std::vector<T>().swap(v);
 }
 
 }  // namespace
 
+Status Shard::read_series(std::uint64_t id, std::int64_t start, std::int64_t end,
+                          const rocksdb::ReadOptions& ro,
+                          const std::vector<std::pair<std::int64_t, CfHandle>>& windows,
+                          std::vector<Sample>& head, QueryBudget& budget,
+                          std::vector<Sample>& out) const {
+    std::vector<Sample> decoded;
+    std::size_t decoded_charged = 0;
+    for (auto& [ws, cf] : windows) {
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
+        RecordKey key;
+        it->SeekForPrev(record_key(RecordKind::chunk, id, start));
+        if (!it->Valid() || !parse_record_key(it->key().ToStringView(), key) ||
+            key.kind != RecordKind::chunk || key.series_id != id) {
+            it->Seek(record_key(RecordKind::chunk, id, start));
+        }
+        for (; it->Valid(); it->Next()) {
+            if (!parse_record_key(it->key().ToStringView(), key) || key.kind != RecordKind::chunk ||
+                key.series_id != id || key.ts >= end) {
+                break;
+            }
+            if (auto s = budget.check(); !s.is_ok()) return s;
+            decoded.clear();
+            if (auto s = decode_chunk(it->value().ToStringView(), decoded); !s.is_ok()) return s;
+            // A chunk's points are bounded by the chunk format: the scratch buffer is charged
+            // once it has grown to hold one.
+            if (decoded.capacity() > decoded_charged) {
+                if (auto s = budget.charge((decoded.capacity() - decoded_charged) * sizeof(Sample));
+                    !s.is_ok()) {
+                    return s;
+                }
+                decoded_charged = decoded.capacity();
+            }
+            auto in_range = [&](const Sample& p) { return p.ts >= start && p.ts < end; };
+            auto n =
+                static_cast<std::size_t>(std::count_if(decoded.begin(), decoded.end(), in_range));
+            if (auto s = budget.count_points(n); !s.is_ok()) return s;
+            if (auto s = budget.grow(out, n); !s.is_ok()) return s;
+            std::copy_if(decoded.begin(), decoded.end(), std::back_inserter(out), in_range);
+        }
+        if (!it->status().ok()) return from_rocks(it->status(), "read chunks");
+    }
+    budget.release(decoded_charged * sizeof(Sample));
+    if (!head.empty()) {
+        sort_keep_last(head);
+        if (auto s = budget.count_points(head.size()); !s.is_ok()) return s;
+        if (auto s = budget.charge((out.size() + head.size()) * sizeof(Sample)); !s.is_ok()) {
+            return s;
+        }
+        std::vector<Sample> merged = merge_samples(out, head);
+        free_charged(out, budget);
+        free_charged(head, budget);
+        out = std::move(merged);
+    }
+    return Status::ok();
+}
+
 Status Shard::read_raw(const std::vector<std::uint64_t>& ids, std::int64_t start, std::int64_t end,
-                       std::int64_t& budget, std::vector<SeriesSamples>& out) const {
+                       QueryBudget& budget, std::vector<SeriesSamples>& out) const {
+    if (auto s = budget.charge(ids.size() * sizeof(std::vector<Sample>)); !s.is_ok()) return s;
     std::vector<std::vector<Sample>> head(ids.size());
     std::optional<SnapshotGuard> snapshot;
     {
@@ -60,55 +126,42 @@ Status Shard::read_raw(const std::vector<std::uint64_t>& ids, std::int64_t start
         // under the exclusive lock, so each point is seen exactly once.
         std::shared_lock lock(head_mutex_);
         snapshot.emplace(db_.get());
-        for (std::size_t i = 0; i < ids.size(); ++i)
-            copy_head(states_[ids[i]], start, end, head[i]);
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            if (auto s = copy_head(states_[ids[i]], start, end, budget, head[i]); !s.is_ok()) {
+                return s;
+            }
+        }
     }
     auto windows = windows_overlapping(start, end);
     rocksdb::ReadOptions ro;
     ro.snapshot = snapshot->get();
     ro.prefix_same_as_start = true;
-    std::vector<Sample> decoded;
     for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (options_.test_read_delay.count() > 0) {
+            std::this_thread::sleep_for(options_.test_read_delay);
+        }
+        if (auto s = budget.check(); !s.is_ok()) return s;
         std::uint64_t id = ids[i];
         SeriesSamples series{id, index_.key(id), {}};
-        for (auto& [ws, cf] : windows) {
-            std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
-            RecordKey key;
-            it->SeekForPrev(record_key(RecordKind::chunk, id, start));
-            if (!it->Valid() || !parse_record_key(it->key().ToStringView(), key) ||
-                key.kind != RecordKind::chunk || key.series_id != id) {
-                it->Seek(record_key(RecordKind::chunk, id, start));
-            }
-            for (; it->Valid(); it->Next()) {
-                if (!parse_record_key(it->key().ToStringView(), key) ||
-                    key.kind != RecordKind::chunk || key.series_id != id || key.ts >= end) {
-                    break;
-                }
-                decoded.clear();
-                if (auto s = decode_chunk(it->value().ToStringView(), decoded); !s.is_ok()) {
-                    return s;
-                }
-                for (const auto& p : decoded) {
-                    if (p.ts >= start && p.ts < end) series.samples.push_back(p);
-                }
-            }
-            if (!it->status().ok()) return from_rocks(it->status(), "read chunks");
+        if (auto s = budget.charge(series.key.capacity()); !s.is_ok()) return s;
+        if (auto s = read_series(id, start, end, ro, windows, head[i], budget, series.samples);
+            !s.is_ok()) {
+            return s;
         }
-        if (!head[i].empty()) {
-            sort_keep_last(head[i]);
-            series.samples = merge_samples(series.samples, head[i]);
-        }
-        budget -= static_cast<std::int64_t>(series.samples.size());
-        if (budget < 0) return limit_error("points", 0);
-        if (!series.samples.empty()) out.push_back(std::move(series));
+        if (series.samples.empty()) continue;
+        if (auto s = budget.grow(out, 1); !s.is_ok()) return s;
+        out.push_back(std::move(series));
     }
     return Status::ok();
 }
 
 Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution resolution,
-                           std::int64_t start, std::int64_t end, std::int64_t& budget,
+                           std::int64_t start, std::int64_t end, QueryBudget& budget,
                            std::vector<std::vector<RollupBucket>>& out) const {
     const std::int64_t width = static_cast<std::int64_t>(resolution);
+    if (auto s = budget.charge(ids.size() * (sizeof(std::vector<Sample>) + 1)); !s.is_ok()) {
+        return s;
+    }
     std::vector<std::vector<Sample>> head(ids.size());
     std::vector<bool> late_head(ids.size(), false);
     std::optional<SnapshotGuard> snapshot;
@@ -117,7 +170,7 @@ Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution res
         snapshot.emplace(db_.get());
         for (std::size_t i = 0; i < ids.size(); ++i) {
             const auto& st = states_[ids[i]];
-            copy_head(st, start, end, head[i]);
+            if (auto s = copy_head(st, start, end, budget, head[i]); !s.is_ok()) return s;
             late_head[i] = st.pending_late || st.flushing_late;
         }
     }
@@ -125,50 +178,79 @@ Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution res
     rocksdb::ReadOptions ro;
     ro.snapshot = snapshot->get();
     ro.prefix_same_as_start = true;
+    if (auto s = budget.charge(ids.size() * sizeof(std::vector<RollupBucket>)); !s.is_ok()) {
+        return s;
+    }
     out.assign(ids.size(), {});
     for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (options_.test_read_delay.count() > 0) {
+            std::this_thread::sleep_for(options_.test_read_delay);
+        }
+        if (auto s = budget.check(); !s.is_ok()) return s;
         std::uint64_t id = ids[i];
         auto& buckets = out[i];
         if (late_head[i]) {
-            std::vector<SeriesSamples> raw;
-            std::int64_t unlimited = INT64_MAX;
-            if (auto s = read_raw({id}, start, end, unlimited, raw); !s.is_ok()) return s;
-            if (!raw.empty()) {
-                buckets = bucketize(raw[0].samples.data(), raw[0].samples.size(), width);
+            // A late point may change a persisted bucket: bucket the raw points instead.
+            std::vector<Sample> raw;
+            if (auto s = read_series(id, start, end, ro, windows, head[i], budget, raw);
+                !s.is_ok()) {
+                return s;
             }
-        } else {
-            for (auto& [ws, cf] : windows) {
-                auto kind =
-                    resolution == Resolution::hour ? RecordKind::rollup_1h : RecordKind::rollup_1m;
-                std::int64_t block_width =
-                    resolution == Resolution::hour ? options_.window_ms : kHour;
-                std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
-                it->Seek(record_key(kind, id, floor_to(std::max(start, ws), block_width)));
-                RecordKey key;
-                std::vector<RollupBucket> block;
-                for (; it->Valid(); it->Next()) {
-                    if (!parse_record_key(it->key().ToStringView(), key) || key.kind != kind ||
-                        key.series_id != id || key.ts >= end) {
-                        break;
-                    }
-                    block.clear();
-                    if (auto s = decode_rollups(it->value().ToStringView(), key.ts, width, block);
+            if (auto s = budget.charge(raw.size() * sizeof(RollupBucket)); !s.is_ok()) return s;
+            buckets = bucketize(raw.data(), raw.size(), width);
+            free_charged(raw, budget);
+            continue;
+        }
+        auto kind = resolution == Resolution::hour ? RecordKind::rollup_1h : RecordKind::rollup_1m;
+        std::int64_t block_width = resolution == Resolution::hour ? options_.window_ms : kHour;
+        std::vector<RollupBucket> block;
+        std::size_t block_charged = 0;
+        for (auto& [ws, cf] : windows) {
+            std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
+            it->Seek(record_key(kind, id, floor_to(std::max(start, ws), block_width)));
+            RecordKey key;
+            for (; it->Valid(); it->Next()) {
+                if (!parse_record_key(it->key().ToStringView(), key) || key.kind != kind ||
+                    key.series_id != id || key.ts >= end) {
+                    break;
+                }
+                if (auto s = budget.check(); !s.is_ok()) return s;
+                block.clear();
+                if (auto s = decode_rollups(it->value().ToStringView(), key.ts, width, block);
+                    !s.is_ok()) {
+                    return s;
+                }
+                if (block.capacity() > block_charged) {
+                    if (auto s = budget.charge((block.capacity() - block_charged) *
+                                               sizeof(RollupBucket));
                         !s.is_ok()) {
                         return s;
                     }
-                    for (const auto& b : block) {
-                        if (b.start >= start && b.start < end) buckets.push_back(b);
-                    }
+                    block_charged = block.capacity();
                 }
-                if (!it->status().ok()) return from_rocks(it->status(), "read rollups");
+                std::size_t n = 0;
+                for (const auto& b : block)
+                    n += b.start >= start && b.start < end ? 1 : 0;
+                if (auto s = budget.count_points(n); !s.is_ok()) return s;
+                if (auto s = budget.grow(buckets, n); !s.is_ok()) return s;
+                for (const auto& b : block) {
+                    if (b.start >= start && b.start < end) buckets.push_back(b);
+                }
             }
-            if (!head[i].empty()) {
-                sort_keep_last(head[i]);
-                merge_buckets(buckets, bucketize(head[i].data(), head[i].size(), width), false);
-            }
+            if (!it->status().ok()) return from_rocks(it->status(), "read rollups");
         }
-        budget -= static_cast<std::int64_t>(buckets.size());
-        if (budget < 0) return limit_error("points", 0);
+        budget.release(block_charged * sizeof(RollupBucket));
+        if (!head[i].empty()) {
+            sort_keep_last(head[i]);
+            if (auto s = budget.count_points(head[i].size()); !s.is_ok()) return s;
+            if (auto s =
+                    budget.charge((buckets.size() + 2 * head[i].size()) * sizeof(RollupBucket));
+                !s.is_ok()) {
+                return s;
+            }
+            merge_buckets(buckets, bucketize(head[i].data(), head[i].size(), width), false);
+            free_charged(head[i], budget);
+        }
     }
     return Status::ok();
 }

@@ -91,3 +91,16 @@ write("mqtt_session_fuzz", "v5_sub", b"\x8f" + session(5, ["subscribe", "unsubsc
       "disconnect_reason"]))
 write("mqtt_session_fuzz", "v5_connect_props", b"\x0f" + feed(h(V5["connect_props"])) + b"\xfa")
 write("mqtt_session_fuzz", "timeout", b"\x00\xf9")
+
+# http_query_fuzz: request targets of the query endpoints (path?query, encoded as sent).
+HTTP = {
+    "raw": "/api/v1/query_range?series=pm25%7Bdistrict%3D%22pudong%22%7D&start=1000&end=2000",
+    "step": "/api/v1/query_range?series=pm25&start=0&end=240000000000&step=60000",
+    "group": "/api/v1/query_range?match=%7B__name__%3D~%22pm.*%22%2Ctype!~%22a%7Cb%22%7D"
+        "&start=1&end=3600000&step=5m&function=rate&group_by=district,type&source=raw",
+    "series": "/api/v1/series?match=pm25%7Bdevice%3D~%22(a%2B)%2B%24%22%7D",
+    "labels": "/api/v1/labels/__name__/values?match=%7Bdistrict!%3D%22%22%7D",
+    "export": "/api/v1/export?series=pm10&start=-5&end=9223372036854775807&format=jsonl&rollup=1h",
+}
+for name, text in HTTP.items():
+    write("http_query_fuzz", name, text.encode())
