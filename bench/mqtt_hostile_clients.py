@@ -226,7 +226,7 @@ def partial(args):
 def dribble(args):
     gateway = Gateway(args.binary, args.toml)
     try:
-        size = 100_000
+        size = args.dribble_size
         whole = big_publish(size, "whole")
         s = mqtt_client(gateway.mqtt_port, "whole")
         time.sleep(0.5)
@@ -275,6 +275,7 @@ def main():
     parser.add_argument("--wait-deadline", type=float, default=0,
                         help="partial: wait this long after sending (e.g. 12 s for a 10 s deadline)")
     parser.add_argument("--toml", default="", help="config text for the gateway")
+    parser.add_argument("--dribble-size", type=int, default=100_000, help="dribble: packet bytes")
     parser.add_argument("--dribble-gap-us", type=float, default=0,
                         help="dribble: pause between bytes, so that each is a segment of its own "
                         "(a 100 KB packet then takes longer than the default 10 s "

@@ -46,8 +46,8 @@ void IoWorker::post_space_available() {
 }
 
 void IoWorker::throttle(std::shared_ptr<MqttConnection> connection,
-                        std::chrono::steady_clock::time_point until) {
-    context_.metrics.rate_limited.Increment();
+                        std::chrono::steady_clock::time_point until, bool rate_limited) {
+    if (rate_limited) context_.metrics.rate_limited.Increment();
     bool earliest = throttled_.empty() || until < throttled_.top().until;
     throttled_.push({until, std::move(connection)});
     if (!earliest) return;

@@ -80,8 +80,9 @@ class IoWorker {
 
     // I/O thread only. Resumes the connection's reading at `until` (publish rate limit); one
     // timer per thread serves every throttled connection.
+    // `rate_limited` false: not counted in citygate_rate_limited_total (a dribbling client).
     void throttle(std::shared_ptr<MqttConnection> connection,
-                  std::chrono::steady_clock::time_point until);
+                  std::chrono::steady_clock::time_point until, bool rate_limited = true);
 
     // I/O thread only. Calls connection->on_deadline() at `at` unless it is gone by then; one
     // timer per thread serves every connection's incomplete-packet and write deadlines.

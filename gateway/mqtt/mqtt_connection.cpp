@@ -8,6 +8,15 @@
 #include "gateway/ops/log.hpp"
 
 namespace citygate::gateway {
+namespace {
+
+// A read adding fewer bytes than this to an incomplete packet counts as dribbled; the next read
+// of that connection waits dribble_pause.
+constexpr std::size_t dribble_bytes = 512;
+constexpr auto dribble_pause = std::chrono::milliseconds(2);
+
+}  // namespace
+
 MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket,
                                boost::asio::ssl::context* tls)
     : worker_(worker),
@@ -69,6 +78,7 @@ void MqttConnection::refill_rate_tokens(std::chrono::steady_clock::time_point no
 
 void MqttConnection::end_throttle() {
     throttled_ = false;
+    coalescing_ = false;
     resume_reading();
 }
 
@@ -124,9 +134,17 @@ void MqttConnection::on_readable(const boost::system::error_code& ec) {
     if (ec) return peer_gone(ec);
     if (reading_stopped_ || paused_ || send_blocked_ || closing_) return;
     boost::system::error_code read_ec;
-    read_once(read_ec);
+    bool dribbling = read_once(read_ec);
     if (torn_down_) return;
     if (read_ec && read_ec != boost::asio::error::would_block) return peer_gone(read_ec);
+    if (dribbling && !throttled_ && !closing_) {
+        // A packet arriving a few bytes per segment would cost a wakeup and a read per segment:
+        // let its bytes gather in the socket first, so that a dribbling client is read at most
+        // every dribble_pause (a packet arriving in full-sized segments never waits).
+        throttled_ = coalescing_ = true;
+        return worker_.throttle(shared_from_this(),
+                                std::chrono::steady_clock::now() + dribble_pause, false);
+    }
     wait_readable();
 }
 
@@ -144,15 +162,15 @@ std::size_t MqttConnection::pull(std::uint8_t* to, std::size_t room,
     return n;
 }
 
-void MqttConnection::read_once(boost::system::error_code& ec) {
+bool MqttConnection::read_once(boost::system::error_code& ec) {
     if (partial_total_ > 0) {
         // The rest of a packet whose size is known goes straight behind the bytes held: a packet
         // dribbled a byte per segment costs one copy per byte, not one of the whole buffer.
         std::size_t n = pull(partial_.data() + partial_have_, partial_total_ - partial_have_, ec);
-        if (ec) return;
+        if (ec) return false;
         worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
         partial_have_ += static_cast<std::uint32_t>(n);
-        if (partial_have_ < partial_total_) return;
+        if (partial_have_ < partial_total_) return n < dribble_bytes;
         PacketBuffer packet = take_partial();
         std::size_t consumed = session_.on_bytes(packet.bytes(packet.size()));
         if (!closing_ && !torn_down_ && consumed != packet.size()) {
@@ -160,7 +178,7 @@ void MqttConnection::read_once(boost::system::error_code& ec) {
             session_.disconnect(mqtt::reason_code::implementation_specific_error);
         }
         finish_immediate_completions();
-        return;
+        return false;
     }
     // Nothing held, or a fixed header not yet complete (at most 4 bytes): read into the worker's
     // buffer behind them.
@@ -168,11 +186,12 @@ void MqttConnection::read_once(boost::system::error_code& ec) {
     std::size_t have = partial_have_;
     std::copy_n(partial_.data(), have, buffer.begin());
     std::size_t n = pull(buffer.data() + have, buffer.size() - have, ec);
-    if (ec) return;
+    if (ec) return false;
     worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
     auto since = have > 0 ? partial_since_ : std::chrono::steady_clock::now();
     take_partial();
     feed(std::span(buffer.data(), have + n), since);
+    return false;
 }
 
 void MqttConnection::on_tls_read(const boost::system::error_code& ec, std::size_t n) {
@@ -297,7 +316,8 @@ void MqttConnection::on_deadline(std::chrono::steady_clock::time_point now) {
         return teardown();
     }
     if (!partial_.empty() && now >= partial_since_ + context.partial_packet_timeout &&
-        (paused_ || throttled_ || reading_stopped_ || send_blocked_ || inflight_full())) {
+        (paused_ || (throttled_ && !coalescing_) || reading_stopped_ || send_blocked_ ||
+         inflight_full())) {
         // We are not reading it, so its packet cannot complete: as with keep-alive, another
         // period (a client that does not read us is closed by write_timeout instead).
         partial_since_ = now;
@@ -630,7 +650,7 @@ void MqttConnection::on_timer(mqtt::timer_kind kind, std::chrono::milliseconds a
     // its packets wait in the socket. Give it another period instead of timing it out. Not so
     // when we stopped because it does not read our answers (send_blocked_): that is its doing.
     if (kind == mqtt::timer_kind::keep_alive && !send_blocked_ &&
-        (paused_ || throttled_ || reading_stopped_ || inflight_full())) {
+        (paused_ || (throttled_ && !coalescing_) || reading_stopped_ || inflight_full())) {
         return arm_timer(kind, after);
     }
     session_.on_timer(kind);

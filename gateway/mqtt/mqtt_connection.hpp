@@ -87,8 +87,9 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void on_tls_read(const boost::system::error_code& ec, std::size_t n);
     // Feeds the decrypted bytes of the last TLS read, unless reading is stopped.
     void drain_tls();
-    // One read (socket, or decrypted TLS bytes) and the packets it completes.
-    void read_once(boost::system::error_code& ec);
+    // One read (socket, or decrypted TLS bytes) and the packets it completes. True when it added
+    // only a few bytes to an incomplete packet (the client dribbles).
+    bool read_once(boost::system::error_code& ec);
     // Copies up to `room` bytes to `to`: read_some on the socket, or from the TLS buffer.
     std::size_t pull(std::uint8_t* to, std::size_t room, boost::system::error_code& ec);
     // Feeds bytes to the session and keeps an incomplete tail; `since` is when the tail's packet
@@ -138,6 +139,9 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     bool timer_armed_ = false;
     bool from_loopback_ = false;
     bool throttled_ = false;  // over the publish rate: not reading until the worker wakes us
+    // throttled_ only to let a dribbled packet's bytes gather in the socket: our choice, but
+    // not one that extends the client's deadlines.
+    bool coalescing_ = false;
     // Publish rate limit: a token bucket refilled by elapsed time, negative when over.
     float rate_tokens_ = 0;
     std::chrono::steady_clock::time_point rate_refilled_{};
