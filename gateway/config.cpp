@@ -340,6 +340,9 @@ std::chrono::milliseconds parse_duration(std::string_view text, std::string_view
     if (found == units.end()) {
         fail(option, "unknown unit in \"" + std::string(text) + "\" (use ms, s, m, h or d)");
     }
+    if (amount > INT64_MAX / found->second) {
+        fail(option, "duration too long: \"" + std::string(text) + "\"");
+    }
     return std::chrono::milliseconds(amount * found->second);
 }
 

@@ -34,3 +34,39 @@ TEST_CASE("JSON strings are escaped") {
     append_json_string(out, "pm25{a=\"b\\c\"}\n\x01");
     CHECK(out == R"("pm25{a=\"b\\c\"}\n\u0001")");
 }
+
+TEST_CASE("query_range parameters: raw, aggregated, and refusals that say why") {
+    std::string error;
+    auto raw = parse_range_request("series=pm25&start=10&end=20", 1000, error);
+    REQUIRE(raw);
+    CHECK(raw->start_ms == 10);
+    CHECK(raw->end_ms == 20);
+    CHECK_FALSE(raw->aggregate);
+
+    auto steps =
+        parse_range_request("match=pm25&start=0&end=599999&step=1m&function=max", 10, error);
+    REQUIRE(steps);
+    REQUIRE(steps->aggregate);
+    CHECK(steps->aggregate->step_ms == 60'000);
+    CHECK(steps->aggregate->end_ms == 600'000);  // the API's end is inclusive
+    CHECK(steps->aggregate->function == citygate::storage::Aggregation::max);
+
+    auto refused = [&](std::string_view query) {
+        error.clear();
+        bool parsed = parse_range_request(query, 10, error).has_value();
+        return parsed ? std::string("(parsed)") : error;
+    };
+    CHECK(refused("start=0&end=1") == "missing parameter: series");
+    CHECK(refused("series=pm25&start=0&end=660000&step=1m") ==
+          "too many steps: widen the step or narrow the range");
+    CHECK(refused("series=pm25&start=5&end=1") == "end is before start");
+    CHECK(refused("series=pm25&start=0&end=1&step=0") == "step must be positive");
+    // A duration whose ms do not fit in 64 bits is refused, not wrapped (found by UBSan).
+    CHECK(refused("series=pm25&start=0&end=1&step=99999999999999d") ==
+          "step must be ms or a duration like \"5m\"");
+    // The whole int64 range: the span is computed without overflow.
+    CHECK(refused("series=pm25&start=-9223372036854775808&end=9223372036854775807&step=1") ==
+          "too many steps: widen the step or narrow the range");
+    CHECK(refused("series=pm25&start=-9223372036854775808&end=9223372036854775807&step=1d") ==
+          "too many steps: widen the step or narrow the range");
+}
