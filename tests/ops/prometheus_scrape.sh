@@ -124,7 +124,11 @@ query_is 'count(citygate_build_info{job="citygate"})' 1 || fail "no citygate_bui
 # Recording rules evaluated on the scraped data.
 wait_until "citygate:samples_written:rate1m > 0" query_positive 'citygate:samples_written:rate1m{job="citygate"}'
 wait_until "citygate:ack_latency_seconds:p99_5m" query_positive 'citygate:ack_latency_seconds:p99_5m{job="citygate"}'
-wait_until "citygate:connections_limit" query_is 'citygate:connections_limit{job="citygate"}' 1000000
+# The limit the gateway serves: mqtt.max_connections, or less where the open-file limit is lower.
+limit=$(curl -fsS --max-time 5 "http://127.0.0.1:$http_port/metrics" |
+  sed -n 's/^citygate_connections_limit \([0-9.e+]*\)$/\1/p' | python3 -c 'import sys; print(int(float(sys.stdin.read())))')
+[ "$limit" -gt 0 ] || fail "citygate_connections_limit not served"
+wait_until "citygate:connections_limit == $limit" query_is 'citygate:connections_limit{job="citygate"}' "$limit"
 query_is 'citygate:connections:sum{job="citygate"}' 0 || fail "citygate:connections:sum"
 
 # Every rule group loaded and every rule healthy (no evaluation errors); nothing firing.
