@@ -233,14 +233,14 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     context_->max_connections = config_.mqtt.max_connections;
     context_->max_publish_rate = config_.mqtt.max_publish_rate;
     context_->publish_burst = config_.mqtt.publish_burst;
-    context_->close_on_bad_payload = config_.ingest.close_on_bad_payload;
-    metrics_.connections_limit.Set(static_cast<double>(config_.mqtt.max_connections));
-
-    unsigned io_threads = or_cores(config_.server.io_threads);
     context_->max_send_queue = config_.mqtt.max_send_queue;
     context_->write_timeout = config_.mqtt.write_timeout;
     context_->partial_packet_timeout = config_.mqtt.partial_packet_timeout;
     context_->max_partial_bytes_total = config_.mqtt.max_partial_bytes_total;
+    context_->close_on_bad_payload = config_.ingest.close_on_bad_payload;
+    metrics_.connections_limit.Set(static_cast<double>(config_.mqtt.max_connections));
+
+    unsigned io_threads = or_cores(config_.server.io_threads);
     // Room for the largest packet the engine accepts plus a read's worth of what follows it.
     std::size_t read_buffer = config_.mqtt.max_packet_size + 64 * 1024;
     for (unsigned i = 0; i < io_threads; ++i) {
