@@ -135,7 +135,7 @@ struct Config {
         // or before min_timestamp_ms are refused; 0 turns either check off.
         std::chrono::milliseconds max_future = std::chrono::minutes(5);
         std::int64_t min_timestamp_ms = 946'684'800'000;  // 2000-01-01T00:00:00Z
-        bool seconds_by_magnitude = false;  // timestamps below 10^11 are seconds
+        bool seconds_by_magnitude = false;                // timestamps below 10^11 are seconds
     } ingest;
 
     // City aggregates for dashboards (/metrics/city, the status page): 1-minute averages per
