@@ -1,6 +1,12 @@
-// The HTTP route table: literal and parameter patterns, 404 for unknown paths, 405 with Allow.
+// The HTTP route table: literal and parameter patterns, 404 for unknown paths, 405 with Allow;
+// routes on the query pool, answered from it, and the pool's bounded queue.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "gateway/http/query_pool.hpp"
 #include "gateway/http/router.hpp"
 
 using namespace citygate::gateway;
@@ -78,4 +84,102 @@ TEST_CASE("a path can be routed once only") {
     Router router;
     router.add({http::verb::get}, "/a/{x}", echo);
     CHECK_THROWS_AS(router.add({http::verb::post}, "/a/{y}", echo), std::logic_error);
+}
+
+namespace {
+
+// What an asynchronous dispatch answered, and on which thread; waits for it.
+struct Answer {
+    std::promise<std::pair<HttpResponse, std::shared_ptr<void>>> promise;
+    std::thread::id thread;
+    HttpRespond respond() {
+        return [this](HttpResponse response, std::shared_ptr<void> keep) {
+            thread = std::this_thread::get_id();
+            promise.set_value({std::move(response), std::move(keep)});
+        };
+    }
+    std::pair<HttpResponse, std::shared_ptr<void>> get() { return promise.get_future().get(); }
+};
+
+std::shared_ptr<const HttpRequest> shared(http::verb method, std::string target) {
+    return std::make_shared<const HttpRequest>(request(method, std::move(target)));
+}
+
+}  // namespace
+
+TEST_CASE("on_query_pool routes answer from the pool, the others at once on the caller") {
+    QueryPool pool(1, 4);
+    Router router;
+    router.set_query_pool(&pool);
+    router.add({http::verb::get}, "/healthz", echo);
+    router.add({http::verb::get}, "/api/v1/series", on_query_pool([](const HttpCall& call) {
+                   *call.keep = std::make_shared<int>(7);  // held until the answer is written
+                   return echo(call);
+               }));
+
+    Answer inline_answer;
+    router.dispatch(shared(http::verb::get, "/healthz"), {}, inline_answer.respond());
+    CHECK(inline_answer.thread == std::this_thread::get_id());
+    CHECK(inline_answer.get().first.body() == "/healthz|");
+
+    Answer pooled;
+    router.dispatch(shared(http::verb::get, "/api/v1/series?match=up"), {}, pooled.respond());
+    auto [response, keep] = pooled.get();
+    CHECK(pooled.thread != std::this_thread::get_id());
+    CHECK(response.body() == "/api/v1/series|match=up");
+    REQUIRE(keep);
+    CHECK(*std::static_pointer_cast<int>(keep) == 7);
+
+    // 404 and 405 are decided on the caller's thread, before anything is queued.
+    Answer missing;
+    router.dispatch(shared(http::verb::get, "/api/v1/nothing"), {}, missing.respond());
+    CHECK(missing.thread == std::this_thread::get_id());
+    CHECK(missing.get().first.result() == http::status::not_found);
+}
+
+TEST_CASE("a query finding the pool's threads busy and its queue full is answered 503 at once") {
+    QueryPool pool(1, 1);
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    Router router;
+    router.set_query_pool(&pool);
+    router.add({http::verb::get}, "/q", on_query_pool([released](const HttpCall& call) {
+                   released.wait();
+                   return echo(call);
+               }));
+    Answer running, queued, refused;
+    router.dispatch(shared(http::verb::get, "/q?n=1"), {}, running.respond());
+    // Until the pool's one thread has taken the first job, the second one may be refused too.
+    while (pool.queued() > 0)
+        std::this_thread::yield();
+    router.dispatch(shared(http::verb::get, "/q?n=2"), {}, queued.respond());
+    router.dispatch(shared(http::verb::get, "/q?n=3"), {}, refused.respond());
+    auto answer = refused.get().first;
+    CHECK(refused.thread == std::this_thread::get_id());
+    CHECK(answer.result() == http::status::service_unavailable);
+    CHECK(answer.body().find("query queue is full") != std::string::npos);
+    release.set_value();
+    CHECK(running.get().first.body() == "/q|n=1");
+    CHECK(queued.get().first.body() == "/q|n=2");
+}
+
+TEST_CASE("stopping the query pool runs what is queued and raises its cancellation flag") {
+    auto pool = std::make_unique<QueryPool>(1, 8);
+    std::atomic<int> ran{0};
+    std::atomic<bool> saw_stopping{false};
+    std::promise<void> started;
+    CHECK(pool->try_post([&] {
+        started.set_value();
+        while (!pool->stopping())
+            std::this_thread::yield();  // a query polling its budget
+        saw_stopping = true;
+        ++ran;
+    }));
+    started.get_future().wait();
+    for (int i = 0; i < 3; ++i)
+        CHECK(pool->try_post([&] { ++ran; }));
+    pool->stop();
+    CHECK(saw_stopping);
+    CHECK(ran == 4);
+    CHECK_FALSE(pool->try_post([] {}));
 }
