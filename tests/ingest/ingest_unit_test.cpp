@@ -57,6 +57,13 @@ struct Fixture {
         appender = std::make_unique<ingest::Appender>(*unit);
     }
 
+    // The engine goes first: closing it fires what is pending and may signal room, which both
+    // reach the unit (as in the gateway, where the engine is destroyed before the unit).
+    ~Fixture() {
+        unit_for_room.store(nullptr);
+        engine.reset();
+    }
+
     // Submits and waits for the outcome.
     ingest::Outcome submit(ingest::Write& write) {
         std::promise<ingest::Outcome> done;
