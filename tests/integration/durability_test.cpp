@@ -21,15 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Resident memory of a process in KiB, from /proc.
-long rss_kib(pid_t pid) {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
-    }
-    return -1;
-}
-
 std::string last_line(const std::string& text) {
     std::size_t end = text.find_last_not_of('\n');
     std::size_t start = text.rfind('\n', end);
@@ -44,7 +35,8 @@ TEST_CASE("slowed storage pushes back: memory stays bounded and every acked read
     std::atomic<long> peak_rss{0};
     std::thread sampler([&] {
         while (running) {
-            peak_rss = std::max(peak_rss.load(), rss_kib(gateway.process().pid()));
+            peak_rss =
+                std::max(peak_rss.load(), citygate::test::resident_kib(gateway.process().pid()));
             std::this_thread::sleep_for(50ms);
         }
     });

@@ -24,14 +24,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-long rss_kib(pid_t pid) {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
-    }
-    return -1;
-}
-
 Bytes remaining_length(std::size_t n) {
     Bytes out;
     do {
@@ -201,7 +193,7 @@ TEST_CASE("a client that does not read what it is sent is bounded, then closed")
     INFO((qos1 ? "QoS 1 PUBLISH" : "PINGREQ")
          << " flood, closed by " << (by_keep_alive ? "keep-alive" : "write_timeout"));
     GatewayUnderTest gateway(toml);
-    long rss_start = rss_kib(gateway.process().pid());
+    long rss_start = citygate::test::resident_kib(gateway.process().pid());
 
     RawClient flooder(gateway.mqtt_port(), 4096);
     // Keep-alive 2 s (closed at 1.5 x, 3 s after its last packet read) or 60 s (write_timeout).
@@ -222,7 +214,7 @@ TEST_CASE("a client that does not read what it is sent is bounded, then closed")
     auto began = std::chrono::steady_clock::now();
     while (std::chrono::steady_clock::now() - began < 25s) {
         long n = flooder.send_some(chunk);
-        peak_rss = std::max(peak_rss, rss_kib(gateway.process().pid()));
+        peak_rss = std::max(peak_rss, citygate::test::resident_kib(gateway.process().pid()));
         if (n < 0) {
             closed = true;
             break;
@@ -244,7 +236,7 @@ TEST_CASE("a client that does not read what it is sent is bounded, then closed")
 TEST_CASE("incomplete packets are closed after partial_packet_timeout and their memory returned") {
     GatewayUnderTest gateway("[mqtt]\npartial_packet_timeout = \"2s\"\n");
     std::this_thread::sleep_for(500ms);
-    long rss_start = rss_kib(gateway.process().pid());
+    long rss_start = citygate::test::resident_kib(gateway.process().pid());
     constexpr int clients = 200;
     Bytes head = publish_packet("partial", 250'000);
     head.resize(100'000);
@@ -255,7 +247,7 @@ TEST_CASE("incomplete packets are closed after partial_packet_timeout and their 
         partial.back()->connect("partial-" + std::to_string(i));
         REQUIRE(partial.back()->send(head));
     }
-    long rss_held = rss_kib(gateway.process().pid());
+    long rss_held = citygate::test::resident_kib(gateway.process().pid());
     INFO("RSS " << rss_start << " KiB at start, " << rss_held << " KiB held");
     CHECK(healthy_client_publishes(gateway, "beside"));
 
@@ -268,7 +260,7 @@ TEST_CASE("incomplete packets are closed after partial_packet_timeout and their 
     CHECK(error_count(gateway, "partial_packet_timeout") == clients);
     partial.clear();
     std::this_thread::sleep_for(1s);
-    long rss_after = rss_kib(gateway.process().pid());
+    long rss_after = citygate::test::resident_kib(gateway.process().pid());
     INFO("RSS after they closed: " << rss_after << " KiB");
     // 200 x 100 KB were held (about 20 MB); what is left must be a small part of it.
     CHECK(rss_after - rss_start < 8 * 1024);

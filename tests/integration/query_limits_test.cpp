@@ -77,12 +77,8 @@ void publish_city(const GatewayUnderTest& gateway, int points) {
 
 // The gateway's resident memory, from /proc/PID/status.
 std::size_t rss_bytes(GatewayUnderTest& gateway) {
-    std::ifstream status("/proc/" + std::to_string(gateway.process().pid()) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-        if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-    }
-    return 0;
+    long kib = citygate::test::resident_kib(gateway.process().pid());
+    return kib < 0 ? 0 : static_cast<std::size_t>(kib) * 1024;
 }
 
 // query_range with step=60000 over ~4 M minutes: 80 M series x steps for 20 series, which the

@@ -42,6 +42,9 @@ class Process {
     std::filesystem::path log_file_;
 };
 
+// Resident memory of a running process in KiB (VmRSS from /proc), or -1 when it cannot be read.
+long resident_kib(pid_t pid);
+
 // Runs a command to completion through /bin/sh, returns its exit status and fills `output` with
 // stdout and stderr.
 int run_command(const std::string& command, std::string* output = nullptr);
