@@ -6,13 +6,21 @@
               from 127.0.0.1 GETs /healthz once a second (2 s timeout). Prints the probe's
               success rate and how often the gateway closed a dribbler.
   checkpoints N concurrent POST /api/v1/admin/checkpoint; prints the answers by status.
+  emfile      lowers the descriptor limit of the gateway (--pid) to what it has open plus 4
+              (prlimit, so run as root or as its user), opens N connections, holds them
+              --duration s, restores the limit; prints the log lines (--log) written meanwhile
+              and whether /healthz answers afterwards.
 
   bench/http_hostile_clients.py slowloris --port 8080 --sockets 256 --duration 30
   bench/http_hostile_clients.py checkpoints --port 8080 --requests 100
+  bench/http_hostile_clients.py emfile --port 8080 --pid $(pidof citygate) --log citygate.log \
+      --sockets 64 --duration 9
 """
 import argparse
 import collections
 import http.client
+import os
+import resource
 import socket
 import threading
 import time
@@ -121,21 +129,66 @@ def checkpoints(args):
           + ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items(), key=str)))
 
 
+def emfile(args):
+    open_now = len(os.listdir(f"/proc/{args.pid}/fd"))
+    before = resource.prlimit(args.pid, resource.RLIMIT_NOFILE)
+    log_start = os.path.getsize(args.log)
+    resource.prlimit(args.pid, resource.RLIMIT_NOFILE, (open_now + 4, before[1]))  # soft only
+    sockets = []
+    try:
+        for i in range(args.sockets):
+            s = socket.socket()
+            s.bind((args.source.split(",")[i % len(args.source.split(","))], 0))
+            s.settimeout(1)
+            try:
+                s.connect(("127.0.0.1", args.port))
+                sockets.append(s)
+            except OSError:
+                s.close()
+        time.sleep(args.duration)
+    finally:
+        for s in sockets:
+            s.close()
+        resource.prlimit(args.pid, resource.RLIMIT_NOFILE, before)
+    with open(args.log, "rb") as log:
+        log.seek(log_start)
+        written = log.read()
+    ok = False
+    for _ in range(50):
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=2)
+            connection.request("GET", "/healthz")
+            ok = connection.getresponse().status == 200
+            connection.close()
+        except (OSError, http.client.HTTPException):
+            pass
+        if ok:
+            break
+        time.sleep(0.2)
+    lines = written.count(b"\n")
+    print(f"emfile: {len(sockets)} connections held {args.duration} s at {open_now + 4} "
+          f"descriptors: {lines} log lines ({len(written)} bytes) meanwhile, "
+          f"{written.count(b'http accept')} about accept; /healthz afterwards: "
+          f"{'200' if ok else 'no answer'}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("attack", choices=["slowloris", "checkpoints"])
+    parser.add_argument("attack", choices=["slowloris", "checkpoints", "emfile"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--sockets", type=int, default=256)
     parser.add_argument("--source", default="127.0.0.2", help="comma-separated 127.0.0.x")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--pid", type=int, help="emfile: the gateway's process id")
+    parser.add_argument("--log", help="emfile: the gateway's log file")
     args = parser.parse_args()
     for source in args.source.split(","):
         if not source.startswith("127."):
             parser.error("loopback sources only")
-    slowloris(args) if args.attack == "slowloris" else checkpoints(args)
+    {"slowloris": slowloris, "checkpoints": checkpoints, "emfile": emfile}[args.attack](args)
 
 
 if __name__ == "__main__":

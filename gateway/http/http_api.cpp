@@ -15,6 +15,7 @@
 #endif
 
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 
 namespace citygate::gateway {
 namespace {
@@ -216,6 +217,7 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
                              : json_error(http::status::service_unavailable, "not ready");
     });
     routes_.add({verb::get}, "/metrics", [this, text](const HttpCall&) {
+        if (memory_) query_memory_in_use_->Set(static_cast<double>(memory_->in_use()));
         return text("text/plain; version=0.0.4", metrics_.serialize());
     });
     routes_.add({verb::get}, "/metrics/city", [this, text, not_served](const HttpCall& call) {
@@ -247,8 +249,11 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
                     return label_values(call.params[0], call.query, b);
                 }));
     routes_.add({verb::get, verb::put, verb::post}, "/api/v1/log_level",
-                {Scope::read, Scope::admin},
-                [this](const HttpCall& call) { return log_level(call.request); });
+                {Scope::read, Scope::admin}, [this](const HttpCall& call) {
+                    http::verb method = call.request.method();
+                    if (method == verb::get || method == verb::head) return log_level(call.request);
+                    return log_level_gate_->run([&] { return log_level(call.request); });
+                });
     routes_.add({verb::post}, "/api/v1/admin/checkpoint", Scope::admin,
                 on_query_pool([this](const HttpCall&) {
                     return checkpoint_gate_->run([this] { return checkpoint(); });
@@ -299,6 +304,15 @@ void HttpApi::set_query_pool(QueryPool* pool, std::size_t memory_budget_bytes) {
     cancelled_ = pool ? &pool->stopping() : nullptr;
     memory_ = memory_budget_bytes > 0 ? std::make_unique<storage::QueryMemory>(memory_budget_bytes)
                                       : nullptr;
+    if (!memory_) return;
+    auto& memory = prometheus::BuildGauge()
+                       .Name("citygate_query_memory_bytes")
+                       .Help(
+                           "Memory of running queries and their unwritten answers, against "
+                           "http.query_memory_budget")
+                       .Register(*metrics_.registry());
+    query_memory_in_use_ = &memory.Add({{"state", "in_use"}});
+    memory.Add({{"state", "budget"}}).Set(static_cast<double>(memory_budget_bytes));
 }
 
 void HttpApi::set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoint_interval) {
@@ -307,6 +321,8 @@ void HttpApi::set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoin
     });
     checkpoint_gate_ =
         std::make_shared<CallGate>(checkpoint_interval, [auth] { auth->count_rate_limited(); });
+    log_level_gate_ =
+        std::make_shared<CallGate>(kLogLevelInterval, [auth] { auth->count_rate_limited(); });
 }
 
 // Writes a checkpoint of every shard under the backup directory.

@@ -90,12 +90,15 @@ class HttpApi {
     HttpResponse query_failed(const storage::Status& status,
                               const storage::QueryBudget& budget) const;
     HttpResponse bad_request(std::string_view message) const;
+    static constexpr std::chrono::seconds kLogLevelInterval{1};
     HttpResponse log_level(const HttpRequest& request) const;
     HttpResponse checkpoint() const;
 
     Router routes_;
     std::shared_ptr<CallGate> checkpoint_gate_ =
         std::make_shared<CallGate>(std::chrono::milliseconds(0));
+    // Changes of the log level (a debug level costs every thread): at most one a second.
+    std::shared_ptr<CallGate> log_level_gate_ = std::make_shared<CallGate>(kLogLevelInterval);
     const storage::Engine& engine_;
     Metrics& metrics_;
     const std::atomic<bool>& ready_;
@@ -103,6 +106,7 @@ class HttpApi {
     std::unique_ptr<storage::QueryMemory> memory_;  // shared by every query; null: unbounded
     const std::atomic<bool>* cancelled_ = nullptr;  // the query pool's stopping()
     prometheus::Family<prometheus::Counter>* refused_ = nullptr;
+    prometheus::Gauge* query_memory_in_use_ = nullptr;  // set from memory_ at each scrape
     std::filesystem::path backup_directory_;
     const StatusPage* status_ = nullptr;
     const ingest::CityAggregates* city_ = nullptr;

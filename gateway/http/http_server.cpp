@@ -34,6 +34,14 @@ void bump(prometheus::Counter* counter) {
     if (counter) counter->Increment();
 }
 
+// A session the listener may close to make room: one still waiting for a request's header.
+class Evictable {
+  public:
+    virtual ~Evictable() = default;
+    // Closes the connection from its own strand; called from any thread.
+    virtual void evict() = 0;
+};
+
 // Everything the listener and its sessions share; sessions may outlive the listener.
 struct ServerState {
     HttpHandler handler;
@@ -44,6 +52,13 @@ struct ServerState {
     std::mutex mutex;
     std::size_t open = 0;
     std::map<boost::asio::ip::address, std::size_t> open_by_source;
+    // Sessions waiting for a header (or a TLS handshake, or an idle keep-alive's next request),
+    // by when they began to wait: at the connection cap the oldest is closed for a newcomer, so
+    // slow senders from many addresses cannot hold every slot. A session busy with a request is
+    // never evicted. `evicting` counts those closed but not yet released.
+    std::uint64_t next_wait = 0;
+    std::map<std::uint64_t, std::weak_ptr<Evictable>> waiting;
+    std::size_t evicting = 0;
 
     prometheus::Counter* refused_total = nullptr;   // reason="max_connections"
     prometheus::Counter* refused_source = nullptr;  // reason="max_connections_per_source"
@@ -52,6 +67,7 @@ struct ServerState {
     prometheus::Counter* timeout_idle = nullptr;    // phase="idle"
     prometheus::Counter* timeout_write = nullptr;   // phase="write"
     prometheus::Counter* accept_errors = nullptr;
+    prometheus::Counter* evicted = nullptr;
     prometheus::Gauge* connections = nullptr;
 
     log::RateLimit refused_log{std::chrono::seconds(10)};
@@ -79,6 +95,13 @@ struct ServerState {
                              .Help("Failed accepts on the HTTP listener (each backs off)")
                              .Register(*options.registry)
                              .Add({});
+        evicted = &prometheus::BuildCounter()
+                       .Name("citygate_http_connections_evicted_total")
+                       .Help(
+                           "HTTP connections still waiting for a request's header, closed at the "
+                           "connection cap to admit a newer one")
+                       .Register(*options.registry)
+                       .Add({});
         connections = &prometheus::BuildGauge()
                            .Name("citygate_http_connections")
                            .Help("Open HTTP connections")
@@ -86,24 +109,63 @@ struct ServerState {
                            .Add({});
     }
 
-    // Nothing when `source` may open one more connection, else the limit's name.
-    std::optional<const char*> admit(const boost::asio::ip::address& source) {
+    struct Admission {
+        const char* refused = nullptr;       // the limit's name when refused
+        std::shared_ptr<Evictable> evicted;  // to close (outside the lock) to make room
+    };
+
+    // Admits one more connection from `source` unless a limit refuses it. At the total cap the
+    // oldest waiting session makes room, so open may pass the cap by the evictions in flight.
+    Admission admit(const boost::asio::ip::address& source) {
         std::lock_guard lock(mutex);
-        if (open >= options.max_connections) return "http.max_connections";
+        Admission admission;
         std::size_t& mine = open_by_source[source];
         if (mine >= options.max_connections_per_source) {
             if (mine == 0) open_by_source.erase(source);
-            return "http.max_connections_per_source";
+            admission.refused = "http.max_connections_per_source";
+            return admission;
+        }
+        if (open - evicting >= options.max_connections) {
+            // One that is expiring is skipped: its release is on the way and removes it.
+            for (auto it = waiting.begin(); it != waiting.end(); ++it) {
+                if ((admission.evicted = it->second.lock())) {
+                    waiting.erase(it);
+                    break;
+                }
+            }
+            if (!admission.evicted) {
+                if (mine == 0) open_by_source.erase(source);
+                admission.refused = "http.max_connections";
+                return admission;
+            }
+            ++evicting;
+            bump(evicted);
         }
         ++mine;
         ++open;
         if (connections) connections->Increment();
-        return std::nullopt;
+        return admission;
     }
 
-    void release(const boost::asio::ip::address& source) {
+    // Registers a session as waiting; the id ends the wait.
+    std::uint64_t begin_wait(std::weak_ptr<Evictable> session) {
+        std::lock_guard lock(mutex);
+        waiting.emplace(++next_wait, std::move(session));
+        return next_wait;
+    }
+
+    // False when the session was evicted meanwhile (it is being closed).
+    bool end_wait(std::uint64_t id) {
+        std::lock_guard lock(mutex);
+        return waiting.erase(id) > 0;
+    }
+
+    // `wait_id` is the session's wait that has not ended (0 for none): one no longer registered
+    // was evicted.
+    void release(const boost::asio::ip::address& source, std::uint64_t wait_id) {
         std::lock_guard lock(mutex);
         --open;
+        if (wait_id != 0 && waiting.erase(wait_id) == 0) --evicting;
         if (connections) connections->Decrement();
         auto found = open_by_source.find(source);
         if (found != open_by_source.end() && --found->second == 0) open_by_source.erase(found);
@@ -114,16 +176,17 @@ using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 template <typename Stream>
-class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
+class HttpSession : public Evictable, public std::enable_shared_from_this<HttpSession<Stream>> {
   public:
     // Takes one admitted slot of `state` for `peer`, given back when the session ends.
     template <typename... TlsContext>
     HttpSession(tcp::socket socket, std::shared_ptr<ServerState> state,
                 boost::asio::ip::address peer, TlsContext&... tls)
         : stream_(std::move(socket), tls...), state_(std::move(state)), peer_(std::move(peer)) {}
-    ~HttpSession() { state_->release(peer_); }
+    ~HttpSession() override { state_->release(peer_, wait_id_); }
 
     void start() {
+        begin_wait();
         if constexpr (std::is_same_v<Stream, TlsStream>) {
             lowest().expires_after(state_->options.header_timeout);
             stream_.async_handshake(boost::asio::ssl::stream_base::server,
@@ -143,13 +206,34 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         }
     }
 
+    void evict() override {
+        boost::asio::post(lowest().get_executor(), [self = this->shared_from_this()] {
+            CG_LOG(debug) << "http: closed " << self->peer_.to_string()
+                          << ", still waiting for a request at the connection cap";
+            self->lowest().close();
+        });
+    }
+
   private:
     beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+    void begin_wait() {
+        if (wait_id_ == 0) wait_id_ = state_->begin_wait(this->weak_from_this());
+    }
+
+    // False when the session was evicted meanwhile and is being closed.
+    bool end_wait() {
+        if (wait_id_ == 0) return true;
+        if (!state_->end_wait(wait_id_)) return false;
+        wait_id_ = 0;
+        return true;
+    }
 
     // Between requests on a keep-alive connection: wait up to idle_timeout for the next one's
     // first bytes; the header deadline starts when they arrive.
     void await_next_request() {
         if (buffer_.size() > 0) return read_header();
+        begin_wait();
         lowest().expires_after(state_->options.idle_timeout);
         stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](
                                                            beast::error_code ec, std::size_t n) {
@@ -163,6 +247,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
 
     void read_header() {
+        begin_wait();
         parser_.emplace();
         parser_->header_limit(request_header_limit);
         parser_->body_limit(request_body_limit);
@@ -172,6 +257,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
             stream_, buffer_, *parser_,
             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                 if (ec) return self->on_read(ec, self->state_->timeout_header);
+                if (!self->end_wait()) return;
                 if (self->parser_->is_done()) return self->on_read(ec, nullptr);
                 self->read_body();
             });
@@ -288,6 +374,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     std::shared_ptr<void> keep_;  // what the handler asked to keep until response_ is written
     std::shared_ptr<ServerState> state_;
     boost::asio::ip::address peer_;
+    std::uint64_t wait_id_ = 0;  // while waiting for a request (see ServerState::waiting)
 };
 
 // Out of descriptors or memory: retrying at once fails again at once. Other accept errors are
@@ -365,11 +452,13 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
     }
 
     void start_session(tcp::socket socket, const boost::asio::ip::address& peer) {
-        if (auto limit = state_->admit(peer)) {
-            bool per_source = std::string_view(*limit) == "http.max_connections_per_source";
+        auto admission = state_->admit(peer);
+        if (admission.evicted) admission.evicted->evict();
+        if (const char* limit = admission.refused) {
+            bool per_source = std::string_view(limit) == "http.max_connections_per_source";
             bump(per_source ? state_->refused_source : state_->refused_total);
             CG_LOG_LIMITED(state_->refused_log, warn).with("peer", peer.to_string())
-                << "http: refused a connection from " << peer.to_string() << " (" << *limit << " = "
+                << "http: refused a connection from " << peer.to_string() << " (" << limit << " = "
                 << (per_source ? state_->options.max_connections_per_source
                                : state_->options.max_connections)
                 << ")";

@@ -138,7 +138,7 @@ TEST_CASE("with tokens: 401 without a known token, 403 without the scope, else t
     CHECK(status(basic) == 401);
 }
 
-TEST_CASE("a token file reloads; a broken one keeps the tokens there were") {
+TEST_CASE("a token file reloads, and a broken one keeps the tokens there were") {
     citygate::test::TempDir dir("citygate-tokens");
     auto file = dir.path() / "tokens.toml";
     std::ofstream(file) << entry("a", "first-token-0123456789", "[\"read\"]");

@@ -171,7 +171,7 @@ TEST_CASE("device secrets use salted HMAC-SHA256: one hash per check, refused wh
     CHECK(pbkdf2->verify("s3cret"));
 }
 
-TEST_CASE("a credentials file mixes schemes per line; device credentials are answered inline") {
+TEST_CASE("a credentials file mixes schemes per line, and device credentials are answered inline") {
     citygate::test::TempDir dir;
     std::ofstream(dir.path() / "credentials")
         << "alice:" << hash_password("people-password", 2000) << "\n"

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <fstream>
@@ -187,7 +188,95 @@ TEST_CASE("a source at its connection limit is refused while other sources still
     CHECK(gateway.process().log().find("http.max_connections_per_source = 4") != std::string::npos);
 }
 
-TEST_CASE("bearer tokens: 401 without one, 403 without the scope, probes open; SIGHUP adds one") {
+TEST_CASE(
+    "at the connection cap the oldest connection still waiting for a header makes room: "
+    "slowloris from many sources cannot lock out /healthz") {
+    GatewayUnderTest gateway(
+        "[http]\nmax_connections = 32\nmax_connections_per_source = 4\n"
+        "header_timeout = \"60s\"\n");
+    asio::io_context io;
+    std::vector<tcp::socket> held;  // 8 sources x 4: the whole cap, each under its source limit
+    for (int i = 0; i < 32; ++i) {
+        held.push_back(connect_from(io, gateway, "127.0.0." + std::to_string(20 + i / 4)));
+        std::this_thread::sleep_for(10ms);  // accepted in this order, oldest first
+    }
+    std::this_thread::sleep_for(300ms);
+    for (auto& socket : held)
+        REQUIRE_FALSE(closed_by_peer(socket));
+
+    // Ten newcomers, from other sources, take the places of the ten oldest waiting connections.
+    std::vector<tcp::socket> newcomers;
+    for (int i = 0; i < 10; ++i) {
+        newcomers.push_back(connect_from(io, gateway, "127.0.0." + std::to_string(40 + i)));
+        std::this_thread::sleep_for(10ms);
+    }
+    for (std::size_t i = 0; i < held.size(); ++i) {
+        INFO("connection " << i);
+        if (i < 10) {
+            CHECK(closed_within(held[i], 5s));
+        } else {
+            CHECK_FALSE(closed_by_peer(held[i]));
+        }
+    }
+    for (auto& socket : newcomers)
+        CHECK_FALSE(closed_by_peer(socket));
+    // The scrape's own connection made room the same way: held[10] gave it its place.
+    CHECK(gateway.metric("citygate_http_connections_evicted_total") == 11);
+    CHECK(closed_within(held[10], 5s));
+    // So does a probe, every time.
+    int answered = 0;
+    for (int probe = 0; probe < 5; ++probe) {
+        if (curl(gateway, "/healthz", "--interface 127.0.0.2").status == 200) ++answered;
+    }
+    CHECK(answered == 5);
+    CHECK(gateway.metric("citygate_http_connections_refused_total{reason=\"max_connections\"}") ==
+          0);
+}
+
+TEST_CASE("out of descriptors, the HTTP acceptor backs off instead of spinning, then recovers") {
+    GatewayUnderTest gateway;
+    auto pid = gateway.process().pid();
+    std::size_t open_files = 0;
+    for ([[maybe_unused]] const auto& fd :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+        ++open_files;
+    // Room for a few more descriptors only (the soft limit of the running process, from outside).
+    rlimit before{};
+    REQUIRE(::prlimit(pid, RLIMIT_NOFILE, nullptr, &before) == 0);
+    rlimit tight{open_files + 4, before.rlim_max};
+    REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &tight, nullptr) == 0);
+
+    asio::io_context io;
+    std::vector<tcp::socket> held;
+    for (int i = 0; i < 24; ++i)  // completed by the kernel; most wait in the backlog
+        held.push_back(connect_from(io, gateway, "127.0.0." + std::to_string(30 + i % 3)));
+    std::this_thread::sleep_for(3s);
+    held.clear();
+    REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &before, nullptr) == 0);
+
+    // It answers again, by itself.
+    int status = 0;
+    for (int attempt = 0; attempt < 50 && status != 200; ++attempt) {
+        status = curl(gateway, "/healthz").status;
+        if (status != 200) std::this_thread::sleep_for(200ms);
+    }
+    CHECK(status == 200);
+    // A tight retry loop would have failed millions of times in 3 s; backing off from 100 ms to
+    // 1 s, a few dozen at most. And one warning per 10 s, not one per failure.
+    auto errors = gateway.metric("citygate_http_accept_errors_total").value_or(0);
+    INFO("accept errors: " << errors);
+    CHECK(errors >= 1);
+    CHECK(errors <= 40);
+    std::string log = gateway.process().log();
+    std::size_t warnings = 0;
+    for (std::size_t at = 0; (at = log.find("http accept: ", at)) != std::string::npos; ++at)
+        ++warnings;
+    CHECK(warnings >= 1);
+    CHECK(warnings <= 2);
+}
+
+TEST_CASE(
+    "bearer tokens: 401 without one, 403 without the scope, probes open, and SIGHUP adds one") {
     TempDir dir("citygate-tokens");
     auto file = dir.path() / "tokens.toml";
     const std::string reader = "reader-0123456789abcdef", admin = "admin-0123456789abcdef";
@@ -209,6 +298,13 @@ TEST_CASE("bearer tokens: 401 without one, 403 without the scope, probes open; S
     CHECK_THAT(forbidden.body, Catch::Contains("lacks the admin scope"));
     CHECK(curl(gateway, "/api/v1/admin/checkpoint", "-X POST " + bearer(reader)).status == 403);
     CHECK(curl(gateway, "/api/v1/log_level", "-X PUT -d info " + bearer(admin)).status == 200);
+    // Admin calls are rate-limited even with the right token: one log level change a second.
+    Reply again = curl(gateway, "/api/v1/log_level", "-X PUT -d debug " + bearer(admin));
+    CHECK(again.status == 429);
+    CHECK_THAT(again.headers, Catch::Contains("Retry-After: 1"));
+    CHECK(curl(gateway, "/api/v1/log_level", bearer(reader)).body.find("\"info\"") !=
+          std::string::npos);
+    CHECK(gateway.metric("citygate_http_requests_refused_total{reason=\"rate_limited\"}") == 1);
     CHECK(curl(gateway, "/api/v1/admin/checkpoint", "-X POST " + bearer(admin)).status == 200);
     CHECK(gateway.metric("citygate_http_requests_refused_total{reason=\"unauthenticated\"}") == 2);
     CHECK(gateway.metric("citygate_http_requests_refused_total{reason=\"forbidden\"}") == 2);
@@ -229,7 +325,7 @@ TEST_CASE("bearer tokens: 401 without one, 403 without the scope, probes open; S
     CHECK(curl(gateway, "/api/v1/series?match=x", bearer(added)).status == 200);
 }
 
-TEST_CASE("without a token file, admin endpoints answer only to admin_from; reads stay open") {
+TEST_CASE("without a token file, admin endpoints answer only to admin_from while reads stay open") {
     GatewayUnderTest gateway("[http]\nadmin_from = [\"127.0.0.1/32\"]\n");
     Reply outside = curl(gateway, "/api/v1/log_level", "-X PUT -d debug --interface 127.0.0.2");
     CHECK(outside.status == 403);

@@ -217,6 +217,8 @@ TEST_CASE("queries together beyond http.query_memory_budget get 503, and memory 
         }
     }
     CHECK(busy >= 1);
-    // Every query gave its memory back.
+    // Every query gave its memory back, and the gauge says so.
     CHECK(fetch(gateway, "/api/v1/query_range", raw_query()).status == 200);
+    CHECK(gateway.metric(R"(citygate_query_memory_bytes{state="in_use"})") == 0);
+    CHECK(gateway.metric(R"(citygate_query_memory_bytes{state="budget"})") == 358400);
 }
