@@ -40,12 +40,12 @@ struct Context {
     }
     void release(std::size_t n) { samples -= std::min(n, samples); }
 
-    // Cheap enough per series and per step: the clock is read every 64th call.
+    // Cheap enough per series and per step: the clock is read on the first and every 64th call.
     void check() {
         if (limits.cancelled && limits.cancelled->load(std::memory_order_relaxed)) {
             fail(QueryError::Kind::cancelled, "query was canceled in expression evaluation");
         }
-        if ((++checks & 63) == 0 &&
+        if ((checks++ & 63) == 0 &&
             limits.deadline != std::chrono::steady_clock::time_point::max() &&
             std::chrono::steady_clock::now() > limits.deadline) {
             fail(QueryError::Kind::timeout, "query timed out in expression evaluation");

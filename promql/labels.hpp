@@ -1,6 +1,7 @@
 // Label sets and label matchers: what a PromQL series is named by and what a selector asks for.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -28,6 +29,7 @@ class Labels {
     Labels() = default;
     // Sorts `labels` and drops empty values; a later duplicate name wins.
     explicit Labels(std::vector<Label> labels);
+    Labels(std::initializer_list<Label> labels) : Labels(std::vector<Label>(labels)) {}
 
     const std::vector<Label>& items() const { return labels_; }
     bool empty() const { return labels_.empty(); }

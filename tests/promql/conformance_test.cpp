@@ -14,6 +14,7 @@
 
 #include "promql/engine.hpp"
 #include "tests/promql/memory_queryable.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace citygate::promql;
 
@@ -227,8 +228,7 @@ struct Counts {
     std::vector<std::string> failures;
 };
 
-Counts run_file(const std::string& name) {
-    const std::string path = std::string(CITYGATE_PROMQL_TESTDATA) + "/" + name;
+Counts run_script(const std::string& name, const std::string& path) {
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot open " + path);
     std::vector<std::string> lines;
@@ -311,6 +311,10 @@ Counts run_file(const std::string& name) {
     return counts;
 }
 
+Counts run_file(const std::string& name) {
+    return run_script(name, std::string(CITYGATE_PROMQL_TESTDATA) + "/" + name);
+}
+
 void check_file(const std::string& name) {
     const Counts c = run_file(name);
     std::cout << "conformance " << name << ": " << c.passed << "/" << c.run << " passed, "
@@ -355,4 +359,30 @@ TEST_CASE("conformance: subquery.test") {
 }
 TEST_CASE("conformance: trig_functions.test") {
     check_file("trig_functions.test");
+}
+
+TEST_CASE("conformance runner: a wrong expectation, a missing error and an unexpected one fail") {
+    citygate::test::TempDir dir("promql-runner");
+    const auto path = (dir.path() / "bad.test").string();
+    std::ofstream(path) << "load 1m\n"
+                           "  up{job=\"a\"} 1+1x10\n"
+                           "\n"
+                           "eval instant at 5m up\n"
+                           "  up{job=\"a\"} 7\n"
+                           "\n"
+                           "eval instant at 5m up\n"
+                           "  up{job=\"a\"} 6\n"
+                           "\n"
+                           "eval_fail instant at 5m up\n"
+                           "\n"
+                           "eval instant at 5m label_replace(up, \"x\", \"$1\", \"job\", \"(\")\n"
+                           "\n"
+                           "eval instant at 5m up{job=\"b\"}\n";
+    const Counts c = run_script("bad.test", path);
+    CHECK(c.run == 5);
+    CHECK(c.passed == 2);
+    REQUIRE(c.failures.size() == 3);
+    CHECK(c.failures[0].find("expected 7") != std::string::npos);
+    CHECK(c.failures[1].find("expected an error") != std::string::npos);
+    CHECK(c.failures[2].find("error:") != std::string::npos);
 }
