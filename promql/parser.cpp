@@ -479,7 +479,6 @@ int precedence(Tok kind) {
             return 0;
     }
 }
-constexpr int mul_precedence = 5;
 constexpr int pow_precedence = 6;
 
 BinaryOp binary_op(Tok kind) {
@@ -644,7 +643,6 @@ class Parser {
             const std::size_t start = op.pos;
             // Like Prometheus: a unary operator binds like `*`, so `-a ^ b` is `-(a ^ b)`.
             ExprPtr operand = expression(pow_precedence);
-            (void)mul_precedence;
             if (auto* number = operand->as<NumberLiteral>()) {
                 if (op.kind == Tok::sub) number->value = -number->value;
                 operand->position.start = start;
