@@ -1,0 +1,66 @@
+// Internals shared by the evaluator's files: the error it unwinds with, PromQL's functions and
+// aggregations over one evaluation step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "promql/ast.hpp"
+#include "promql/engine.hpp"
+#include "promql/value.hpp"
+
+namespace citygate::promql::detail {
+
+// The evaluator recurses as deep as the syntax tree; the first error ends the query, so it
+// unwinds with this and Engine turns it into a QueryError at its boundary (nothing escapes).
+struct EvalError {
+    QueryError error;
+};
+[[noreturn]] void fail(QueryError::Kind kind, std::string message);
+[[noreturn]] inline void fail_execution(std::string message) {
+    fail(QueryError::Kind::execution, std::move(message));
+}
+
+// One series' points inside a range selector's window at one step.
+struct Window {
+    std::span<const Point> points;  // never empty, stale markers removed
+    std::int64_t ts = 0;            // the evaluation step
+    std::int64_t range_start = 0;   // window bounds, offset and @ applied
+    std::int64_t range_end = 0;
+    std::int64_t range_ms = 0;
+};
+// `scalars[i]`: the value of the function's i-th argument at this step when it is a scalar.
+using RangeFunction =
+    std::function<std::optional<double>(const Window&, const std::vector<double>& scalars)>;
+// The function of a call with a range-vector argument; null when `name` has none.
+RangeFunction range_function(std::string_view name);
+
+// A function without a range-vector argument, called once per step with its arguments' values
+// (a scalar as a one-sample vector; string arguments are read from the call itself).
+class VectorFunction {
+  public:
+    virtual ~VectorFunction() = default;
+    virtual Vector call(std::vector<Vector>& args, std::int64_t ts) = 0;
+};
+std::unique_ptr<VectorFunction> vector_function(const Call& call);
+
+// One step of an aggregation. `param`: k or q; `label`: count_values' label.
+Vector aggregate(const Aggregate& aggregate, const Vector& input, double param,
+                 const std::string& label);
+
+// The q-quantile of `values` as Prometheus computes it (NaN sorts first).
+double quantile(double q, std::vector<double> values);
+
+// Unwraps parentheses.
+const Expr& unwrap(const Expr& expr);
+
+// The labels absent() and absent_over_time() answer with: the selector's equality matchers.
+Labels absent_labels(const Expr& arg);
+
+}  // namespace citygate::promql::detail
