@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SANITIZE_BUILD:-$root/build-asan}
 jobs=${SANITIZE_JOBS:-2}
-units=(protocols_tests city_tests storage_tests ingest_tests gateway_tests loadgen_tests)
+units=(protocols_tests city_tests storage_tests ingest_tests gateway_tests loadgen_tests promql_tests)
 
 launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
@@ -21,4 +21,4 @@ export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:alloc_dealloc_mismatch=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cd "$build"
 ctest --output-on-failure --timeout 600 -j "$jobs" \
-    -R '^(protocols|city|storage|ingest|gateway|loadgen)[:]'
+    -R '^(protocols|city|storage|ingest|gateway|loadgen|promql)[:]'
