@@ -229,6 +229,23 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) {
              c.storage.memtable_budget = integer<std::size_t>(n, o, 0, std::int64_t{1} << 40);
          }},
+        {"storage.max_series",
+         [](auto& n, Config& c, auto o) {
+             c.storage.max_series = integer<std::size_t>(n, o, 0, std::int64_t{1} << 40);
+         }},
+        {"storage.max_series_per_shard",
+         [](auto& n, Config& c, auto o) {
+             c.storage.max_series_per_shard = integer<std::size_t>(n, o, 1, std::int64_t{1} << 40);
+         }},
+        {"ingest.max_series_per_identity",
+         [](auto& n, Config& c, auto o) {
+             c.ingest.max_series_per_identity = integer<std::size_t>(n, o, 0, std::int64_t{1} << 40);
+         }},
+        {"ingest.max_new_series_per_minute",
+         [](auto& n, Config& c, auto o) {
+             c.ingest.max_new_series_per_minute =
+                 integer<std::size_t>(n, o, 0, std::int64_t{1} << 40);
+         }},
         {"ingest.topic_templates",
          [](auto& n, Config& c, auto o) {
              const toml::array* array = n.as_array();
@@ -422,6 +439,12 @@ void validate(const Config& config) {
     }
     if (config.tls.require_client_cert && config.tls.ca_file.empty()) {
         fail("tls.require_client_cert", "needs tls.ca_file");
+    }
+    if (config.storage.max_series > 0 &&
+        config.storage.max_series < config.ingest.max_series_per_identity) {
+        fail("ingest.max_series_per_identity",
+             "must not exceed storage.max_series (" + std::to_string(config.storage.max_series) +
+                 "): one identity could fill the whole gateway before its own limit");
     }
     if (config.ingest.topic_templates.empty()) {
         fail("ingest.topic_templates", "needs at least one template");

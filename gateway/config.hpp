@@ -111,6 +111,10 @@ struct Config {
         std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
         // RocksDB memtables of all shards together, bytes; 0: unbounded.
         std::size_t memtable_budget = storage::EngineOptions{}.memtable_budget_bytes;
+        // Series limits storage enforces: all shards together (0: only the per-shard one) and
+        // per shard. A reading that would create a series beyond one is refused.
+        std::size_t max_series = 0;
+        std::size_t max_series_per_shard = storage::EngineOptions{}.max_series_per_shard;
         // POST /api/v1/admin/checkpoint writes checkpoints here; empty:
         // <data_dir>/../<name>-backups
         std::filesystem::path backup_dir;
@@ -136,6 +140,10 @@ struct Config {
         std::chrono::milliseconds max_future = std::chrono::minutes(5);
         std::int64_t min_timestamp_ms = 946'684'800'000;  // 2000-01-01T00:00:00Z
         bool seconds_by_magnitude = false;                // timestamps below 10^11 are seconds
+        // Series limits per client (ingest::SeriesQuota): series one identity (user, or client
+        // id when anonymous) may create, new series one connection may create a minute; 0: off.
+        std::size_t max_series_per_identity = 100'000;
+        std::size_t max_new_series_per_minute = 10'000;
     } ingest;
 
     // City aggregates for dashboards (/metrics/city, the status page): 1-minute averages per

@@ -49,6 +49,11 @@ void collect_storage_metrics(const storage::Engine& engine,
     storage::EngineStats stats = engine.stats();
     auto series = family("citygate_series", "Series in the index", MetricType::Gauge);
     add_sample(series, static_cast<double>(stats.series));
+    auto series_limit =
+        family("citygate_series_limit",
+               "Most series the shards may hold together (storage.max_series or per shard)",
+               MetricType::Gauge);
+    add_sample(series_limit, static_cast<double>(stats.max_series));
     auto rejected = family("citygate_storage_points_rejected_total",
                            "Points storage refused, by reason", MetricType::Counter);
     add_sample(rejected, static_cast<double>(stats.points_rejected_late), {{"reason", "late"}});
@@ -101,8 +106,8 @@ void collect_storage_metrics(const storage::Engine& engine,
         add_sample(wal, static_cast<double>(f.wal_bytes), label);
         add_sample(compactions, static_cast<double>(f.running_compactions), label);
     }
-    for (auto* f : {&series, &rejected, &depth, &written, &head, &batches, &disk, &memtable,
-                    &pending, &delayed, &stopped, &wal, &compactions}) {
+    for (auto* f : {&series, &series_limit, &rejected, &depth, &written, &head, &batches, &disk,
+                    &memtable, &pending, &delayed, &stopped, &wal, &compactions}) {
         families.push_back(std::move(*f));
     }
 }
@@ -165,6 +170,8 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     options.out_of_order_window = config_.storage.out_of_order_window;
     options.retention = config_.storage.retention;
     options.memtable_budget_bytes = config_.storage.memtable_budget;
+    options.max_series = config_.storage.max_series;
+    options.max_series_per_shard = config_.storage.max_series_per_shard;
     options.test_read_delay = config_.storage.test_read_delay;
     options.on_batch = [this, delay = config_.storage.test_write_delay](
                            const storage::BatchReport& report) {
@@ -219,6 +226,8 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     ingest_options.max_future = config_.ingest.max_future;
     ingest_options.min_timestamp_ms = config_.ingest.min_timestamp_ms;
     ingest_options.seconds_by_magnitude = config_.ingest.seconds_by_magnitude;
+    ingest_options.max_series_per_identity = config_.ingest.max_series_per_identity;
+    ingest_options.max_new_series_per_minute = config_.ingest.max_new_series_per_minute;
     if (config_.city.max_pairs > 0) {
         city_ = std::make_unique<ingest::CityAggregates>(config_.city.max_pairs);
     }

@@ -23,6 +23,17 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
       timestamp_too_old(error_counter(registry, "timestamp_too_old")),
       field_skipped(error_counter(registry, "field_skipped")),
       storage_rejected(error_counter(registry, "storage_rejected")),
-      storage_failed(error_counter(registry, "storage_failed")) {}
+      storage_failed(error_counter(registry, "storage_failed")),
+      series_limit(error_counter(registry, "series_limit")) {
+    auto& refused = prometheus::BuildCounter()
+                        .Name("citygate_series_refused_total")
+                        .Help("Readings refused because they would create a series over a limit")
+                        .Register(registry);
+    // Every limit from the start, so a rule over them finds zeros, not absent series.
+    for (std::size_t i = 1; i < storage::kSeriesLimits; ++i) {
+        auto limit = static_cast<storage::SeriesLimit>(i);
+        series_refused[i] = &refused.Add({{"limit", storage::series_limit_name(limit)}});
+    }
+}
 
 }  // namespace citygate::ingest

@@ -5,6 +5,10 @@
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
+#include <array>
+
+#include "storage/engine.hpp"
+
 namespace citygate::ingest {
 
 struct IngestMetrics {
@@ -18,6 +22,10 @@ struct IngestMetrics {
     prometheus::Counter& field_skipped;      // fields skipped inside good payloads
     prometheus::Counter& storage_rejected;   // writes of which storage refused some points
     prometheus::Counter& storage_failed;     // writes whose WAL write failed
+    prometheus::Counter& series_limit;       // messages with readings refused by a series limit
+    // citygate_series_refused_total{limit}: readings refused because they would have created a
+    // series over that limit, indexed by storage::SeriesLimit (none is null).
+    std::array<prometheus::Counter*, storage::kSeriesLimits> series_refused{};
 };
 
 }  // namespace citygate::ingest

@@ -18,6 +18,8 @@ const char* verdict_name(Verdict verdict) {
             return "payload_invalid";
         case Verdict::timestamp_invalid:
             return "timestamp_invalid";
+        case Verdict::series_limit:
+            return "series_limit";
         case Verdict::storage_failed:
             return "storage_failed";
     }
@@ -30,7 +32,9 @@ IngestUnit::IngestUnit(IngestOptions options, storage::Engine& engine, const Acc
       engine_(engine),
       access_(access),
       city_(city),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      quota_(
+          {options_.max_series_per_identity, options_.max_new_series_per_minute, options_.clock}) {}
 
 std::int64_t IngestUnit::now_ms() const {
     if (options_.clock) return options_.clock();
@@ -39,16 +43,44 @@ std::int64_t IngestUnit::now_ms() const {
         .count();
 }
 
-bool IngestUnit::try_submit(Write& write, Completion done) {
+bool IngestUnit::try_submit(Write& write, Completion done,
+                            std::shared_ptr<storage::SeriesAdmission> series) {
     storage::WriteCallback stored = [this,
                                      done = std::move(done)](const storage::WriteResult& result) {
         if (result.rejected() > 0) metrics_.storage_rejected.Increment();
         if (!result.durable()) metrics_.storage_failed.Increment();
-        if (result.durable())
-            return done({Verdict::stored, result.accepted, result.rejected(), {}});
-        done({Verdict::storage_failed, 0, result.rejected(), result.status.message()});
+        if (!result.durable()) {
+            return done({Verdict::storage_failed, 0, result.rejected(), result.status.message()});
+        }
+        Outcome outcome{Verdict::stored, result.accepted, result.rejected(), {}};
+        if (result.rejected_series_limit > 0) {
+            outcome.verdict = Verdict::series_limit;
+            outcome.series_refused = result.rejected_series_limit;
+            metrics_.series_limit.Increment();
+            std::size_t most = 0;
+            for (std::size_t i = 1; i < storage::kSeriesLimits; ++i) {
+                std::size_t n = result.rejected_by_limit[i];
+                if (n == 0) continue;
+                metrics_.series_refused[i]->Increment(static_cast<double>(n));
+                if (n > most) {
+                    most = n;
+                    outcome.series_limit = static_cast<storage::SeriesLimit>(i);
+                }
+            }
+        }
+        done(outcome);
     };
-    return engine_.try_write(write.points_, std::move(stored));
+    return engine_.try_write(write.points_, std::move(stored), std::move(series));
+}
+
+std::string IngestUnit::series_identity(const Identity& identity, std::string_view client_id) {
+    if (!identity.anonymous) return identity.user;
+    return "anonymous:" + std::string(client_id);
+}
+
+std::shared_ptr<storage::SeriesAdmission> IngestUnit::series_admission(
+    const Identity& identity, std::string_view client_id) const {
+    return quota_.connection(series_identity(identity, client_id));
 }
 
 void IngestUnit::add_room_listener(std::function<void()> listener) {

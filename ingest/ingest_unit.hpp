@@ -29,6 +29,7 @@
 #include "ingest/access_control.hpp"
 #include "ingest/city_aggregates.hpp"
 #include "ingest/ingest_metrics.hpp"
+#include "ingest/series_quota.hpp"
 #include "protocols/payload/format.hpp"
 #include "protocols/payload/payload_decoder.hpp"
 #include "protocols/payload/topic_template.hpp"
@@ -44,16 +45,23 @@ enum class Verdict : std::uint8_t {
     topic_unmatched,    // no topic template matches
     payload_invalid,    // the payload does not decode in its format
     timestamp_invalid,  // a reading is stamped too far in the future or implausibly early
-    storage_failed,     // the WAL write failed: nothing of this message is guaranteed durable
+    // Durable, but readings that would have created series over a series limit were refused
+    // (Outcome::series_limit says which); the readings of existing series are stored.
+    series_limit,
+    storage_failed,  // the WAL write failed: nothing of this message is guaranteed durable
 };
 const char* verdict_name(Verdict verdict);
 
 // What one submitted write came to; handed to the completion.
 struct Outcome {
-    Verdict verdict = Verdict::stored;  // stored or storage_failed
+    Verdict verdict = Verdict::stored;  // stored, series_limit or storage_failed
     std::size_t stored = 0;             // points now durable
     std::size_t rejected = 0;           // points storage refused for what they are
     std::string failure;                // storage_failed: why the WAL write failed
+    // series_limit: the limit that refused most of the refused points, and how many it refused
+    // (all limits together).
+    storage::SeriesLimit series_limit = storage::SeriesLimit::none;
+    std::size_t series_refused = 0;
 };
 using Completion = std::function<void(const Outcome&)>;
 
@@ -113,8 +121,12 @@ struct IngestOptions {
     // Timestamps below 10^11 are taken as seconds and scaled to ms: in ms they would be before
     // March 1973, in seconds they reach the year 5138. For fleets that send seconds.
     bool seconds_by_magnitude = false;
+    // Series limits per client identity and per connection minute (see SeriesQuota); storage
+    // enforces the global and per-shard ones.
+    std::size_t max_series_per_identity = 100'000;
+    std::size_t max_new_series_per_minute = 10'000;
     // Wall clock in ms since the epoch: arrival time of readings without their own (tests
-    // inject one). Empty: the system clock.
+    // inject one), and the series quota's minute. Empty: the system clock.
     std::function<std::int64_t()> clock;
 };
 
@@ -133,7 +145,20 @@ class IngestUnit {
     // once on a writer thread. False: storage has no room now; `write` is untouched, `done` is
     // dropped; call again after a room listener fires. An empty write completes at once, on
     // the calling thread. Thread safe.
-    [[nodiscard]] bool try_submit(Write& write, Completion done);
+    // `series` (from series_admission(), may be null) is asked before each series the write
+    // would create.
+    [[nodiscard]] bool try_submit(Write& write, Completion done,
+                                  std::shared_ptr<storage::SeriesAdmission> series = nullptr);
+
+    // The series admission for one connection of `identity`: its user, or for an anonymous
+    // client `client_id`, is the identity its series are counted against. Null when the per-
+    // identity and per-connection limits are both off. Thread safe.
+    std::shared_ptr<storage::SeriesAdmission> series_admission(const Identity& identity,
+                                                               std::string_view client_id) const;
+    // The key series_admission() counts an identity's series under: the user name, or
+    // "anonymous:" + client id.
+    static std::string series_identity(const Identity& identity, std::string_view client_id);
+    const SeriesQuota& series_quota() const { return quota_; }
 
     // Registers `listener`, called on a writer thread whenever storage made room after refusing
     // a submission. It must be cheap and thread safe (post to your own thread). Call before
@@ -154,6 +179,7 @@ class IngestUnit {
     const AccessControl& access_;
     CityAggregates* city_;
     IngestMetrics& metrics_;
+    SeriesQuota quota_;
     std::vector<std::function<void()>> room_listeners_;
 };
 

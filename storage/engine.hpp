@@ -2,6 +2,7 @@
 // queries out. Knows nothing of MQTT.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -53,6 +54,25 @@ struct StorageTuning {
     std::size_t block_bytes = 32 << 10;
 };
 
+// The limit that refused a point because it would have created a series. Storage enforces
+// global and shard; identity and connection are the caller's (SeriesAdmission).
+enum class SeriesLimit : std::uint8_t { none, global, shard, identity, connection };
+inline constexpr std::size_t kSeriesLimits = 5;
+const char* series_limit_name(SeriesLimit limit);  // "global", "shard", ...
+
+// The caller's say over the series one write may create: per-client limits storage knows
+// nothing of (the ingest unit's, per identity and per connection). Asked on a shard's writer
+// thread, once per series the write would create, after storage's own limits let it in; several
+// shards may ask at once, so implementations are thread safe, and cheap (no I/O, no index).
+class SeriesAdmission {
+  public:
+    virtual ~SeriesAdmission() = default;
+    // none: the series may be created, and is charged to the caller; else the limit refusing it.
+    virtual SeriesLimit admit() = 0;
+    // A series admit() let in was not created after all (its batch did not reach the WAL).
+    virtual void release() = 0;
+};
+
 struct EngineOptions {
     std::filesystem::path directory;
     unsigned shards = 0;                 // 0: one per core
@@ -61,7 +81,11 @@ struct EngineOptions {
     std::chrono::milliseconds partition_window = std::chrono::hours(24);
     std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
     std::chrono::milliseconds retention = std::chrono::hours(24 * 30);  // 0: keep forever
+    // Series limits: a point that would create a series beyond either is refused (counted,
+    // WriteResult::rejected_series_limit); existing series keep being written. max_series is
+    // all shards together, 0: only the per-shard limit.
     std::size_t max_series_per_shard = 2'000'000;
+    std::size_t max_series = 0;
     // Called from writer threads; must be cheap and thread safe. May be empty.
     std::function<void(const BatchReport&)> on_batch;
     // Called from a writer thread after it drained its queue, so producers that were refused by
@@ -102,6 +126,9 @@ struct EngineStats {
     std::uint64_t points_rejected_series_limit = 0;
     std::uint64_t points_rejected_invalid = 0;  // not a canonical series key
     std::uint64_t series = 0;
+    // The most series the shards may hold together: max_series, or shards x
+    // max_series_per_shard when that is lower.
+    std::uint64_t max_series = 0;
     std::uint64_t batches = 0;             // group commits
     std::uint64_t flushes = 0;             // head flushes into chunks
     std::uint64_t windows_dropped = 0;     // by retention
@@ -132,8 +159,10 @@ struct WriteResult {
     std::size_t accepted = 0;  // points now durable
     // Older than the out-of-order window, or behind retention.
     std::size_t rejected_late = 0;
-    // Would create a series over the per-shard limit (may clear later).
+    // Would create a series over a series limit (may clear later: retention frees series).
     std::size_t rejected_series_limit = 0;
+    // The same points by the limit that refused them, indexed by SeriesLimit.
+    std::array<std::size_t, kSeriesLimits> rejected_by_limit{};
     std::size_t rejected_invalid = 0;  // not a canonical series key
     [[nodiscard]] bool durable() const { return status.is_ok(); }
     [[nodiscard]] std::size_t rejected() const {
@@ -201,8 +230,10 @@ class Engine {
     // On true the points have been moved out and `points` is left empty; `done` will fire (see
     // WriteCallback). An empty `points` fires `done` with an ok, empty result at once on the
     // calling thread. One call larger than a whole shard queue is let in when that queue is empty.
-    // Thread safe. Points of one series keep their order.
-    [[nodiscard]] bool try_write(std::vector<Point>& points, WriteCallback done);
+    // Thread safe. Points of one series keep their order. `admission`, when set, is asked before
+    // each series the write would create (see SeriesAdmission) and is held until `done` fired.
+    [[nodiscard]] bool try_write(std::vector<Point>& points, WriteCallback done,
+                                 std::shared_ptr<SeriesAdmission> admission = nullptr);
 
     // Queries. Each is bounded by a QueryBudget: series matched, points read, memory held
     // (charged before it is allocated, steps without data cost nothing), a deadline and a

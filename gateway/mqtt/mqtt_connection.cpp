@@ -454,6 +454,7 @@ void MqttConnection::refuse(const mqtt::inbound_publish& message, ingest::Verdic
             break;
         }
         case ingest::Verdict::stored:
+        case ingest::Verdict::series_limit:  // only from storage, in complete()
         case ingest::Verdict::storage_failed:
             break;
     }
@@ -475,7 +476,7 @@ bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
     };
     GatewayContext& context = worker_.context();
     context.pending_writes.fetch_add(1);
-    if (!context.ingest.try_submit(write, std::move(done))) {
+    if (!context.ingest.try_submit(write, std::move(done), series_)) {
         context.pending_writes.fetch_sub(1);
         return false;
     }
@@ -497,25 +498,69 @@ bool MqttConnection::retry_stalled() {
     return !paused_;
 }
 
+namespace {
+
+// The option that sets a series limit, for the warning that names it.
+const char* series_limit_option(storage::SeriesLimit limit) {
+    switch (limit) {
+        case storage::SeriesLimit::global:
+            return "storage.max_series";
+        case storage::SeriesLimit::shard:
+            return "storage.max_series_per_shard";
+        case storage::SeriesLimit::identity:
+            return "ingest.max_series_per_identity";
+        case storage::SeriesLimit::connection:
+            return "ingest.max_new_series_per_minute";
+        case storage::SeriesLimit::none:
+            break;
+    }
+    return "?";
+}
+
+}  // namespace
+
 void MqttConnection::complete(const Completion& completion) {
-    // Points storage refused for what they are (late, behind retention, over the series limit)
-    // were counted by the ingest unit; the rest of the message is durable and acknowledged,
-    // since re-sending the same points would be refused again. Only a failed WAL write
-    // withholds a positive acknowledgement: MQTT 5 clients get PUBACK/PUBREC 0x80, 3.1.1 clients
-    // are disconnected (server_session::complete), so they re-send.
+    // Points storage refused for what they are (late, behind retention) were counted by the
+    // ingest unit; the rest of the message is durable and acknowledged, since re-sending the
+    // same points would be refused again. A failed WAL write withholds a positive
+    // acknowledgement: MQTT 5 clients get PUBACK/PUBREC 0x80, 3.1.1 clients are disconnected
+    // (server_session::complete), so they re-send. So do readings refused by a series limit:
+    // they are valid and may be stored later (the minute passes, retention frees series, the
+    // operator raises the limit), so they must not look stored: MQTT 5 gets 0x97 quota
+    // exceeded, 3.1.1 is disconnected without an acknowledgement. The readings of existing
+    // series in the same message are stored all the same (a re-send stores them again, which
+    // QoS 1 allows).
     const ingest::Outcome& outcome = completion.outcome;
-    bool durable = outcome.verdict == ingest::Verdict::stored;
-    if (outcome.rejected > 0) {
-        CG_LOG(debug) << "storage refused " << outcome.rejected << " of "
+    bool durable = outcome.verdict != ingest::Verdict::storage_failed;
+    if (outcome.rejected > outcome.series_refused) {
+        CG_LOG(debug) << "storage refused " << outcome.rejected - outcome.series_refused << " of "
                       << outcome.rejected + outcome.stored << " points";
     }
     if (!durable) CG_LOG(warn) << "storage write failed: " << outcome.failure;
+    mqtt::reason_code reason =
+        durable ? mqtt::reason_code::success : mqtt::reason_code::unspecified_error;
+    if (outcome.verdict == ingest::Verdict::series_limit) {
+        reason = mqtt::reason_code::quota_exceeded;
+        // An exploding client repeats this with every message: warn, but not every time.
+        static log::RateLimit series_limits;
+        CG_LOG_LIMITED(series_limits, warn)
+            << "refused " << outcome.series_refused << " of "
+            << outcome.series_refused + outcome.stored << " readings from client '"
+            << session_.client_id() << "' (identity '"
+            << ingest::IngestUnit::series_identity(identity_, session_.client_id())
+            << "'): new series over the " << storage::series_limit_name(outcome.series_limit)
+            << " series limit (" << series_limit_option(outcome.series_limit) << ")"
+            << (completion.token == 0 ? ", QoS 0: dropped"
+                : session_.version() == mqtt::protocol_version::v5
+                    ? ", PUBACK 0x97"
+                    : ", MQTT 3.1.1: disconnected without PUBACK");
+    }
     if (torn_down_ || completion.token == 0) return;  // gone, or QoS 0: nothing to acknowledge
     worker_.context().metrics.ack_latency.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - completion.received)
             .count());
     bool was_full = inflight_full();
-    session_.complete(completion.token, durable);
+    session_.complete(completion.token, reason);
     if (was_full && !inflight_full()) resume_reading();
 }
 
@@ -614,6 +659,7 @@ mqtt::reason_code MqttConnection::admit(ingest::AuthResult result) {
         return verdict;
     }
     identity_ = std::move(result.identity);
+    series_ = context.ingest.series_admission(identity_, session_.client_id());
     context.metrics.connects_accepted.Increment();
     counted_session_ = true;
     CG_LOG(debug) << "client '" << session_.client_id() << "' connected as "

@@ -133,6 +133,8 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     std::unique_ptr<TlsState> tls_;
     mqtt::server_session session_;
     ingest::Identity identity_;
+    // Its series limits (per identity, per connection minute), asked by storage; may be null.
+    std::shared_ptr<storage::SeriesAdmission> series_;
     // One timer serves both kinds: the connect timeout ends where keep-alive begins.
     boost::asio::steady_timer timer_;
     mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;

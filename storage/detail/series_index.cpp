@@ -16,7 +16,7 @@ SeriesIndex::AddResult SeriesIndex::add(std::string_view key, std::uint64_t& id)
     id = keys_.size();
     keys_.emplace_back(key);
     ids_.emplace(keys_.back(), id);
-    index_tags(id, keys_.back(), true);
+    index_tags(id, parsed.value(), true);
     return AddResult::added;
 }
 
@@ -24,19 +24,27 @@ void SeriesIndex::remove_last() {
     std::unique_lock lock(mutex_);
     std::uint64_t id = keys_.size() - 1;
     if (keys_.empty() || id < published_.load(std::memory_order_relaxed)) return;
-    index_tags(id, keys_.back(), false);
+    auto parsed = parse_series_key(keys_.back());  // it was valid when added
+    index_tags(id, parsed.value(), false);
     ids_.erase(keys_.back());
     keys_.pop_back();
 }
 
 bool SeriesIndex::restore(std::uint64_t id, std::string_view key) {
-    if (id != keys_.size() || !parse_series_key(key).is_ok()) return false;
+    if (id != keys_.size()) return false;
+    auto parsed = parse_series_key(key);  // once: this runs for every series at every start
+    if (!parsed.is_ok()) return false;
     std::unique_lock lock(mutex_);
     keys_.emplace_back(key);
     ids_.emplace(keys_.back(), id);
-    index_tags(id, keys_.back(), true);
+    index_tags(id, parsed.value(), true);
     published_.store(keys_.size(), std::memory_order_release);
     return true;
+}
+
+void SeriesIndex::reserve(std::size_t series) {
+    std::unique_lock lock(mutex_);
+    ids_.reserve(std::min(series, max_series_));  // an estimate: never past the limit
 }
 
 std::string SeriesIndex::key(std::uint64_t id) const {
@@ -51,10 +59,9 @@ std::size_t SeriesIndex::size() const {
     return keys_.size();
 }
 
-void SeriesIndex::index_tags(std::uint64_t id, std::string_view key, bool add) {
-    auto parsed = parse_series_key(key);  // validated by the caller
-    auto& [measurement, tags] = parsed.value();
-    tags.emplace_back("__name__", measurement);
+void SeriesIndex::index_tags(std::uint64_t id, ParsedKey& parsed, bool add) {
+    auto& [measurement, tags] = parsed;
+    tags.emplace_back("__name__", std::move(measurement));
     for (const auto& [name, value] : tags) {
         Label& label = labels_[name];
         auto [entry, created] = label.postings.try_emplace(value);

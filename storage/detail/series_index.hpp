@@ -41,8 +41,10 @@ class SeriesIndex {
     void remove_last();
     // Writer thread only: every series added so far is in the WAL; match() may return them.
     void publish() { published_.store(size(), std::memory_order_release); }
-    // At open: ids must arrive dense from 0. Restored series are published.
+    // At open: ids must arrive dense from 0. Restored series are published. reserve() first
+    // with the expected count saves rehashing.
     [[nodiscard]] bool restore(std::uint64_t id, std::string_view key);
+    void reserve(std::size_t series);
 
     std::size_t size() const;
     // Thread safe. The key of an id; empty for an id the index does not hold.
@@ -64,7 +66,12 @@ class SeriesIndex {
             return std::hash<std::string_view>{}(s);
         }
     };
-    using Postings = std::map<std::string, std::vector<std::uint64_t>, std::less<>>;
+    // Hashed, not ordered: nothing reads values in order (readers match `entries`), and a start
+    // inserts every series' values, millions for a label like __name__ after a series
+    // explosion, where a tree's string compares were a large part of loading the index.
+    // Elements of an unordered_map keep their address across rehashing, as `entries` needs.
+    using Postings =
+        std::unordered_map<std::string, std::vector<std::uint64_t>, Hash, std::equal_to<>>;
     struct Label {
         Postings postings;  // value -> sorted ids
         // Every value's entry, in the order the values appeared. Entries are never erased (a
@@ -74,7 +81,9 @@ class SeriesIndex {
         std::vector<const Postings::value_type*> entries;
     };
 
-    void index_tags(std::uint64_t id, std::string_view key, bool add);
+    using ParsedKey = std::pair<std::string, std::vector<Tag>>;  // from parse_series_key
+    // Adds id to (or removes it from) the postings of the key's labels; consumes `parsed`.
+    void index_tags(std::uint64_t id, ParsedKey& parsed, bool add);
     // Ids (sorted) of series that carry label m.name() with a value m accepts (accepted=true)
     // or rejects; the values are matched outside the lock.
     [[nodiscard]] Status ids_where(const CompiledMatcher& m, bool accepted, QueryBudget& budget,

@@ -50,6 +50,9 @@ struct ShardOptions {
     std::int64_t out_of_order_ms = 0;
     std::int64_t retention_ms = 0;
     std::size_t max_series = 0;
+    // Series of all shards together, shared by them; max_total_series bounds it (0: no bound).
+    std::shared_ptr<std::atomic<std::uint64_t>> total_series;
+    std::size_t max_total_series = 0;
     std::size_t head_flush_points = 0;
     std::chrono::milliseconds head_flush_interval{};
     std::size_t target_chunk_points = 0;
@@ -170,10 +173,17 @@ class Shard {
     [[nodiscard]] Status recover();
     void run();
     void commit(std::deque<QueuedWrite>& work);
+    // Writer thread: may `write` create one more series? Storage's limits first (shard, then the
+    // global count, which it charges), then the write's admission; none when it may.
+    SeriesLimit admit_series(const QueuedWrite& write);
+    // Undoes admit_series() for a series that was not created after all.
+    void unadmit_series(SeriesAdmission* admission);
     // Writer thread: hand the head to the flush thread, once the previous job is done.
     void hand_off();
     // Writer thread: hand off the head and wait until it and any earlier job are in chunks.
     [[nodiscard]] Status flush_sync();
+    // Writer thread, at close: every column family's memtable into SST files.
+    [[nodiscard]] Status flush_memtables();
     void run_flusher();
     [[nodiscard]] Status write_job(const FlushJob& job);
     [[nodiscard]] Status flush_series(std::uint64_t id, const std::vector<Sample>& samples,
@@ -226,6 +236,7 @@ class Shard {
         bool late;
     };
     std::vector<Staged> commit_staged_;
+    std::vector<SeriesAdmission*> commit_admissions_;  // of each new series of the batch
 
     std::mutex queue_mutex_;
     std::condition_variable queue_cv_;

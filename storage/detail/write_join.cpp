@@ -10,6 +10,8 @@ void WriteJoin::complete(const WriteResult& part) {
         combined_.accepted += part.accepted;
         combined_.rejected_late += part.rejected_late;
         combined_.rejected_series_limit += part.rejected_series_limit;
+        for (std::size_t i = 0; i < kSeriesLimits; ++i)
+            combined_.rejected_by_limit[i] += part.rejected_by_limit[i];
         combined_.rejected_invalid += part.rejected_invalid;
     }
     if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;

@@ -28,6 +28,7 @@ class WriteJoin {
 struct QueuedWrite {
     std::vector<Point> points;
     std::shared_ptr<WriteJoin> join;
+    std::shared_ptr<SeriesAdmission> admission;  // may be null
 };
 
 }  // namespace citygate::storage::detail

@@ -335,3 +335,41 @@ TEST_CASE("seconds_by_magnitude maps second timestamps to ms") {
     REQUIRE(stored.size() == 1);
     CHECK(stored[0].timestamps_ms == std::vector<std::int64_t>{(arrival_ms / 1000 - 5) * 1000});
 }
+
+TEST_CASE("readings over a client's series limit make the outcome series_limit, counted by limit") {
+    Fixture f;
+    ingest::IngestOptions options = f.unit->options();
+    options.max_series_per_identity = 2;
+    options.max_new_series_per_minute = 0;
+    ingest::IngestUnit unit(std::move(options), *f.engine, f.access, nullptr, f.metrics);
+    ingest::Appender appender(unit);
+    auto submit = [&](std::string_view client, std::string_view payload) {
+        ingest::Write write;
+        REQUIRE(appender.prepare({f.anonymous, client, "city/pudong/air/a-1", bytes(payload)},
+                                 write) == Verdict::stored);
+        std::promise<ingest::Outcome> done;
+        auto future = done.get_future();
+        REQUIRE(unit.try_submit(
+            write, [&done](const ingest::Outcome& o) { done.set_value(o); },
+            unit.series_admission(f.anonymous, client)));
+        return future.get();
+    };
+    ingest::Outcome outcome = submit("c1", R"({"pm25": 1, "no2": 2, "o3": 3})");
+    CHECK(outcome.verdict == Verdict::series_limit);
+    CHECK(outcome.stored == 2);
+    CHECK(outcome.series_refused == 1);
+    CHECK(outcome.series_limit == storage::SeriesLimit::identity);
+    CHECK(f.metrics.series_limit.Value() == 1);
+    CHECK(f.metrics.series_refused[static_cast<std::size_t>(storage::SeriesLimit::identity)]
+              ->Value() == 1);
+    // The client's existing series are stored; an anonymous client is known by its client id,
+    // so another one has its own limit.
+    outcome = submit("c1", R"({"pm25": 4, "no2": 5, "ts": 1750000000001})");
+    CHECK(outcome.verdict == Verdict::stored);
+    CHECK(outcome.stored == 2);
+    outcome = submit("c2", R"({"co": 1})");
+    CHECK(outcome.verdict == Verdict::stored);
+    CHECK(unit.series_quota().series_of("anonymous:c1") == 2);
+    CHECK(unit.series_quota().series_of("anonymous:c2") == 1);
+    CHECK(ingest::IngestUnit::series_identity({"alice", false}, "c9") == "alice");
+}

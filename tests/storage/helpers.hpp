@@ -16,10 +16,12 @@ inline std::string key(const std::string& measurement, const std::string& device
 }
 
 // Writes and waits for the callback; retries while the queues are full.
-inline WriteResult write_sync(Engine& engine, std::vector<Point> points) {
+inline WriteResult write_sync(Engine& engine, std::vector<Point> points,
+                              std::shared_ptr<SeriesAdmission> admission = nullptr) {
     std::promise<WriteResult> done;
     auto future = done.get_future();
-    while (!engine.try_write(points, [&done](const WriteResult& r) { done.set_value(r); })) {
+    while (!engine.try_write(
+        points, [&done](const WriteResult& r) { done.set_value(r); }, admission)) {
         std::this_thread::yield();
     }
     return future.get();
