@@ -11,7 +11,7 @@ using citygate::ingest::SeriesQuota;
 using citygate::ingest::SeriesQuotaOptions;
 using citygate::storage::SeriesLimit;
 
-TEST_CASE("an identity's connections share its series limit; other identities have their own") {
+TEST_CASE("an identity's connections share its series limit, and other identities have their own") {
     SeriesQuota quota({.max_series_per_identity = 3, .max_new_series_per_minute = 0, .clock = {}});
     auto first = quota.connection("alice");
     auto second = quota.connection("alice");

@@ -67,7 +67,7 @@ TEST_CASE("a staleness marker ends a series at once") {
     CHECK(std::get<Vector>(c.value())[0].v == 1);  // the marker itself is not a sample
 }
 
-TEST_CASE("range queries answer a matrix sorted by labels; scalars as one unlabelled series") {
+TEST_CASE("range queries answer a matrix sorted by labels, and scalars as one unlabelled series") {
     auto data = gauges(3, 100);
     Engine engine;
     auto r = engine.range_query(data, "sort_desc(g)", 0, 10 * minute, minute);
