@@ -247,11 +247,13 @@ TEST_CASE("log level: read and changed at run time over HTTP, other methods refu
     publish(gateway, {{"nowhere", "1"}});
     CHECK(gateway.process().wait_for_log("no topic template matches", std::chrono::seconds(10)));
 
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // one change a second
     HttpReply posted = send(gateway, "POST", "/api/v1/log_level", "\"warn\"");
     CHECK(posted.status == 200);
     CHECK_THAT(send(gateway, "GET", "/api/v1/log_level").body,
                Catch::Contains("\"level\":\"warn\""));
 
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
     HttpReply bad = send(gateway, "PUT", "/api/v1/log_level", "loud");
     CHECK(bad.status == 400);
     CHECK_THAT(bad.body, Catch::Contains("debug, info, warn or error"));
