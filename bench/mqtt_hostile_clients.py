@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -87,9 +88,10 @@ class Gateway:
                 os.path.join(self.dir, "var"), "--io-threads", "2", "--shards", "2"]
         self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         self.mqtt_port = self._port("mqtt listening on ")
+        self.http_port = self._port("http listening on ")
 
     def _port(self, needle):
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while time.time() < deadline:
             with open(self.log_path) as f:
                 for line in f:
@@ -110,10 +112,14 @@ class Gateway:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=60) as r:
+            return r.read().decode()
+
     def stop(self):
         self.process.terminate()
         try:
-            self.process.wait(20)
+            self.process.wait(60)
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()

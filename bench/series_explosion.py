@@ -18,16 +18,12 @@ do.
 
 import argparse
 import json
-import os
-import re
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
-import urllib.request
+
+import mqtt_hostile_clients  # bench/: the script's own directory is on sys.path
 
 
 def varint(n):
@@ -113,41 +109,11 @@ class Client:
             pass
 
 
-class Gateway:
+class Gateway(mqtt_hostile_clients.Gateway):
+    """The hostile-clients bench's gateway, with the queries this bench reads."""
+
     def __init__(self, binary, toml):
-        self.dir = tempfile.mkdtemp(prefix="citygate-explosion-")
-        config = os.path.join(self.dir, "citygate.toml")
-        with open(config, "w") as f:
-            f.write(toml.replace("\\n", "\n") + "\n")
-        self.log_path = os.path.join(self.dir, "citygate.log")
-        self.log = open(self.log_path, "w")
-        argv = [binary, "--config", config, "--mqtt-listen", "127.0.0.1", "--http-listen",
-                "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--data-dir",
-                os.path.join(self.dir, "var"), "--io-threads", "2", "--shards", "2"]
-        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
-        self.mqtt_port = self._port("mqtt listening on ")
-        self.http_port = self._port("http listening on ")
-
-    def _port(self, needle):
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with open(self.log_path) as f:
-                for line in f:
-                    if needle in line:
-                        return int(re.search(needle + r"\S+:(\d+)", line).group(1))
-            time.sleep(0.05)
-        raise RuntimeError("gateway did not start: " + open(self.log_path).read())
-
-    def rss_mib(self):
-        with open(f"/proc/{self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    def get(self, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=60) as r:
-            return r.read().decode()
+        super().__init__(binary, toml.replace("\\n", "\n") + "\n")
 
     def metric(self, name):
         total = 0.0
@@ -162,15 +128,6 @@ class Gateway:
     def stored(self, selector):
         q = urllib.parse.urlencode({"match": selector})
         return json.loads(self.get("/api/v1/series?" + q))["data"]
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def main():

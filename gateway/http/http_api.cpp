@@ -249,11 +249,8 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
                     return label_values(call.params[0], call.query, b);
                 }));
     routes_.add({verb::get, verb::put, verb::post}, "/api/v1/log_level",
-                {Scope::read, Scope::admin}, [this](const HttpCall& call) {
-                    http::verb method = call.request.method();
-                    if (method == verb::get || method == verb::head) return log_level(call.request);
-                    return log_level_gate_->run([&] { return log_level(call.request); });
-                });
+                {Scope::read, Scope::admin},
+                [this](const HttpCall& call) { return log_level(call.request); });
     routes_.add({verb::post}, "/api/v1/admin/checkpoint", Scope::admin,
                 on_query_pool([this](const HttpCall&) {
                     return checkpoint_gate_->run([this] { return checkpoint(); });
@@ -377,12 +374,17 @@ HttpResponse HttpApi::log_level(const HttpRequest& request) const {
     if (!log::parse_level(text, level)) {
         return bad_request("log level must be debug, info, warn or error");
     }
-    log::Level previous = log::level();
-    log::set_level(level);
-    // Logged at warn so the change shows at any level it leaves.
-    CG_LOG(warn).with("level", log::level_name(level)).with("previous", log::level_name(previous))
-        << "log level changed to " << log::level_name(level) << " over HTTP";
-    return answer(previous);
+    // A valid change passes the rate limit; a bad body is answered without using it up.
+    return log_level_gate_->run([&] {
+        log::Level previous = log::level();
+        log::set_level(level);
+        // Logged at warn so the change shows at any level it leaves.
+        CG_LOG(warn)
+                .with("level", log::level_name(level))
+                .with("previous", log::level_name(previous))
+            << "log level changed to " << log::level_name(level) << " over HTTP";
+        return answer(previous);
+    });
 }
 
 HttpResponse HttpApi::bad_request(std::string_view message) const {

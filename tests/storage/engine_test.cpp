@@ -17,20 +17,6 @@ namespace {
 
 constexpr std::int64_t kT0 = 1'718'409'600'000;  // 2024-06-15T00:00:00Z, a window start
 
-EngineOptions options_for(const TempDir& dir, unsigned shards = 2) {
-    EngineOptions o;
-    o.directory = dir.path();
-    o.shards = shards;
-    o.retention = std::chrono::milliseconds(0);
-    return o;
-}
-
-std::unique_ptr<Engine> open_engine(EngineOptions o) {
-    auto e = Engine::open(std::move(o));
-    REQUIRE(e.is_ok());
-    return std::move(e.value());
-}
-
 }  // namespace
 
 TEST_CASE("written points are readable once the callback fired") {

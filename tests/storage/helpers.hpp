@@ -5,9 +5,27 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include "storage/engine.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace citygate::storage::test {
+
+// Options for an engine in `dir` that keeps everything (no retention).
+inline EngineOptions options_for(const citygate::test::TempDir& dir, unsigned shards = 2) {
+    EngineOptions o;
+    o.directory = dir.path();
+    o.shards = shards;
+    o.retention = std::chrono::milliseconds(0);
+    return o;
+}
+
+inline std::unique_ptr<Engine> open_engine(EngineOptions o) {
+    auto e = Engine::open(std::move(o));
+    REQUIRE(e.is_ok());
+    return std::move(e.value());
+}
 
 inline std::string key(const std::string& measurement, const std::string& device,
                        const std::string& district = "pudong") {

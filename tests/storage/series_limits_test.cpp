@@ -16,20 +16,6 @@ namespace {
 
 constexpr std::int64_t kT0 = 1'718'409'600'000;
 
-EngineOptions options_for(const TempDir& dir, unsigned shards) {
-    EngineOptions o;
-    o.directory = dir.path();
-    o.shards = shards;
-    o.retention = std::chrono::milliseconds(0);
-    return o;
-}
-
-std::unique_ptr<Engine> open_engine(EngineOptions o) {
-    auto e = Engine::open(std::move(o));
-    REQUIRE(e.is_ok());
-    return std::move(e.value());
-}
-
 std::size_t refused_by(const WriteResult& r, SeriesLimit limit) {
     return r.rejected_by_limit[static_cast<std::size_t>(limit)];
 }
