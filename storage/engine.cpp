@@ -14,6 +14,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "storage/detail/disk_guard.hpp"
 #include "storage/detail/keys.hpp"
 #include "storage/detail/layout.hpp"
 #include "storage/detail/matcher.hpp"
@@ -27,8 +28,41 @@ using detail::Shard;
 
 struct Engine::Impl {
     EngineOptions options;
+    // Before shards: the shards use it until they are closed.
+    std::unique_ptr<detail::DiskGuard> disk;
     std::vector<std::unique_ptr<Shard>> shards;
     std::shared_ptr<std::atomic<std::uint64_t>> total_series;  // all shards' series
+    // Set once the shards are open: the guard's transitions reach them only then.
+    std::atomic<bool> started{false};
+
+    void report(const HealthEvent& event) const {
+        if (options.on_health_event) options.on_health_event(event);
+    }
+    // Guard thread or a writer: the volume went under its reserve or came back above it.
+    void on_disk_change(bool full, const DiskFigures& f) {
+        auto mib = [](std::uint64_t bytes) {
+            return std::to_string((bytes + (1 << 19)) >> 20) + " MiB";
+        };
+        std::string where = options.directory.string();
+        if (full) {
+            report({HealthEvent::Kind::disk_full, 0,
+                    "data volume of " + where + " is under its free-space reserve (" +
+                        mib(f.free_bytes) + " free of " + mib(f.volume_bytes) + ", reserve " +
+                        mib(f.reserve_bytes) +
+                        "): writes are held and not acknowledged until space is freed"});
+            return;
+        }
+        report({HealthEvent::Kind::disk_space_returned, 0,
+                "data volume of " + where + " has free space again (" + mib(f.free_bytes) +
+                    " free, reserve " + mib(f.reserve_bytes) + "): held writes proceed"});
+        if (!started.load(std::memory_order_acquire)) return;
+        for (auto& shard : shards) {
+            if (shard->read_only()) shard->request_reopen();
+            shard->wake();
+        }
+        // Producers pushed back while the volume was full retry now.
+        if (options.on_space_available) options.on_space_available();
+    }
 };
 
 namespace {
@@ -156,6 +190,8 @@ std::optional<Aggregation> parse_aggregation(std::string_view name) {
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine::~Engine() {
+    impl_->started = false;
+    impl_->disk->stop();  // no transition reaches the shards while they close
     // Each shard drains its queue (firing callbacks) and flushes its head before closing.
     impl_->shards.clear();
 }
@@ -186,6 +222,31 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
 
     auto impl = std::make_unique<Impl>();
     impl->total_series = std::make_shared<std::atomic<std::uint64_t>>(0);
+    impl->options.on_health_event = options.on_health_event;
+    impl->options.on_space_available = options.on_space_available;
+    impl->options.directory = options.directory;
+    detail::DiskGuard::Options guard;
+    guard.directory = options.directory;
+    guard.reserve_bytes = options.min_free_bytes;
+    guard.interval = options.disk_poll_interval;
+    guard.probe = options.disk_probe;
+    guard.on_change = [raw = impl.get()](bool full, const DiskFigures& f) {
+        raw->on_disk_change(full, f);
+    };
+    impl->disk = std::make_unique<detail::DiskGuard>(std::move(guard));
+    const std::uint64_t volume = impl->disk->volume_bytes();
+    // A volume already under its reserve opens read-only: queries work, writes wait for space
+    // (RocksDB's writable open replays and flushes the WAL and writes a new MANIFEST, which a
+    // full disk fails, or worse).
+    const bool read_only = impl->disk->full();
+    if (volume > 0) {
+        // The head lives in the batch log (about 10 bytes a point) until it is flushed: on a
+        // small volume it must leave room for chunks, so it is flushed at a sixteenth of a
+        // shard's share of the volume.
+        const std::uint64_t share = volume / options.shards;
+        options.head_flush_points = static_cast<std::size_t>(std::min<std::uint64_t>(
+            options.head_flush_points, std::max<std::uint64_t>(16384, share / 160)));
+    }
     auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
     std::shared_ptr<rocksdb::WriteBufferManager> memtable_budget;
     if (options.memtable_budget_bytes > 0) {
@@ -215,6 +276,12 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.write_buffer_manager = memtable_budget;
         so.tuning = options.tuning;
         so.test_read_delay = options.test_read_delay;
+        so.disk = impl->disk.get();
+        so.volume_bytes = volume;
+        so.shard_count = options.shards;
+        so.read_only = read_only;
+        so.env = options.test_env;
+        so.on_health_event = options.on_health_event;
         shard_options.push_back(std::move(so));
     }
     // Shards open in parallel: each loads its series index and replays its log, which is what a
@@ -238,6 +305,17 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         impl->shards.push_back(std::move(shard.value()));
     }
     impl->options = std::move(options);
+    impl->started = true;
+    impl->disk->start();
+    // Space may have returned while the shards opened.
+    if (read_only) {
+        impl->disk->poll_now();
+        if (!impl->disk->full()) {
+            for (auto& shard : impl->shards) {
+                if (shard->read_only()) shard->request_reopen();
+            }
+        }
+    }
     return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
@@ -260,6 +338,9 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
         return true;
     }
     auto& shards = impl_->shards;
+    // Under the free-space reserve nothing new is taken: the producer pushes back (stops
+    // reading its socket) and retries on on_space_available, which fires when space returns.
+    if (impl_->disk->full()) return false;
     const std::size_t n = shards.size();
     std::vector<unsigned> placement(points.size());
     std::vector<std::size_t> per_shard(n, 0);
@@ -270,6 +351,12 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
     // Reserve room in every shard involved, in shard order; undo on the first refusal, so the
     // write is all or none without holding locks across shards.
     for (std::size_t s = 0; s < n; ++s) {
+        if (per_shard[s] > 0 && shards[s]->read_only()) {
+            for (std::size_t u = 0; u < s; ++u) {
+                if (per_shard[u] > 0) shards[u]->unreserve(per_shard[u]);
+            }
+            return false;
+        }
         if (per_shard[s] == 0 || shards[s]->try_reserve(per_shard[s])) continue;
         for (std::size_t u = 0; u < s; ++u) {
             if (per_shard[u] > 0) shards[u]->unreserve(per_shard[u]);
@@ -676,6 +763,38 @@ EngineStats Engine::stats() const {
         out.points_written_per_shard.push_back(s.points_written);
         out.writer_busy_ns.push_back(s.writer_busy_ns);
         out.flusher_busy_ns.push_back(s.flusher_busy_ns);
+    }
+    return out;
+}
+
+StorageHealth Engine::health() const {
+    StorageHealth h;
+    h.disk = impl_->disk->figures();
+    for (auto& shard : impl_->shards) {
+        if (shard->read_only()) h.read_only = true;
+        if (shard->failed())
+            h.failed_shards.push_back({shard->index(), shard->failure().message()});
+    }
+    return h;
+}
+
+std::vector<std::string> Engine::problems() const {
+    std::vector<std::string> out;
+    StorageHealth h = health();
+    auto mib = [](std::uint64_t bytes) { return std::to_string((bytes + (1 << 19)) >> 20); };
+    if (h.disk.full) {
+        out.push_back("disk full: " + mib(h.disk.free_bytes) + " MiB free of " +
+                      mib(h.disk.volume_bytes) + " MiB, under the free-space reserve of " +
+                      mib(h.disk.reserve_bytes) + " MiB (storage.min_free_space); writes are held");
+    }
+    if (h.read_only) {
+        out.push_back(
+            "storage is read-only: opened on a volume under its free-space reserve; "
+            "writable again once space is freed");
+    }
+    for (const auto& f : h.failed_shards) {
+        out.push_back("shard " + std::to_string(f.shard) +
+                      " is unwritable (restart required): " + f.error);
     }
     return out;
 }

@@ -17,6 +17,10 @@
 #include "storage/selector.hpp"
 #include "storage/status.hpp"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace citygate::storage {
 
 // One reading. `series` is the canonical series key built by format_series_key():
@@ -73,6 +77,51 @@ class SeriesAdmission {
     virtual void release() = 0;
 };
 
+// Space of the volume holding the data directory, as statvfs() tells an unprivileged writer.
+struct DiskSpace {
+    std::uint64_t free_bytes = 0;
+    std::uint64_t total_bytes = 0;
+};
+using DiskProbe = std::function<std::optional<DiskSpace>(const std::filesystem::path&)>;
+
+// The free-space reserve the engine keeps by default: 2% of the volume, at least 64 MiB and at
+// most 4 GiB, and never more than a quarter of the volume (a 64 MiB volume keeps 16 MiB).
+std::uint64_t auto_free_space_reserve(std::uint64_t volume_bytes);
+
+// The data volume against its reserve.
+struct DiskFigures {
+    std::uint64_t free_bytes = 0;     // at the last probe
+    std::uint64_t reserve_bytes = 0;  // EngineOptions::min_free_bytes, or the automatic one
+    std::uint64_t volume_bytes = 0;
+    bool full = false;          // under the reserve: writes are held
+    bool probe_failed = false;  // statvfs failed at the last probe (the state is kept)
+};
+
+// Why the engine does not take writes, or not all of them.
+struct StorageHealth {
+    DiskFigures disk;
+    // Opened on a full volume: read-only until free space returns (then reopened writable).
+    bool read_only = false;
+    // Shards that met a RocksDB error on a write, flush or sync: every later write to them
+    // fails (not acknowledged) and RocksDB is not called to write again. Needs a restart.
+    struct FailedShard {
+        unsigned shard = 0;
+        std::string error;
+    };
+    std::vector<FailedShard> failed_shards;
+    [[nodiscard]] bool writable() const {
+        return !disk.full && !read_only && failed_shards.empty();
+    }
+};
+
+// A change of StorageHealth, for the log.
+struct HealthEvent {
+    enum class Kind { disk_full, disk_space_returned, shard_failed, reopened_writable };
+    Kind kind = Kind::disk_full;
+    unsigned shard = 0;  // shard_failed
+    std::string message;
+};
+
 struct EngineOptions {
     std::filesystem::path directory;
     unsigned shards = 0;                 // 0: one per core
@@ -114,6 +163,20 @@ struct EngineOptions {
     // between 1 and 128 MiB window memtables); nodes with a few shards never reach it.
     std::size_t memtable_budget_bytes = std::size_t{1} << 30;
     StorageTuning tuning;
+    // Free space the data volume keeps: under it, writes are held (try_write() answers false,
+    // what is queued waits, nothing reaches RocksDB), so RocksDB never meets a full disk; they
+    // resume by themselves once free space is an eighth of the reserve (at least 1 MiB) above it.
+    // Unset: auto_free_space_reserve() of the volume. 0: no reserve (a full disk then fails the
+    // shards that meet it). A volume already under it at open is opened read-only.
+    std::optional<std::uint64_t> min_free_bytes;
+    std::chrono::milliseconds disk_poll_interval{200};
+    // Called on every StorageHealth change, from the polling thread or a writer or flush thread.
+    // Must be cheap and thread safe. May be empty.
+    std::function<void(const HealthEvent&)> on_health_event;
+    // Testing only: what the engine takes for the volume's space (empty: statvfs), and a RocksDB
+    // Env of the test's (a file system that fails writes on demand).
+    DiskProbe disk_probe;
+    std::shared_ptr<rocksdb::Env> test_env;
     // Wall clock in ms since the epoch for retention (tests inject one). Empty: system clock.
     std::function<std::int64_t()> clock;
     // Testing only: reads sleep this long before each series, to exercise query deadlines.
@@ -226,7 +289,10 @@ class Engine {
     Engine& operator=(const Engine&) = delete;
 
     // Enqueues the points (all or none). Returns false, without taking the points, when a shard
-    // queue they need is full: the caller pushes back and retries after on_space_available.
+    // queue they need is full, or while the data volume is under its free-space reserve (or the
+    // engine is read-only): the caller pushes back and retries after on_space_available, which
+    // also fires when space returns. A write to a failed shard (StorageHealth) is taken and
+    // fails (not durable).
     // On true the points have been moved out and `points` is left empty; `done` will fire (see
     // WriteCallback). An empty `points` fires `done` with an ok, empty result at once on the
     // calling thread. One call larger than a whole shard queue is let in when that queue is empty.
@@ -278,6 +344,10 @@ class Engine {
 
     [[nodiscard]] EngineStats stats() const;
     [[nodiscard]] unsigned shard_count() const;
+    // Whether writes are taken, and why not. Thread safe, cheap (atomics and a short lock).
+    [[nodiscard]] StorageHealth health() const;
+    // health() in words, one line per problem (empty: writable), for /readyz and the log.
+    [[nodiscard]] std::vector<std::string> problems() const;
 
     // Operations hooks (admin endpoints, tests, the bench). Each runs on the shards' writer or
     // flush threads and returns when done. flush(): head into chunks and rollups now. compact():

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "storage/detail/chunk.hpp"
+#include "storage/detail/disk_guard.hpp"
 #include "storage/detail/rollup.hpp"
 #include "storage/detail/series_index.hpp"
 #include "storage/detail/write_join.hpp"
@@ -64,6 +65,17 @@ struct ShardOptions {
     std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
     StorageTuning tuning;
     std::chrono::milliseconds test_read_delay{0};  // reads sleep this long before each series
+    // The data volume's reserve, shared by the shards (null: no guard). Client writes wait while
+    // it is full, head flushes while it is critical.
+    DiskGuard* disk = nullptr;
+    // Size of the data volume and the shards sharing it (0: unknown): RocksDB's file sizes and
+    // preallocations are capped from each shard's share, so a small volume works.
+    std::uint64_t volume_bytes = 0;
+    unsigned shard_count = 1;
+    bool read_only = false;             // open with DB::OpenForReadOnly (a full volume at start)
+    std::shared_ptr<rocksdb::Env> env;  // testing only; null: the default
+    // The shard failed (first failure only), or was reopened writable. Any thread; cheap.
+    std::function<void(const HealthEvent&)> on_health_event;
 };
 
 struct ShardStats {
@@ -123,6 +135,18 @@ class Shard {
                                       std::vector<std::vector<RollupBucket>>& out) const;
 
     ShardStats stats() const;
+    unsigned index() const { return options_.index; }
+    // The error state: set by the first failed RocksDB write, flush or sync; from then on
+    // writes fail and RocksDB is not asked to write again. Thread safe.
+    bool failed() const { return failed_.load(std::memory_order_acquire); }
+    Status failure() const;
+    // Opened read-only (a full volume at start) and not reopened yet. Thread safe.
+    bool read_only() const { return read_only_.load(std::memory_order_acquire); }
+    // Asks the writer thread to reopen a read-only shard writable (returns at once; the shard
+    // reports on_health_event when it is). Thread safe.
+    void request_reopen();
+    // Wakes the writer to look at its held queue again (space returned). Thread safe.
+    void wake();
     // Test and bench hooks (writer-thread work done synchronously through the queue's thread).
     [[nodiscard]] Status flush_now();
     [[nodiscard]] Status compact_all();
@@ -170,6 +194,14 @@ class Shard {
 
     explicit Shard(ShardOptions options);
     [[nodiscard]] Status open_db();
+    // Writer thread: close the read-only DB and open it writable, under db_mutex_.
+    void reopen_writable();
+    // Enters the error state (the first failure is kept) and reports it.
+    void fail(const Status& status);
+    // Writer thread: whether queued client writes must wait (full volume, read-only).
+    bool writes_held() const;
+    // Writer thread: fails every queued write with `status`, writing nothing.
+    void fail_writes(std::deque<QueuedWrite>& work, const Status& status);
     [[nodiscard]] Status recover();
     void run();
     void commit(std::deque<QueuedWrite>& work);
@@ -210,6 +242,13 @@ class Shard {
     [[nodiscard]] Status run_on_flusher(std::function<Status()> task);
 
     ShardOptions options_;
+    // Readers hold it shared while they use db_ and the column family handles; reopening a
+    // read-only shard writable takes it exclusively. The writer thread needs it only there.
+    mutable std::shared_mutex db_mutex_;
+    std::atomic<bool> read_only_{false};
+    std::atomic<bool> failed_{false};
+    mutable std::mutex failure_mutex_;
+    Status failure_;
     rocksdb::Options db_options_;
     rocksdb::ColumnFamilyOptions window_options_;
     std::unique_ptr<rocksdb::DB> db_;

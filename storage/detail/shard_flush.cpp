@@ -34,6 +34,11 @@ Status Shard::flush_now() {
 }
 
 Status Shard::compact_all() {
+    if (failed()) return failure();
+    if (writes_held()) {
+        return Status::error(Status::Code::busy,
+                             "compaction refused: the data volume is under its free-space reserve");
+    }
     if (auto s = flush_now(); !s.is_ok()) return s;
     rocksdb::FlushOptions fo;
     std::vector<CfHandle> cfs{default_cf_, index_cf_};
@@ -45,9 +50,13 @@ Status Shard::compact_all() {
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
     for (auto& cf : cfs) {
-        if (auto s = db_->Flush(fo, cf.get()); !s.ok()) return from_rocks(s, "flush");
+        if (auto s = db_->Flush(fo, cf.get()); !s.ok()) {
+            fail(from_rocks(s, "flush"));
+            return failure();
+        }
         if (auto s = db_->CompactRange(co, cf.get(), nullptr, nullptr); !s.ok()) {
-            return from_rocks(s, "compact");
+            fail(from_rocks(s, "compact"));
+            return failure();
         }
     }
     return Status::ok();
@@ -117,7 +126,18 @@ void Shard::run_flusher() {
         lock.unlock();
         const std::uint64_t woke = thread_cpu_ns();
         if (job) {
-            auto status = write_job(*job);
+            // Flushing a head writes its chunks before it deletes its log: held while free space
+            // is under half the reserve; a failed shard writes nothing.
+            Status status;
+            if (failed()) {
+                status = failure();
+            } else if (read_only() || (options_.disk && options_.disk->critical())) {
+                status = Status::error(Status::Code::busy,
+                                       "head flush held: the data volume is under half its "
+                                       "free-space reserve");
+            } else {
+                status = write_job(*job);
+            }
             lock.lock();
             flush_status_ = status;
             flush_failed_ = !status.is_ok();
@@ -183,7 +203,14 @@ Status Shard::write_job(const FlushJob& job) {
     rocksdb::WriteOptions wo;
     wo.sync = options_.fsync == FsyncPolicy::batch;
     std::unique_lock lock(head_mutex_);
-    if (status.is_ok()) status = from_rocks(db_->Write(wo, &batch), "flush write");
+    if (status.is_ok()) {
+        status = from_rocks(db_->Write(wo, &batch), "flush write");
+        if (!status.is_ok()) {
+            fail(status);
+        } else if (options_.disk) {
+            options_.disk->consumed(batch.GetDataSize());
+        }
+    }
     if (!status.is_ok()) {
         lock.unlock();
         for (const auto& series : job.series) {

@@ -58,9 +58,27 @@ Status Shard::open_db() {
     db_options_.create_missing_column_families = true;
     db_options_.max_background_jobs = 2;
     db_options_.bytes_per_sync = 1 << 20;
-    db_options_.max_total_wal_size = 256 << 20;
     db_options_.keep_log_file_num = 4;
-    db_options_.max_manifest_file_size = 64 << 20;
+    if (options_.env) db_options_.env = options_.env.get();
+    // Small volumes: RocksDB preallocates each WAL file at 1.1 x the largest write buffer (141 MB
+    // with the batch log's 128 MiB, so a 64 MB volume failed on the first batch) and each
+    // MANIFEST at 4 MiB. Files and buffers are capped from this shard's share of the volume;
+    // on a volume of a few GiB per shard or more nothing changes. The WAL preallocation is
+    // bounded by max_total_wal_size, which also makes RocksDB flush the memtables holding the
+    // oldest WAL, so the WAL of a shard stays within about an eighth of its share.
+    const std::uint64_t share =
+        options_.volume_bytes / std::max(1u, options_.shard_count);  // 0: unknown volume
+    auto capped = [share](std::uint64_t value, std::uint64_t divisor, std::uint64_t floor) {
+        if (share == 0) return value;
+        return std::min(value, std::max(floor, share / divisor));
+    };
+    constexpr std::uint64_t kMiB = 1 << 20;
+    db_options_.max_total_wal_size = capped(256 * kMiB, 8, kMiB);
+    db_options_.max_manifest_file_size = capped(64 * kMiB, 16, kMiB);
+    db_options_.manifest_preallocation_size = capped(4 * kMiB, 64, 64 << 10);
+    if (share > 0 && share < (std::uint64_t{4} << 30)) {
+        db_options_.max_log_file_size = std::max<std::uint64_t>(share / 64, 256 << 10);
+    }
     // One budget for the memtables of every column family of every shard (see
     // EngineOptions::memtable_budget_bytes): window families come and go with time, so per-family
     // write buffers alone do not bound memory.
@@ -95,7 +113,7 @@ Status Shard::open_db() {
     // hour rollup block between flushes, so it should hold a few head flushes' worth (a 2 M
     // point head is about 3 MB of chunks and rollups); the price is up to 3 x 32 MiB per shard
     // for the window being written.
-    window_options_.write_buffer_size = tuning.write_buffer_bytes;
+    window_options_.write_buffer_size = capped(tuning.write_buffer_bytes, 16, kMiB);
     window_options_.max_write_buffer_number = 3;
     if (tuning.series_prefix_bloom) {
         window_options_.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(9));
@@ -126,12 +144,12 @@ Status Shard::open_db() {
     }
 
     rocksdb::ColumnFamilyOptions log_options;
-    log_options.write_buffer_size = 128 << 20;
+    log_options.write_buffer_size = capped(128 * kMiB, 8, kMiB);
     log_options.max_write_buffer_number = 2;
     log_options.compression = rocksdb::kNoCompression;  // log records are transient
 
     rocksdb::ColumnFamilyOptions index_options;
-    index_options.write_buffer_size = 8 << 20;
+    index_options.write_buffer_size = capped(8 * kMiB, 16, kMiB);
     index_options.compression = rocksdb::kLZ4Compression;
     index_options.bottommost_compression = rocksdb::kZSTD;
 
@@ -145,7 +163,10 @@ Status Shard::open_db() {
     std::vector<std::string> names;
     auto listed = rocksdb::DB::ListColumnFamilies(db_options_, path.string(), &names);
     if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new database
-    if (std::find(names.begin(), names.end(), kIndexCf) == names.end()) names.push_back(kIndexCf);
+    const bool has_index = std::find(names.begin(), names.end(), kIndexCf) != names.end();
+    // Read-only needs a database to read: a new one is created (a few KiB) even on a full volume.
+    const bool read_only = options_.read_only && listed.ok() && has_index;
+    if (!has_index) names.push_back(kIndexCf);
 
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
     for (const auto& name : names) {
@@ -159,9 +180,12 @@ Status Shard::open_db() {
     }
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
-    auto s = rocksdb::DB::Open(db_options_, path.string(), descriptors, &handles, &db);
-    if (!s.ok()) return from_rocks(s, "open");
+    auto s = read_only ? rocksdb::DB::OpenForReadOnly(db_options_, path.string(), descriptors,
+                                                      &handles, &db)
+                       : rocksdb::DB::Open(db_options_, path.string(), descriptors, &handles, &db);
+    if (!s.ok()) return from_rocks(s, read_only ? "open read-only" : "open");
     db_.reset(db);
+    read_only_.store(read_only, std::memory_order_release);
     auto wrap = [this](rocksdb::ColumnFamilyHandle* h) {
         return CfHandle(h, [db = db_.get()](rocksdb::ColumnFamilyHandle* p) {
             (void)db->DestroyColumnFamilyHandle(p);  // only fails for the default CF handle
@@ -232,6 +256,79 @@ Status Shard::recover() {
     if (!it->status().ok()) return from_rocks(it->status(), "log scan");
     head_points_visible_ = head_points_;
     return Status::ok();
+}
+
+void Shard::fail(const Status& status) {
+    {
+        std::lock_guard lock(failure_mutex_);
+        if (failed_.load(std::memory_order_relaxed)) return;
+        failure_ = status;
+        failed_.store(true, std::memory_order_release);
+    }
+    if (options_.on_health_event) {
+        options_.on_health_event(
+            {HealthEvent::Kind::shard_failed, options_.index,
+             "shard " + std::to_string(options_.index) +
+                 " is unwritable after a RocksDB error (restart required): " + status.message()});
+    }
+}
+
+Status Shard::failure() const {
+    std::lock_guard lock(failure_mutex_);
+    return failure_;
+}
+
+void Shard::request_reopen() {
+    {
+        std::lock_guard lock(queue_mutex_);
+        tasks_.push_back([this] { reopen_writable(); });
+    }
+    queue_cv_.notify_one();
+}
+
+void Shard::wake() {
+    queue_cv_.notify_one();
+}
+
+void Shard::reopen_writable() {
+    if (!read_only() || failed()) return;
+    if (options_.disk && options_.disk->full()) return;  // asked again when space returns
+    Status status;
+    {
+        std::unique_lock lock(db_mutex_);
+        {
+            std::unique_lock windows(windows_mutex_);
+            windows_.clear();
+        }
+        default_cf_.reset();
+        index_cf_.reset();
+        db_.reset();
+        // The same files: the series index and the head recovered from them stay right.
+        options_.read_only = false;
+        status = open_db();
+        if (!status.is_ok()) {
+            // Back to reading what is there; the shard is failed either way.
+            options_.read_only = true;
+            default_cf_.reset();
+            index_cf_.reset();
+            {
+                std::unique_lock windows(windows_mutex_);
+                windows_.clear();
+            }
+            db_.reset();
+            if (!open_db().is_ok()) db_.reset();
+        }
+    }
+    if (!status.is_ok()) {
+        fail(status);
+        return;
+    }
+    if (options_.on_health_event) {
+        options_.on_health_event({HealthEvent::Kind::reopened_writable, options_.index,
+                                  "shard " + std::to_string(options_.index) +
+                                      " reopened writable: free space returned"});
+    }
+    if (options_.on_space_available) options_.on_space_available();
 }
 
 Shard::~Shard() {

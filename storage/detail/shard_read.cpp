@@ -118,6 +118,8 @@ Status Shard::read_series(std::uint64_t id, std::int64_t start, std::int64_t end
 
 Status Shard::read_raw(const std::vector<std::uint64_t>& ids, std::int64_t start, std::int64_t end,
                        QueryBudget& budget, std::vector<SeriesSamples>& out) const {
+    std::shared_lock db_lock(db_mutex_);  // a read-only shard being reopened waits for us
+    if (!db_) return Status::error(Status::Code::io_error, "shard closed after a failed reopen");
     if (auto s = budget.charge(ids.size() * sizeof(std::vector<Sample>)); !s.is_ok()) return s;
     std::vector<std::vector<Sample>> head(ids.size());
     std::optional<SnapshotGuard> snapshot;
@@ -158,6 +160,8 @@ Status Shard::read_raw(const std::vector<std::uint64_t>& ids, std::int64_t start
 Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution resolution,
                            std::int64_t start, std::int64_t end, QueryBudget& budget,
                            std::vector<std::vector<RollupBucket>>& out) const {
+    std::shared_lock db_lock(db_mutex_);  // a read-only shard being reopened waits for us
+    if (!db_) return Status::error(Status::Code::io_error, "shard closed after a failed reopen");
     const std::int64_t width = static_cast<std::int64_t>(resolution);
     if (auto s = budget.charge(ids.size() * (sizeof(std::vector<Sample>) + 1)); !s.is_ok()) {
         return s;
@@ -274,6 +278,8 @@ ShardStats Shard::stats() const {
 
 std::uint64_t Shard::disk_bytes() const {
     std::uint64_t total = 0;
+    std::shared_lock db_lock(db_mutex_);
+    if (!db_) return 0;
     std::vector<CfHandle> cfs{default_cf_, index_cf_};
     {
         std::shared_lock lock(windows_mutex_);
@@ -290,6 +296,14 @@ std::uint64_t Shard::disk_bytes() const {
 }
 
 Status Shard::checkpoint(const std::filesystem::path& target) const {
+    // A checkpoint flushes the memtables first: a write RocksDB must not be asked for on a
+    // failed shard, nor on a volume under its reserve.
+    if (failed()) return failure();
+    if (read_only() || (options_.disk && options_.disk->full())) {
+        return Status::error(Status::Code::busy,
+                             "checkpoint refused: the data volume is under its free-space reserve");
+    }
+    std::shared_lock db_lock(db_mutex_);
     rocksdb::Checkpoint* raw = nullptr;
     if (auto s = rocksdb::Checkpoint::Create(db_.get(), &raw); !s.ok()) {
         return from_rocks(s, "checkpoint");
@@ -305,6 +319,8 @@ Status Shard::checkpoint(const std::filesystem::path& target) const {
 
 RocksDbFigures Shard::rocksdb_figures() const {
     RocksDbFigures figures;
+    std::shared_lock db_lock(db_mutex_);
+    if (!db_) return figures;
     auto aggregated = [&](const std::string& property) {
         std::uint64_t value = 0;
         return db_->GetAggregatedIntProperty(property, &value) ? value : 0;

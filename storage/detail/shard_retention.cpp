@@ -30,7 +30,10 @@ Result<Shard::CfHandle> Shard::ensure_window(std::int64_t start) {
     rocksdb::ColumnFamilyHandle* handle = nullptr;
     auto s =
         db_->CreateColumnFamily(window_options_, kWindowPrefix + std::to_string(start), &handle);
-    if (!s.ok()) return from_rocks(s, "create window");
+    if (!s.ok()) {
+        fail(from_rocks(s, "create window"));  // a MANIFEST write failed
+        return failure();
+    }
     CfHandle cf(handle, [db = db_.get()](rocksdb::ColumnFamilyHandle* p) {
         (void)db->DestroyColumnFamilyHandle(p);
     });
@@ -50,6 +53,7 @@ std::vector<std::pair<std::int64_t, Shard::CfHandle>> Shard::windows_overlapping
 }
 
 void Shard::drop_expired_windows() {
+    if (failed() || read_only()) return;  // dropping writes the MANIFEST
     std::int64_t cutoff = retention_cutoff();
     std::vector<CfHandle> expired;
     {
@@ -62,7 +66,12 @@ void Shard::drop_expired_windows() {
     }
     for (auto& cf : expired) {
         // Readers holding the handle still read it; the files go when the last handle does.
-        if (db_->DropColumnFamily(cf.get()).ok()) windows_dropped_.fetch_add(1);
+        if (auto s = db_->DropColumnFamily(cf.get()); s.ok()) {
+            windows_dropped_.fetch_add(1);
+        } else {
+            fail(from_rocks(s, "drop window"));
+            break;
+        }
     }
     if (!expired.empty()) {
         // Series whose newest chunk was in a dropped window must re-learn their state.

@@ -42,22 +42,48 @@ Status Shard::run_on_writer(std::function<Status()> task) {
     return future.get();
 }
 
+bool Shard::writes_held() const {
+    return read_only() || (options_.disk && options_.disk->full());
+}
+
+void Shard::fail_writes(std::deque<QueuedWrite>& work, const Status& status) {
+    std::size_t total = 0;
+    for (auto& w : work)
+        total += w.points.size();
+    reserved_.fetch_sub(total, std::memory_order_acq_rel);
+    for (auto& w : work)
+        w.join->complete(WriteResult{.status = status});
+    if (options_.on_space_available) options_.on_space_available();
+}
+
 void Shard::run() {
     std::deque<QueuedWrite> work;
     std::deque<std::function<void()>> tasks;
     for (;;) {
-        bool stopping;
+        bool stopping, held;
         {
             std::unique_lock lock(queue_mutex_);
-            queue_cv_.wait_for(lock, std::chrono::milliseconds(200),
-                               [&] { return stop_ || !queue_.empty() || !tasks_.empty(); });
-            work.swap(queue_);
+            queue_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+                return stop_ || !tasks_.empty() || (!queue_.empty() && !writes_held());
+            });
+            // Held writes stay queued, their room reserved (so producers stay pushed back),
+            // until space returns; a failed shard or a close takes them to fail them.
+            held = writes_held() && !failed();
+            if (!held || stop_) work.swap(queue_);
             tasks.swap(tasks_);
             stopping = stop_;
         }
         const std::uint64_t woke = thread_cpu_ns();
         if (!work.empty()) {
-            commit(work);
+            if (failed()) {
+                fail_writes(work, failure());
+            } else if (held) {
+                fail_writes(work, Status::error(Status::Code::io_error,
+                                                "storage closed while the data volume was under "
+                                                "its free-space reserve: not written"));
+            } else {
+                commit(work);
+            }
             work.clear();
         }
         for (auto& task : tasks)
@@ -66,7 +92,10 @@ void Shard::run() {
 
         auto now = std::chrono::steady_clock::now();
         const bool full = head_points_ >= options_.head_flush_points;
-        if (full || (head_points_ > 0 && now - last_flush_ >= options_.head_flush_interval)) {
+        // A failed or read-only shard writes nothing more, head flushes included.
+        const bool may_flush = !failed() && !read_only();
+        if (may_flush &&
+            (full || (head_points_ > 0 && now - last_flush_ >= options_.head_flush_interval))) {
             std::unique_lock lock(flush_mutex_);
             if (full && flush_job_ && !flush_failed_) {
                 // Backpressure: a full head waits for the running flush rather than letting a
@@ -92,7 +121,12 @@ void Shard::run() {
     // after a close spent as long recovering the WAL (and flushing what it recovered) as loading
     // the index. A failure leaves either in the WAL, which is as durable; after a failed head
     // flush RocksDB is not asked to write again.
-    if (flush_sync().is_ok()) (void)flush_memtables();
+    // A failed shard, a read-only one and a volume under its reserve write nothing at close:
+    // what was acknowledged is in the WAL already.
+    if (failed() || writes_held()) return;
+    if (flush_sync().is_ok()) {
+        if (auto s = flush_memtables(); !s.is_ok()) fail(s);
+    }
 }
 
 Status Shard::flush_memtables() {
@@ -196,6 +230,10 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
         rocksdb::WriteOptions wo;
         wo.sync = options_.fsync == FsyncPolicy::batch;
         status = from_rocks(db_->Write(wo, &batch), "write");
+        // After a failed WAL write RocksDB must not be asked to write again (Debian's build
+        // asserts in the WAL writer): the shard enters its error state.
+        if (!status.is_ok()) fail(status);
+        if (status.is_ok() && options_.disk) options_.disk->consumed(batch.GetDataSize());
     }
     auto latency = std::chrono::steady_clock::now() - started;
 
