@@ -12,6 +12,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -29,6 +31,10 @@ class GatewayUnderTest {
         : dir_("citygate-it"), toml_(std::move(toml)), extra_args_(std::move(extra_args)) {
         start();
     }
+    // Not started: the test prepares data_dir() (e.g. mounts a volume there), then start()s.
+    struct Deferred {};
+    GatewayUnderTest(Deferred, std::string toml = {}, std::vector<std::string> extra_args = {})
+        : dir_("citygate-it"), toml_(std::move(toml)), extra_args_(std::move(extra_args)) {}
 
     // Starts the binary (again) on the same data directory.
     void start() {
@@ -63,6 +69,14 @@ class GatewayUnderTest {
     std::uint16_t mqtt_port() const { return mqtt_port_; }
     std::uint16_t http_port() const { return http_port_; }
     Process& process() { return *process_; }
+    // Stops the running binary (SIGTERM) and waits for it; its exit status.
+    std::optional<int> stop(std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+        if (!process_) return std::nullopt;
+        process_->signal(SIGTERM);
+        auto status = process_->wait_for(timeout);
+        process_.reset();
+        return status;
+    }
     const std::filesystem::path& dir() const { return dir_.path(); }
 
     // GET path with the query parameters URL-encoded by curl.
