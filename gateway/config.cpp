@@ -254,6 +254,22 @@ const std::map<std::string, Setter, std::less<>>& setters() {
              for (const toml::node& item : *array)
                  c.ingest.topic_templates.push_back(string(item, o));
          }},
+        {"storage.min_free_space",
+         [](auto& n, Config& c, auto o) {
+             if (n.is_integer()) {
+                 c.storage.min_free_space =
+                     integer<std::uint64_t>(n, o, 0, std::int64_t{1} << 50);
+                 return;
+             }
+             std::string text = string(n, o);
+             if (text == "auto") {
+                 c.storage.min_free_space.reset();
+                 return;
+             }
+             std::uint64_t bytes = parse_size(text, o);
+             if (bytes > (std::uint64_t{1} << 50)) fail(o, "must be at most 1 PiB");
+             c.storage.min_free_space = bytes;
+         }},
         {"storage.backup_dir",
          [](auto& n, Config& c, auto o) { c.storage.backup_dir = string(n, o); }},
         {"storage.test_write_delay",
@@ -387,6 +403,39 @@ Config load_config_file(const std::filesystem::path& file, Config base) {
     }
     apply(table, "", base);
     return base;
+}
+
+std::uint64_t parse_size(std::string_view text, std::string_view option) {
+    auto bad = [&] {
+        fail(option,
+             "expected \"auto\" or a size like \"64MiB\", \"4GiB\" or a number of "
+             "bytes, got \"" +
+                 std::string(text) + "\"");
+    };
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end == text.data()) bad();
+    std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+    while (!unit.empty() && unit.front() == ' ')
+        unit.remove_prefix(1);
+    static const std::pair<std::string_view, std::uint64_t> units[] = {
+        {"", 1},
+        {"B", 1},
+        {"KB", 1000},
+        {"MB", 1000 * 1000},
+        {"GB", 1000 * 1000 * 1000},
+        {"TB", std::uint64_t{1000} * 1000 * 1000 * 1000},
+        {"KiB", 1 << 10},
+        {"MiB", 1 << 20},
+        {"GiB", 1 << 30},
+        {"TiB", std::uint64_t{1} << 40}};
+    for (const auto& [name, scale] : units) {
+        if (unit != name) continue;
+        if (value > UINT64_MAX / scale) bad();
+        return value * scale;
+    }
+    bad();
+    return 0;
 }
 
 void validate(const Config& config) {

@@ -115,6 +115,10 @@ struct Config {
         // per shard. A reading that would create a series beyond one is refused.
         std::size_t max_series = 0;
         std::size_t max_series_per_shard = storage::EngineOptions{}.max_series_per_shard;
+        // Free space the data volume keeps (storage::EngineOptions::min_free_bytes): under it
+        // writes are held, not acknowledged, and /readyz answers 503 until space returns.
+        // Unset ("auto"): 2% of the volume, 64 MiB..4 GiB, at most a quarter of the volume.
+        std::optional<std::uint64_t> min_free_space;
         // POST /api/v1/admin/checkpoint writes checkpoints here; empty:
         // <data_dir>/../<name>-backups
         std::filesystem::path backup_dir;
@@ -176,6 +180,10 @@ Config parse_config(std::string_view toml_text, std::string_view origin, Config 
 
 // Checks cross-field rules and ranges. Throws ConfigError.
 void validate(const Config& config);
+
+// Parses a byte size like "64MiB", "4GiB", "500MB", "1048576" (B, KB, MB, GB, TB are powers of
+// 1000, KiB, MiB, GiB, TiB of 1024). Throws ConfigError naming `option`.
+std::uint64_t parse_size(std::string_view text, std::string_view option);
 
 // Parses a duration like "250ms", "10s", "5m", "24h", "30d". Throws ConfigError naming `option`.
 std::chrono::milliseconds parse_duration(std::string_view text, std::string_view option);

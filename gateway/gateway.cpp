@@ -106,8 +106,38 @@ void collect_storage_metrics(const storage::Engine& engine,
         add_sample(wal, static_cast<double>(f.wal_bytes), label);
         add_sample(compactions, static_cast<double>(f.running_compactions), label);
     }
+    storage::StorageHealth health = engine.health();
+    auto disk_full = family("citygate_storage_disk_full",
+                            "1 while the data volume is under its free-space reserve (writes held) "
+                            "or storage is read-only",
+                            MetricType::Gauge);
+    add_sample(disk_full, health.disk.full || health.read_only ? 1 : 0);
+    auto free_bytes = family("citygate_storage_free_bytes",
+                             "Free bytes of the data volume at the last probe", MetricType::Gauge);
+    add_sample(free_bytes, static_cast<double>(health.disk.free_bytes));
+    auto reserve =
+        family("citygate_storage_free_space_reserve_bytes",
+               "Free space the data volume keeps (storage.min_free_space)", MetricType::Gauge);
+    add_sample(reserve, static_cast<double>(health.disk.reserve_bytes));
+    auto volume =
+        family("citygate_storage_volume_bytes", "Size of the data volume", MetricType::Gauge);
+    add_sample(volume, static_cast<double>(health.disk.volume_bytes));
+    auto unwritable = family("citygate_storage_shard_unwritable",
+                             "1 while a shard is in its error state after a failed RocksDB "
+                             "write, flush or sync (restart required)",
+                             MetricType::Gauge);
+    {
+        std::vector<bool> failed(engine.shard_count(), false);
+        for (const auto& f : health.failed_shards) {
+            if (f.shard < failed.size()) failed[f.shard] = true;
+        }
+        for (std::size_t shard = 0; shard < failed.size(); ++shard) {
+            add_sample(unwritable, failed[shard] ? 1 : 0, {{"shard", std::to_string(shard)}});
+        }
+    }
     for (auto* f : {&series, &series_limit, &rejected, &depth, &written, &head, &batches, &disk,
-                    &memtable, &pending, &delayed, &stopped, &wal, &compactions}) {
+                    &memtable, &pending, &delayed, &stopped, &wal, &compactions, &disk_full,
+                    &free_bytes, &reserve, &volume, &unwritable}) {
         families.push_back(std::move(*f));
     }
 }
@@ -181,7 +211,30 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
         metrics_.batch_points.Observe(static_cast<double>(report.points));
         metrics_.write_latency.Observe(std::chrono::duration<double>(report.write_latency).count());
     };
-    options.on_space_available = [this] { ingest_->notify_room(); };
+    // A read-only start may reopen writable before the ingest unit exists.
+    options.on_space_available = [this] {
+        if (auto* unit = room_target_.load(std::memory_order_acquire)) unit->notify_room();
+    };
+    options.min_free_bytes = config_.storage.min_free_space;
+    // Once per transition: the guard and the shards report changes, not states.
+    options.on_health_event = [](const storage::HealthEvent& event) {
+        using Kind = storage::HealthEvent::Kind;
+        switch (event.kind) {
+            case Kind::disk_full:
+            case Kind::shard_failed:
+                CG_LOG(error).with("event",
+                                   event.kind == Kind::disk_full ? "disk_full" : "shard_failed")
+                    << event.message;
+                break;
+            case Kind::disk_space_returned:
+            case Kind::reopened_writable:
+                CG_LOG(warn).with("event", event.kind == Kind::disk_space_returned
+                                               ? "disk_space_returned"
+                                               : "reopened_writable")
+                    << event.message;
+                break;
+        }
+    };
     auto opened = storage::Engine::open(std::move(options));
     if (!opened.is_ok()) {
         throw std::runtime_error("cannot open storage in " + config_.storage.data_dir.string() +
@@ -234,6 +287,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     ingest_metrics_ = std::make_unique<ingest::IngestMetrics>(*metrics_.registry());
     ingest_ = std::make_unique<ingest::IngestUnit>(std::move(ingest_options), *engine_, *access_,
                                                    city_.get(), *ingest_metrics_);
+    room_target_.store(ingest_.get(), std::memory_order_release);
 
     // Designated: clang before 16 has no parenthesized aggregate initialization (the fuzz
     // build), and GCC wants every member without a default named.

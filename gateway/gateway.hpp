@@ -57,6 +57,7 @@ class Gateway {
     std::unique_ptr<ingest::IngestMetrics> ingest_metrics_;
     // Before engine_: the engine's last completions, fired as it closes, run through the unit.
     std::unique_ptr<ingest::IngestUnit> ingest_;
+    std::atomic<ingest::IngestUnit*> room_target_{nullptr};  // ingest_ once it exists
     std::unique_ptr<GatewayContext> context_;
     std::vector<std::unique_ptr<IoWorker>> workers_;
     std::unique_ptr<storage::Engine> engine_;  // after workers_: destroyed first

@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
         ("io-threads", po::value<unsigned>(), "MQTT I/O threads (0: one per core)")
         ("shards", po::value<unsigned>(), "storage shards (0: one per core)")
         ("fsync", po::value<std::string>(), "WAL fsync policy: none or batch")
+        ("min-free-space", po::value<std::string>(), "free space the data volume keeps, writes held under it: auto (default) or a size like 64MiB")
         ("log-level", po::value<std::string>(), "debug, info, warn or error")
         ("log-format", po::value<std::string>(), "text or json (one JSON object a line)");
     // clang-format on
@@ -188,6 +189,7 @@ int main(int argc, char** argv) {
         set("io-threads", "server.io_threads");
         set("shards", "storage.shards");
         set("fsync", "storage.fsync");
+        set("min-free-space", "storage.min_free_space");
         if (args.count("log-level")) {
             auto level = args["log-level"].as<std::string>();
             if (!citygate::log::parse_level(level, config.server.log_level)) {

@@ -212,9 +212,21 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
     routes_.add({verb::get}, "/healthz", [](const HttpCall&) {
         return json_response(http::status::ok, "{\"status\":\"ok\"}");
     });
+    // Not ready while starting or draining, and while storage does not take writes (a full
+    // data volume, a read-only start, a failed shard): the reasons say which.
     routes_.add({verb::get}, "/readyz", [this](const HttpCall&) {
-        return ready_.load() ? json_response(http::status::ok, "{\"status\":\"ready\"}")
-                             : json_error(http::status::service_unavailable, "not ready");
+        if (!ready_.load()) return json_error(http::status::service_unavailable, "not ready");
+        std::vector<std::string> problems = engine_.problems();
+        if (problems.empty()) return json_response(http::status::ok, "{\"status\":\"ready\"}");
+        std::string body = "{\"status\":\"error\",\"error\":";
+        append_json_string(body, "not ready: " + problems.front());
+        body += ",\"reasons\":[";
+        for (std::size_t i = 0; i < problems.size(); ++i) {
+            if (i) body += ',';
+            append_json_string(body, problems[i]);
+        }
+        body += "]}";
+        return json_response(http::status::service_unavailable, std::move(body));
     });
     routes_.add({verb::get}, "/metrics", [this, text](const HttpCall&) {
         if (memory_) query_memory_in_use_->Set(static_cast<double>(memory_->in_use()));

@@ -80,3 +80,21 @@ TEST_CASE("durations accept ms, s, m, h and d") {
     CHECK_THROWS_AS(parse_duration("-1s", "x"), ConfigError);
     CHECK_THROWS_AS(parse_duration("s", "x"), ConfigError);
 }
+
+TEST_CASE("storage.min_free_space takes auto, bytes or a size with a unit") {
+    CHECK_FALSE(Config{}.storage.min_free_space.has_value());  // auto
+    auto reserve = [](const std::string& value) {
+        return parse_config("[storage]\nmin_free_space = " + value, "test").storage.min_free_space;
+    };
+    CHECK_FALSE(reserve("\"auto\"").has_value());
+    CHECK(reserve("67108864") == std::uint64_t{64} << 20);
+    CHECK(reserve("\"64MiB\"") == std::uint64_t{64} << 20);
+    CHECK(reserve("\"4GiB\"") == std::uint64_t{4} << 30);
+    CHECK(reserve("\"500MB\"") == std::uint64_t{500'000'000});
+    CHECK(reserve("\"1048576\"") == std::uint64_t{1} << 20);  // what --min-free-space passes
+    CHECK(reserve("0") == std::uint64_t{0});
+    CHECK_THROWS_WITH(reserve("\"64 furlongs\""), Catch::Contains("storage.min_free_space"));
+    CHECK_THROWS_WITH(reserve("\"-1MiB\""), Catch::Contains("storage.min_free_space"));
+    CHECK_THROWS_WITH(reserve("-5"), Catch::Contains("storage.min_free_space"));
+    CHECK_THROWS_WITH(reserve("\"99999999999TiB\""), Catch::Contains("storage.min_free_space"));
+}
