@@ -2,11 +2,12 @@
 # Issue 11's full-disk rows, reproduced: a 64 MiB data volume (tmpfs; ext4 on a loop device when
 # it can be mounted) filled under QoS 1 load from citygate-loadgen. Prints, per volume and fsync
 # policy: time to full, whether citygate crashed or held writes, how long it took to resume after
-# the bench freed space (an 8 MiB filler file it wrote first), acknowledged vs stored readings
+# the bench freed space (a filler file it wrote first, leaving FREE_MIB, default 24 MiB, free),
+# acknowledged vs stored readings
 # (the load generator's --verify), and what a restart on the still-full volume does.
 # Needs root (mount). Usage:
 #   bench/disk_full.sh [CITYGATE_BINARY] [LOADGEN_BINARY]
-#   VOLUMES="tmpfs ext4" FSYNC="none batch" DURATION=20 bench/disk_full.sh build/gateway/citygate
+#   VOLUMES="tmpfs ext4" FSYNC="none batch" DURATION=20 FREE_MIB=24 bench/disk_full.sh build/gateway/citygate
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=$(realpath "${1:-$root/build/gateway/citygate}")
@@ -14,6 +15,7 @@ loadgen=$(realpath "${2:-$root/build/loadgen/citygate-loadgen}")
 volumes=${VOLUMES:-"tmpfs ext4"}
 policies=${FSYNC:-"none batch"}
 duration=${DURATION:-20}
+free_left=${FREE_MIB:-24}
 [ "$(id -u)" = 0 ] || { echo "disk_full.sh: needs root to mount the 64 MiB volumes" >&2; exit 77; }
 
 work=$(mktemp -d /tmp/citygate-diskfull.XXXXXX)
@@ -83,12 +85,18 @@ run_one() {  # volume fsync
   mount_volume "$volume" || { echo "| $volume | $fsync | cannot mount a $volume volume here | | | | |"; return; }
   mp=$(free_port)
   hp=$(free_port)
-  dd if=/dev/zero of="$vol/filler" bs=1M count=8 status=none
   local log=$work/gateway-$volume-$fsync.log
   start_gateway "$log" || { echo "| $volume | $fsync | did not start: $(tail -1 "$log") |"; unmount_volume; return; }
+  # The filler leaves FREE_MIB free, so the load fills the volume in seconds.
+  local avail
+  avail=$(df -B1M --output=avail "$vol" | tail -1)
+  dd if=/dev/zero of="$vol/filler" bs=1M count=$((avail - free_left)) status=none
   local t0 outcome="" t_full="-" resume="-" restart_full="-" detail=""
-  "$loadgen" --port "$mp" --http-port "$hp" --clients 20 --messages 1000000 --qos 1 --inflight 16 \
-    --threads 2 --duration "$duration" --drain 20 --reconnect --reconnect-attempts 0 --verify \
+  # A reading per ms per sensor, stamped 1 ms apart and ending about now: all of it is stored
+  # (not refused as late or from the future).
+  "$loadgen" --port "$mp" --http-port "$hp" --clients 50 --messages 100000 --interval-ms 1 \
+    --qos 1 --inflight 16 --threads 2 --duration "$duration" --drain 20 --reconnect true \
+    --reconnect-attempts 0 --verify \
     --report "$work/report.json" >"$work/loadgen.log" 2>&1 &
   lg_pid=$!
   t0=$(now)
@@ -166,13 +174,15 @@ run_one() {  # volume fsync
     fi
   fi
   stop_gateway
-  echo "| $volume | $fsync | $t_full s | $outcome ${detail:+($detail)} | $resume | acked $(echo "$acked" | awk '{print $1}'), stored $stored of them $(echo "$acked" | cut -d' ' -f4-) | $restart_full |"
-  cp "$log" "$work/../citygate-diskfull-last-$volume-$fsync.log" 2>/dev/null
+  local verdict
+  verdict=$(echo "$acked" | awk '{ printf "%s messages acked = %s readings; %s of them stored", $1, $2, "'"$stored"'" }')
+  [ -n "$(echo "$acked" | cut -d' ' -f4-)" ] && verdict="$verdict (verify: $(echo "$acked" | cut -d' ' -f4-))"
+  echo "| $volume | $fsync | $t_full s | $outcome ${detail:+($detail)} | $resume | $verdict | $restart_full |"
   unmount_volume
 }
 
 echo "citygate: $bin ($("$bin" --version 2>/dev/null))"
-echo "load: citygate-loadgen, 20 clients, QoS 1, 16 in flight each, ${duration} s; 64 MiB volume with an 8 MiB filler the bench deletes"
+echo "load: citygate-loadgen, 50 clients, QoS 1, 16 in flight each, a reading per ms per client, ${duration} s; 64 MiB volume, a filler leaves ${free_left} MiB free and is deleted to free space"
 echo
 echo "| volume | fsync | time to full | what happened | after freeing space | acked vs stored | restart on the full volume |"
 echo "|---|---|---|---|---|---|---|"
