@@ -98,14 +98,37 @@ std::string StatusPage::json(std::int64_t now_ms) const {
         out += ']';
     }
 
+    // Whether storage takes writes: a full data volume, a read-only start, failed shards.
+    storage::StorageHealth health = engine_.health();
+    out += ",\"storage\":{\"writable\":";
+    out += health.writable() ? "true" : "false";
+    out += ",\"disk_free_bytes\":" + std::to_string(health.disk.free_bytes) +
+           ",\"disk_reserve_bytes\":" + std::to_string(health.disk.reserve_bytes) +
+           ",\"problems\":[";
+    {
+        std::vector<std::string> problems = engine_.problems();
+        for (std::size_t i = 0; i < problems.size(); ++i) {
+            if (i) out += ',';
+            append_json_string(out, problems[i]);
+        }
+    }
+    out += "]}";
+    std::vector<bool> failed(stats.queue_depth.size(), false);
+    for (const auto& f : health.failed_shards) {
+        if (f.shard < failed.size()) failed[f.shard] = true;
+    }
+    const bool held = health.disk.full || health.read_only;
+
     out += ",\"shards\":[";
     for (std::size_t shard = 0; shard < stats.queue_depth.size(); ++shard) {
         if (shard) out += ',';
         std::size_t depth = stats.queue_depth[shard];
         // A queue nine tenths full is about to push back on the clients feeding it.
-        const char* state = depth * 10 >= queue_capacity_ * 9 ? "backpressure"
-                            : depth * 2 >= queue_capacity_    ? "busy"
-                                                              : "ok";
+        const char* state = failed[shard]                       ? "unwritable"
+                            : held                              ? "held"
+                            : depth * 10 >= queue_capacity_ * 9 ? "backpressure"
+                            : depth * 2 >= queue_capacity_      ? "busy"
+                                                                : "ok";
         out += "{\"shard\":" + std::to_string(shard) + ",\"queue_depth\":" + std::to_string(depth) +
                ",\"queue_capacity\":" + std::to_string(queue_capacity_) + ",\"points_written\":" +
                std::to_string(shard < stats.points_written_per_shard.size()

@@ -27,7 +27,7 @@ h2 { font-size: 15px; margin: 0 0 8px; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid #eee; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ok { color: #1a7f37; } .busy { color: #9a6700; } .backpressure { color: #cf222e; }
+.ok { color: #1a7f37; } .busy { color: #9a6700; } .backpressure, .held, .unwritable { color: #cf222e; }
 svg text { font-size: 11px; fill: #667; }
 #error { color: #cf222e; }
 </style>

@@ -203,6 +203,14 @@ TEST_CASE(
     CHECK(ready.status == 503);
     CHECK_THAT(ready.body, Catch::Contains("disk full"));
     CHECK(gateway.metric("citygate_storage_disk_full").value_or(0) == 1);
+    {
+        auto status = gateway.get("/api/v1/status");
+        simdjson::dom::parser parser;
+        simdjson::dom::element doc = parser.parse(status.body);
+        CHECK_FALSE(bool(doc["storage"]["writable"]));
+        CHECK(simdjson::dom::array(doc["storage"]["problems"]).size() >= 1);
+        CHECK(std::string_view(doc["shards"].at(0)["state"]) == "held");
+    }
     CHECK(gateway.process().wait_for(0ms) == std::nullopt);  // still running
     CHECK(gateway.process().log().find("free-space reserve") != std::string::npos);
     int acked_while_full[kPublishers];
