@@ -95,7 +95,8 @@ struct Config {
         // endpoints answer only to peers in admin_from.
         std::filesystem::path tokens_file;
         std::vector<std::string> admin_from{"127.0.0.0/8", "::1/128"};
-        // POST /api/v1/admin/checkpoint: one at a time, at most one start per interval (429).
+        // POST /api/v1/admin/checkpoint: one at a time (409), at most one start per interval
+        // (429).
         std::chrono::milliseconds checkpoint_interval = std::chrono::seconds(10);
         std::filesystem::path tls_cert_file;  // both set: the HTTP listener speaks HTTPS only
         std::filesystem::path tls_key_file;
@@ -115,9 +116,12 @@ struct Config {
         // per shard. A reading that would create a series beyond one is refused.
         std::size_t max_series = 0;
         std::size_t max_series_per_shard = storage::EngineOptions{}.max_series_per_shard;
-        // POST /api/v1/admin/checkpoint writes checkpoints here; empty:
-        // <data_dir>/../<name>-backups
+        // POST /api/v1/admin/checkpoint writes checkpoints here; empty: <data_dir>/backups, on
+        // the data volume, which every shipped deployment makes writable (and where the
+        // checkpoint's hard links work).
         std::filesystem::path backup_dir;
+        // After a successful checkpoint, the oldest beyond this many are removed; 0: none.
+        std::size_t backup_keep = 3;
         // Testing only: writer threads sleep this long per batch, to exercise backpressure.
         std::chrono::milliseconds test_write_delay{0};
         // Testing only: reads sleep this long before each series, to exercise query deadlines.

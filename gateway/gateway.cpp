@@ -112,13 +112,14 @@ void collect_storage_metrics(const storage::Engine& engine,
     }
 }
 
-// Checkpoints go beside the data directory by default, not inside it: a restore copies a
-// checkpoint into place, and the data directory should hold nothing else.
+// Checkpoints go inside the data directory by default: it is the one place every deployment
+// lets the gateway write (systemd's StateDirectory under ProtectSystem=strict, the container's
+// volume, the StatefulSet's persistent volume beside a read-only root), and on the same file
+// system RocksDB hard-links SST files instead of copying them. The engine only opens its own
+// shard-N directories, so a backups/ beside them is left alone.
 std::filesystem::path backup_directory(const Config::Storage& storage) {
     if (!storage.backup_dir.empty()) return storage.backup_dir;
-    auto data = std::filesystem::absolute(storage.data_dir).lexically_normal();
-    if (!data.has_filename()) data = data.parent_path();
-    return data.parent_path() / (data.filename().string() + "-backups");
+    return std::filesystem::absolute(storage.data_dir).lexically_normal() / "backups";
 }
 
 // A socket past the descriptor limit cannot be accepted, so a connection limit above it is not a
@@ -276,7 +277,9 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     status_ = std::make_unique<StatusPage>(*engine_, metrics_, city_.get(),
                                            config_.storage.queue_capacity);
     api_->set_status(status_.get(), city_.get());
-    api_->set_backup_directory(backup_directory(config_.storage));
+    backups_ = std::make_unique<Backups>(*engine_, backup_directory(config_.storage),
+                                         config_.storage.backup_keep, *metrics_.registry());
+    api_->set_backups(backups_.get());
     HttpAuthOptions auth_options;
     auth_options.tokens_file = config_.http.tokens_file;
     auth_options.admin_from.clear();

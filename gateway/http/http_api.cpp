@@ -322,32 +322,21 @@ void HttpApi::set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoin
         std::make_shared<CallGate>(kLogLevelInterval, [auth] { auth->count_rate_limited(); });
 }
 
-// Writes a checkpoint of every shard under the backup directory.
+// Writes a checkpoint of every shard under the backup directory and prunes the oldest.
 HttpResponse HttpApi::checkpoint() const {
-    if (backup_directory_.empty()) {
-        return json_error(http::status::not_found, "checkpoints are not configured");
+    if (!backups_) return json_error(http::status::not_found, "checkpoints are not configured");
+    Backups::Taken taken = backups_->take();  // logs and counts a failure itself
+    if (!taken.status.is_ok()) {
+        return json_error(status_for(taken.status), "checkpoint failed: " + taken.status.message());
     }
-    // Named by the UTC time it was taken, to the millisecond, so names sort by age.
-    auto now = std::chrono::system_clock::now();
-    std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-    std::tm utc{};
-    ::gmtime_r(&seconds, &utc);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
-    auto millis =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-    char name[64];
-    std::snprintf(name, sizeof name, "checkpoint-%s.%03dZ", stamp,
-                  static_cast<int>(millis.count()));
-    std::filesystem::path target = backup_directory_ / name;
-    std::error_code ec;
-    std::filesystem::create_directories(backup_directory_, ec);
-    auto status = engine_.checkpoint(target);
-    if (!status.is_ok()) return json_error(status_for(status), status.message());
-    CG_LOG(info) << "checkpoint written to " << target.string();
     std::string body = "{\"status\":\"success\",\"data\":{\"path\":";
-    append_json_string(body, target.string());
-    body += "}}";
+    append_json_string(body, taken.path.string());
+    body += ",\"pruned\":[";
+    for (std::size_t i = 0; i < taken.pruned.size(); ++i) {
+        if (i) body += ',';
+        append_json_string(body, taken.pruned[i].string());
+    }
+    body += "]}}";
     return json_response(http::status::ok, std::move(body));
 }
 

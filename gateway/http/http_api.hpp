@@ -14,6 +14,7 @@
 #include "gateway/http/query_pool.hpp"
 #include "gateway/http/router.hpp"
 #include "gateway/json_text.hpp"
+#include "gateway/ops/backups.hpp"
 #include "gateway/ops/metrics.hpp"
 #include "gateway/ops/status_page.hpp"
 #include "ingest/city_aggregates.hpp"
@@ -46,10 +47,9 @@ class HttpApi {
     // may be null: not served). Call before the first request; both must outlive this object.
     void set_status(const StatusPage* status, const ingest::CityAggregates* city);
 
-    // Enables POST /api/v1/admin/checkpoint, writing checkpoints under `directory`.
-    void set_backup_directory(std::filesystem::path directory) {
-        backup_directory_ = std::move(directory);
-    }
+    // Enables POST /api/v1/admin/checkpoint through `backups` (which must outlive this object).
+    // Call before the first request.
+    void set_backups(const Backups* backups) { backups_ = backups; }
 
     // Thread safe. Dispatches through the route table (the constructor lists every endpoint):
     // GET and HEAD everywhere; PUT or POST also on /api/v1/log_level, only POST on
@@ -70,7 +70,8 @@ class HttpApi {
     void set_query_pool(QueryPool* pool, std::size_t memory_budget_bytes);
 
     // Routes needing a scope ask `auth` first (without it every call goes ahead, as in unit
-    // tests); checkpoints start at most once per `checkpoint_interval`, one at a time. `auth`
+    // tests); checkpoints start at most once per `checkpoint_interval` (429), one at a time (a
+    // second while one runs: 409). `auth`
     // must outlive this object. Call before the first request.
     void set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoint_interval);
 
@@ -107,7 +108,7 @@ class HttpApi {
     const std::atomic<bool>* cancelled_ = nullptr;  // the query pool's stopping()
     prometheus::Family<prometheus::Counter>* refused_ = nullptr;
     prometheus::Gauge* query_memory_in_use_ = nullptr;  // set from memory_ at each scrape
-    std::filesystem::path backup_directory_;
+    const Backups* backups_ = nullptr;
     const StatusPage* status_ = nullptr;
     const ingest::CityAggregates* city_ = nullptr;
 };
