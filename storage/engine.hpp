@@ -151,6 +151,13 @@ struct RocksDbFigures {
     std::uint64_t running_compactions = 0;
 };
 
+// What Engine::delete_points() did.
+struct DeleteResult {
+    std::uint64_t series = 0;          // series that matched
+    std::uint64_t points = 0;          // points deleted
+    std::uint64_t series_removed = 0;  // series left without points: gone from the index
+};
+
 // What became of one try_write(), reported once on a writer thread.
 struct WriteResult {
     // ok: every accepted point is in the WAL (fsynced with FsyncPolicy::batch). Otherwise the
@@ -292,6 +299,17 @@ class Engine {
     // Every write whose callback fired before the call is in the copy. Restore it with
     // restore_checkpoint(), or open the copy itself with Engine::open. Thread safe.
     [[nodiscard]] Status checkpoint(const std::filesystem::path& target) const;
+    // Deletes every point with start <= ts < end of the series matching `selector`, and their
+    // rollups; a series left without any point is removed from the index (queries no longer
+    // list it; a later reading creates it anew). Afterwards new readings are judged late only
+    // against the points that are left, so a series poisoned by a reading stamped far in the
+    // future accepts current readings again once that reading is deleted. Each shard holding a
+    // match first flushes its head into chunks, then rewrites every time window that held
+    // deleted points, one atomic write per series (fsynced with FsyncPolicy::batch); meanwhile
+    // its writer takes no writes (producers are pushed back), so the call costs about a flush.
+    // A failure leaves each series either as it was or fully rewritten. Thread safe.
+    [[nodiscard]] Result<DeleteResult> delete_points(const Selector& selector,
+                                                     std::int64_t start_ms, std::int64_t end_ms);
     // RocksDB health figures of every shard, for monitoring. Thread safe; reads properties and
     // lists the shard directories (cheap, but not for a hot path).
     [[nodiscard]] std::vector<RocksDbFigures> rocksdb_figures() const;

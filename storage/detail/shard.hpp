@@ -128,6 +128,11 @@ class Shard {
     [[nodiscard]] Status compact_all();
     std::uint64_t disk_bytes() const;
     RocksDbFigures rocksdb_figures() const;
+    // Deletes the points of `ids` with start <= ts < end, their rollups, and a series left
+    // without points (see Engine::delete_points); adds to `result`. On the writer thread, after
+    // flushing the head; the chunks are rewritten by the flush thread (shard_delete.cpp).
+    [[nodiscard]] Status delete_points(const std::vector<std::uint64_t>& ids, std::int64_t start,
+                                       std::int64_t end, DeleteResult& result);
     // A RocksDB checkpoint of this shard in `target` (a directory that must not exist).
     Status checkpoint(const std::filesystem::path& target) const;
     void enforce_retention_now();
@@ -199,6 +204,10 @@ class Shard {
                                      std::vector<Sample>& head, QueryBudget& budget,
                                      std::vector<Sample>& out) const;
     [[nodiscard]] Status read_last_chunk(std::uint64_t id, ChunkState& state) const;
+    // Flush thread: rewrites one series' windows without its points in [start, end); `left`
+    // says whether any point of it remains.
+    [[nodiscard]] Status delete_series_points(std::uint64_t id, std::int64_t start,
+                                              std::int64_t end, std::uint64_t& deleted, bool& left);
     [[nodiscard]] Status load_state(std::uint64_t id, SeriesState& state);
     void drop_expired_windows();
     CfHandle window(std::int64_t start) const;

@@ -195,12 +195,12 @@ Status Shard::recover() {
         for (it->Seek("s"); it->Valid() && it->key().starts_with("s"); it->Next()) {
             if (it->key().size() != 9) return Status::error(Status::Code::corruption, "index key");
             if (!index_.restore(get_u64_be(it->key().data() + 1), it->value().ToStringView())) {
-                return Status::error(Status::Code::corruption, "index: ids not dense");
+                return Status::error(Status::Code::corruption, "index: ids out of order");
             }
         }
         if (!it->status().ok()) return from_rocks(it->status(), "index scan");
     }
-    if (options_.total_series) options_.total_series->fetch_add(index_.size());
+    if (options_.total_series) options_.total_series->fetch_add(index_.live());
     states_.resize(index_.size());
     // Replay the batch log: exactly the accepted points that are not in chunks yet.
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, default_cf_.get()));

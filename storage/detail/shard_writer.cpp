@@ -257,7 +257,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
 }
 
 SeriesLimit Shard::admit_series(const QueuedWrite& write) {
-    if (index_.size() >= options_.max_series) return SeriesLimit::shard;
+    if (index_.live() >= options_.max_series) return SeriesLimit::shard;
     auto& total = options_.total_series;
     if (total && options_.max_total_series > 0 &&
         total->fetch_add(1, std::memory_order_relaxed) >= options_.max_total_series) {
