@@ -107,6 +107,9 @@ struct Config {
         unsigned shards = 0;  // 0: one per core
         std::size_t queue_capacity = 65536;
         storage::FsyncPolicy fsync = storage::FsyncPolicy::none;
+        // --recover: what a damaged write-ahead log does at start (a flag, not a file option:
+        // accepting a loss is a decision for one start, not a standing setting).
+        storage::WalRecoveryPolicy wal_recovery = storage::WalRecoveryPolicy::refuse;
         std::chrono::milliseconds partition_window = std::chrono::hours(24);
         std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
         std::chrono::milliseconds retention = std::chrono::hours(24 * 30);

@@ -215,6 +215,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.block_cache = cache;
         so.write_buffer_manager = memtable_budget;
         so.tuning = options.tuning;
+        so.wal_recovery = options.wal_recovery;
         so.test_read_delay = options.test_read_delay;
         shard_options.push_back(std::move(so));
     }
@@ -760,6 +761,13 @@ Result<DeleteResult> Engine::delete_points(const Selector& selector, std::int64_
         if (!s.is_ok()) return s;
     }
     return total;
+}
+
+std::vector<WalRecovery> Engine::wal_recovery() const {
+    std::vector<WalRecovery> out;
+    for (auto& shard : impl_->shards)
+        out.push_back(shard->wal_recovery());
+    return out;
 }
 
 std::vector<RocksDbFigures> Engine::rocksdb_figures() const {

@@ -73,6 +73,31 @@ class SeriesAdmission {
     virtual void release() = 0;
 };
 
+// What to do when a shard's write-ahead log is damaged (see WalRecovery).
+enum class WalRecoveryPolicy {
+    refuse,         // Engine::open fails, naming the shard and the damage, touching nothing
+    point_in_time,  // replay up to the damage, drop the rest, report it in wal_recovery()
+};
+
+// What opening one shard found in its write-ahead log. A kill -9 may leave the last record
+// incomplete: that write never returned, so it was never acknowledged (the callback fires only
+// after the WAL write, and its fsync with FsyncPolicy::batch); such a torn tail is dropped and
+// reported, not refused. Anything else dropped is damage: a corrupted record (bad checksum,
+// length or type) anywhere, or a record missing that held an acknowledged write (the shard
+// keeps the sequence number of the newest acknowledged write in shard-N/CITYGATE-ACKED, written
+// after every group commit, so a log cut shorter than what was acknowledged is seen).
+struct WalRecovery {
+    unsigned shard = 0;
+    std::uint64_t dropped_bytes = 0;    // not replayed: from the first damage to the end
+    std::uint64_t dropped_records = 0;  // WAL records (group commits) among them
+    bool torn_tail = false;             // only an incomplete last record, never acknowledged
+    bool corrupt = false;               // a record failed its checks
+    bool acknowledged_lost = false;     // a dropped record held acknowledged writes
+    bool accepted = false;              // damaged, and opened under point_in_time
+    std::string problem;                // e.g. "checksum mismatch at byte 1234 of 000012.log"
+    [[nodiscard]] bool damaged() const { return corrupt || acknowledged_lost; }
+};
+
 struct EngineOptions {
     std::filesystem::path directory;
     unsigned shards = 0;                 // 0: one per core
@@ -114,6 +139,7 @@ struct EngineOptions {
     // between 1 and 128 MiB window memtables); nodes with a few shards never reach it.
     std::size_t memtable_budget_bytes = std::size_t{1} << 30;
     StorageTuning tuning;
+    WalRecoveryPolicy wal_recovery = WalRecoveryPolicy::refuse;
     // Wall clock in ms since the epoch for retention (tests inject one). Empty: system clock.
     std::function<std::int64_t()> clock;
     // Testing only: reads sleep this long before each series, to exercise query deadlines.
@@ -310,6 +336,9 @@ class Engine {
     // A failure leaves each series either as it was or fully rewritten. Thread safe.
     [[nodiscard]] Result<DeleteResult> delete_points(const Selector& selector,
                                                      std::int64_t start_ms, std::int64_t end_ms);
+    // What each shard's recovery found in its write-ahead log at open, one per shard. Thread
+    // safe (fixed after open).
+    [[nodiscard]] std::vector<WalRecovery> wal_recovery() const;
     // RocksDB health figures of every shard, for monitoring. Thread safe; reads properties and
     // lists the shard directories (cheap, but not for a hot path).
     [[nodiscard]] std::vector<RocksDbFigures> rocksdb_figures() const;

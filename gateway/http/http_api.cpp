@@ -301,8 +301,17 @@ HttpApi::HttpApi(storage::Engine& engine, Metrics& metrics, const std::atomic<bo
         return json_response(http::status::ok, "{\"status\":\"ok\"}");
     });
     routes_.add({verb::get}, "/readyz", [this](const HttpCall&) {
-        return ready_.load() ? json_response(http::status::ok, "{\"status\":\"ready\"}")
-                             : json_error(http::status::service_unavailable, "not ready");
+        if (!ready_.load()) return json_error(http::status::service_unavailable, "not ready");
+        // Ready, but with what an operator must know (a shard that started on a damaged WAL).
+        auto problems = storage_problems(engine_);
+        if (problems.empty()) return json_response(http::status::ok, "{\"status\":\"ready\"}");
+        std::string body = "{\"status\":\"ready\",\"problems\":[";
+        for (std::size_t i = 0; i < problems.size(); ++i) {
+            if (i) body += ',';
+            append_json_string(body, problems[i]);
+        }
+        body += "]}";
+        return json_response(http::status::ok, std::move(body));
     });
     routes_.add({verb::get}, "/metrics", [this, text](const HttpCall&) {
         if (memory_) query_memory_in_use_->Set(static_cast<double>(memory_->in_use()));

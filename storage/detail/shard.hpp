@@ -63,6 +63,7 @@ struct ShardOptions {
     // The engine's memtable budget, shared by every shard; null: unbounded.
     std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
     StorageTuning tuning;
+    WalRecoveryPolicy wal_recovery = WalRecoveryPolicy::refuse;
     std::chrono::milliseconds test_read_delay{0};  // reads sleep this long before each series
 };
 
@@ -123,6 +124,7 @@ class Shard {
                                       std::vector<std::vector<RollupBucket>>& out) const;
 
     ShardStats stats() const;
+    const WalRecovery& wal_recovery() const { return wal_recovery_; }
     // Test and bench hooks (writer-thread work done synchronously through the queue's thread).
     [[nodiscard]] Status flush_now();
     [[nodiscard]] Status compact_all();
@@ -175,6 +177,11 @@ class Shard {
 
     explicit Shard(ShardOptions options);
     [[nodiscard]] Status open_db();
+    // Before RocksDB replays the WAL: scans it, fills wal_recovery_, and fails (corruption,
+    // naming the shard, the damage and the choice) when it is damaged and the policy refuses.
+    [[nodiscard]] Status check_wal(const std::filesystem::path& path);
+    // After every successful writer commit: the newest sequence acknowledged so far.
+    void note_acknowledged();
     [[nodiscard]] Status recover();
     void run();
     void commit(std::deque<QueuedWrite>& work);
@@ -269,6 +276,9 @@ class Shard {
     std::deque<std::function<void()>> flusher_tasks_;
     bool flusher_stop_ = false;
     std::vector<ChunkState> chunk_states_;  // flush thread only
+
+    WalRecovery wal_recovery_;
+    int acked_fd_ = -1;  // shard-N/CITYGATE-ACKED
 
     std::thread writer_;
     std::thread flusher_;

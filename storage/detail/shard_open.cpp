@@ -7,6 +7,9 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "storage/detail/coding.hpp"
@@ -142,6 +145,8 @@ Status Shard::open_db() {
         return Status::error(Status::Code::io_error,
                              "create " + path.string() + ": " + ec.message());
 
+    if (auto checked = check_wal(path); !checked.is_ok()) return checked;
+
     std::vector<std::string> names;
     auto listed = rocksdb::DB::ListColumnFamilies(db_options_, path.string(), &names);
     if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new database
@@ -162,6 +167,10 @@ Status Shard::open_db() {
     auto s = rocksdb::DB::Open(db_options_, path.string(), descriptors, &handles, &db);
     if (!s.ok()) return from_rocks(s, "open");
     db_.reset(db);
+    // The newest acknowledged sequence starts at what was recovered: after an accepted loss the
+    // sequence numbers continue below what the lost writes had.
+    acked_fd_ = ::open((path / "CITYGATE-ACKED").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    note_acknowledged();
     auto wrap = [this](rocksdb::ColumnFamilyHandle* h) {
         return CfHandle(h, [db = db_.get()](rocksdb::ColumnFamilyHandle* p) {
             (void)db->DestroyColumnFamilyHandle(p);  // only fails for the default CF handle
@@ -253,6 +262,7 @@ Shard::~Shard() {
     }
     default_cf_.reset();
     index_cf_.reset();
+    if (acked_fd_ >= 0) ::close(acked_fd_);
     if (db_) {
         // Best effort at close: every acknowledged point is already in the WAL.
         (void)db_->Close();

@@ -196,6 +196,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
         rocksdb::WriteOptions wo;
         wo.sync = options_.fsync == FsyncPolicy::batch;
         status = from_rocks(db_->Write(wo, &batch), "write");
+        if (status.is_ok()) note_acknowledged();  // before any callback acknowledges it
     }
     auto latency = std::chrono::steady_clock::now() - started;
 
