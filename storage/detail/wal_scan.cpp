@@ -1,7 +1,7 @@
 // RocksDB WAL block format reader (no payload decoding: only framing and checksums).
 #include "storage/detail/wal_scan.hpp"
 
-#include <boost/crc.hpp>
+#include <rocksdb/file_checksum.h>
 
 #include <algorithm>
 #include <array>
@@ -36,10 +36,20 @@ std::uint32_t unmask(std::uint32_t masked) {
     return (rot >> 17) | (rot << 15);
 }
 
+// RocksDB's own CRC32C (hardware-accelerated) through its public file checksum API, which
+// returns the value as four big-endian bytes. Boost.CRC's table-driven one made a start with
+// 87 MB of WAL (2 shards) 0.35 s slower than without the scan.
 std::uint32_t crc32c(const unsigned char* data, std::size_t n) {
-    boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;
-    crc.process_bytes(data, n);
-    return crc.checksum();
+    static const auto factory = rocksdb::GetFileChecksumGenCrc32cFactory();
+    auto generator = factory->CreateFileChecksumGenerator(rocksdb::FileChecksumGenContext{});
+    generator->Update(reinterpret_cast<const char*>(data), n);
+    generator->Finalize();
+    std::string sum = generator->GetChecksum();
+    if (sum.size() != 4) return 0;
+    return std::uint32_t(static_cast<unsigned char>(sum[0])) << 24 |
+           std::uint32_t(static_cast<unsigned char>(sum[1])) << 16 |
+           std::uint32_t(static_cast<unsigned char>(sum[2])) << 8 |
+           std::uint32_t(static_cast<unsigned char>(sum[3]));
 }
 
 // The sequence number and count a WriteBatch payload starts with (both little-endian).
