@@ -272,6 +272,10 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          }},
         {"storage.backup_dir",
          [](auto& n, Config& c, auto o) { c.storage.backup_dir = string(n, o); }},
+        {"storage.backup_keep",
+         [](auto& n, Config& c, auto o) {
+             c.storage.backup_keep = integer<std::size_t>(n, o, 0, 1'000'000);
+         }},
         {"storage.test_write_delay",
          [](auto& n, Config& c, auto o) { c.storage.test_write_delay = duration(n, o); }},
         {"storage.test_read_delay",

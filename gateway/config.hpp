@@ -95,7 +95,8 @@ struct Config {
         // endpoints answer only to peers in admin_from.
         std::filesystem::path tokens_file;
         std::vector<std::string> admin_from{"127.0.0.0/8", "::1/128"};
-        // POST /api/v1/admin/checkpoint: one at a time, at most one start per interval (429).
+        // POST /api/v1/admin/checkpoint: one at a time (409), at most one start per interval
+        // (429).
         std::chrono::milliseconds checkpoint_interval = std::chrono::seconds(10);
         std::filesystem::path tls_cert_file;  // both set: the HTTP listener speaks HTTPS only
         std::filesystem::path tls_key_file;
@@ -106,6 +107,9 @@ struct Config {
         unsigned shards = 0;  // 0: one per core
         std::size_t queue_capacity = 65536;
         storage::FsyncPolicy fsync = storage::FsyncPolicy::none;
+        // --recover: what a damaged write-ahead log does at start (a flag, not a file option:
+        // accepting a loss is a decision for one start, not a standing setting).
+        storage::WalRecoveryPolicy wal_recovery = storage::WalRecoveryPolicy::refuse;
         std::chrono::milliseconds partition_window = std::chrono::hours(24);
         std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
         std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
@@ -119,9 +123,12 @@ struct Config {
         // writes are held, not acknowledged, and /readyz answers 503 until space returns.
         // Unset ("auto"): 2% of the volume, 64 MiB..4 GiB, at most a quarter of the volume.
         std::optional<std::uint64_t> min_free_space;
-        // POST /api/v1/admin/checkpoint writes checkpoints here; empty:
-        // <data_dir>/../<name>-backups
+        // POST /api/v1/admin/checkpoint writes checkpoints here; empty: <data_dir>/backups, on
+        // the data volume, which every shipped deployment makes writable (and where the
+        // checkpoint's hard links work).
         std::filesystem::path backup_dir;
+        // After a successful checkpoint, the oldest beyond this many are removed; 0: none.
+        std::size_t backup_keep = 3;
         // Testing only: writer threads sleep this long per batch, to exercise backpressure.
         std::chrono::milliseconds test_write_delay{0};
         // Testing only: reads sleep this long before each series, to exercise query deadlines.

@@ -95,6 +95,27 @@ void collect_storage_metrics(const storage::Engine& engine,
                       MetricType::Gauge);
     auto compactions =
         family("citygate_rocksdb_running_compactions", "Compactions running", MetricType::Gauge);
+    // What recovery dropped from each shard's WAL at this start (fixed until the next).
+    auto wal_bytes = family("citygate_storage_wal_dropped_bytes",
+                            "Bytes of a shard's write-ahead log recovery dropped at start: a torn "
+                            "last record, or damage accepted with --recover=point-in-time",
+                            MetricType::Gauge);
+    auto wal_records = family("citygate_storage_wal_dropped_records",
+                              "Write-ahead log records (group commits) recovery dropped at start",
+                              MetricType::Gauge);
+    auto wal_damaged = family("citygate_storage_wal_damaged",
+                              "1 when a shard started on a damaged write-ahead log "
+                              "(--recover=point-in-time): data was lost",
+                              MetricType::Gauge);
+    for (const storage::WalRecovery& r : engine.wal_recovery()) {
+        std::vector<prometheus::ClientMetric::Label> label = {{"shard", std::to_string(r.shard)}};
+        add_sample(wal_bytes, static_cast<double>(r.dropped_bytes), label);
+        add_sample(wal_records, static_cast<double>(r.dropped_records), label);
+        add_sample(wal_damaged, r.damaged() ? 1 : 0, label);
+    }
+    families.push_back(std::move(wal_bytes));
+    families.push_back(std::move(wal_records));
+    families.push_back(std::move(wal_damaged));
     auto figures = engine.rocksdb_figures();
     for (std::size_t shard = 0; shard < figures.size(); ++shard) {
         std::vector<prometheus::ClientMetric::Label> label = {{"shard", std::to_string(shard)}};
@@ -142,13 +163,14 @@ void collect_storage_metrics(const storage::Engine& engine,
     }
 }
 
-// Checkpoints go beside the data directory by default, not inside it: a restore copies a
-// checkpoint into place, and the data directory should hold nothing else.
+// Checkpoints go inside the data directory by default: it is the one place every deployment
+// lets the gateway write (systemd's StateDirectory under ProtectSystem=strict, the container's
+// volume, the StatefulSet's persistent volume beside a read-only root), and on the same file
+// system RocksDB hard-links SST files instead of copying them. The engine only opens its own
+// shard-N directories, so a backups/ beside them is left alone.
 std::filesystem::path backup_directory(const Config::Storage& storage) {
     if (!storage.backup_dir.empty()) return storage.backup_dir;
-    auto data = std::filesystem::absolute(storage.data_dir).lexically_normal();
-    if (!data.has_filename()) data = data.parent_path();
-    return data.parent_path() / (data.filename().string() + "-backups");
+    return std::filesystem::absolute(storage.data_dir).lexically_normal() / "backups";
 }
 
 // A socket past the descriptor limit cannot be accepted, so a connection limit above it is not a
@@ -203,6 +225,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     options.max_series = config_.storage.max_series;
     options.max_series_per_shard = config_.storage.max_series_per_shard;
     options.test_read_delay = config_.storage.test_read_delay;
+    options.wal_recovery = config_.storage.wal_recovery;
     options.on_batch = [this, delay = config_.storage.test_write_delay](
                            const storage::BatchReport& report) {
         // Runs on the writer thread before the batch's callbacks: a delay here slows storage.
@@ -241,6 +264,27 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
                                  ": " + opened.status().message());
     }
     engine_ = std::move(opened.value());
+    for (const storage::WalRecovery& r : engine_->wal_recovery()) {
+        if (r.accepted) {
+            CG_LOG(error)
+                    .with("shard", r.shard)
+                    .with("dropped_bytes", r.dropped_bytes)
+                    .with("dropped_records", r.dropped_records)
+                    .with("problem", r.problem)
+                << "shard " << r.shard << ": write-ahead log damaged (" << r.problem
+                << "); started with --recover=point-in-time, dropping " << r.dropped_bytes
+                << " bytes in " << r.dropped_records << " records"
+                << (r.acknowledged_lost ? ", acknowledged writes among them" : "");
+        } else if (r.torn_tail) {
+            CG_LOG(warn)
+                    .with("shard", r.shard)
+                    .with("dropped_bytes", r.dropped_bytes)
+                    .with("problem", r.problem)
+                << "shard " << r.shard << ": dropped the write-ahead log's " << r.problem << " ("
+                << r.dropped_bytes
+                << " bytes): a write in flight when the process died, never acknowledged";
+        }
+    }
     metrics_.set_collector([engine = engine_.get()](auto& families) {
         collect_storage_metrics(*engine, families);
         collect_process_metrics(families);
@@ -330,7 +374,9 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     status_ = std::make_unique<StatusPage>(*engine_, metrics_, city_.get(),
                                            config_.storage.queue_capacity);
     api_->set_status(status_.get(), city_.get());
-    api_->set_backup_directory(backup_directory(config_.storage));
+    backups_ = std::make_unique<Backups>(*engine_, backup_directory(config_.storage),
+                                         config_.storage.backup_keep, *metrics_.registry());
+    api_->set_backups(backups_.get());
     HttpAuthOptions auth_options;
     auth_options.tokens_file = config_.http.tokens_file;
     auth_options.admin_from.clear();

@@ -68,6 +68,7 @@ class Gateway {
     std::unique_ptr<StatusPage> status_;                   // its timer runs on http_io_
     std::unique_ptr<HttpAuth> http_auth_;                  // before api_, which asks it
     std::unique_ptr<boost::asio::ssl::context> http_tls_;  // before http_; null: plain HTTP
+    std::unique_ptr<Backups> backups_;                     // before api_, which calls it
     std::unique_ptr<HttpApi> api_;
     std::unique_ptr<HttpServer> http_;
     // After api_ and http_io_: its jobs call the API and answer through http_io_.

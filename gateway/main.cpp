@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
         ("shards", po::value<unsigned>(), "storage shards (0: one per core)")
         ("fsync", po::value<std::string>(), "WAL fsync policy: none or batch")
         ("min-free-space", po::value<std::string>(), "free space the data volume keeps, writes held under it: auto (default) or a size like 64MiB")
+        ("recover", po::value<std::string>(), "point-in-time: start even though a shard's write-ahead log is damaged, dropping what follows the damage (reported in /metrics, /readyz and the status page); refuse (default): exit naming the shard")
         ("log-level", po::value<std::string>(), "debug, info, warn or error")
         ("log-format", po::value<std::string>(), "text or json (one JSON object a line)");
     // clang-format on
@@ -200,6 +201,16 @@ int main(int argc, char** argv) {
             auto format = args["log-format"].as<std::string>();
             if (!citygate::log::parse_format(format, config.server.log_format)) {
                 throw ConfigError("--log-format: must be text or json");
+            }
+        }
+        if (args.count("recover")) {
+            auto recover = args["recover"].as<std::string>();
+            if (recover == "point-in-time") {
+                config.storage.wal_recovery = citygate::storage::WalRecoveryPolicy::point_in_time;
+            } else if (recover == "refuse") {
+                config.storage.wal_recovery = citygate::storage::WalRecoveryPolicy::refuse;
+            } else {
+                throw ConfigError("--recover: must be point-in-time or refuse");
             }
         }
         citygate::gateway::validate(config);

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <thread>
 #include <type_traits>
@@ -275,6 +276,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.block_cache = cache;
         so.write_buffer_manager = memtable_budget;
         so.tuning = options.tuning;
+        so.wal_recovery = options.wal_recovery;
         so.test_read_delay = options.test_read_delay;
         so.disk = impl->disk.get();
         so.volume_bytes = volume;
@@ -847,6 +849,44 @@ Status Engine::checkpoint(const std::filesystem::path& target) const {
         if (!status.is_ok()) return status;
     }
     return Status::ok();
+}
+
+Result<DeleteResult> Engine::delete_points(const Selector& selector, std::int64_t start_ms,
+                                           std::int64_t end_ms) {
+    if (end_ms <= start_ms) {
+        return Status::error(Status::Code::invalid_argument, "delete: end must be after start");
+    }
+    // Matching is bounded only by what the shards hold: a delete may name every series.
+    QueryLimits unbounded;
+    unbounded.max_series = std::numeric_limits<std::size_t>::max();
+    unbounded.max_points = std::numeric_limits<std::size_t>::max();
+    unbounded.max_bytes = std::numeric_limits<std::size_t>::max();
+    QueryBudget budget(unbounded);
+    auto& shards = impl_->shards;
+    std::vector<std::vector<std::uint64_t>> ids;
+    if (auto s = match_all(shards, selector, budget, ids); !s.is_ok()) return s;
+    std::vector<DeleteResult> results(shards.size());
+    std::vector<Status> statuses(shards.size());
+    for_each_shard(ids, [&](std::size_t i) {
+        statuses[i] = shards[i]->delete_points(ids[i], start_ms, end_ms, results[i]);
+    });
+    DeleteResult total;
+    for (const auto& r : results) {
+        total.series += r.series;
+        total.points += r.points;
+        total.series_removed += r.series_removed;
+    }
+    for (const auto& s : statuses) {
+        if (!s.is_ok()) return s;
+    }
+    return total;
+}
+
+std::vector<WalRecovery> Engine::wal_recovery() const {
+    std::vector<WalRecovery> out;
+    for (auto& shard : impl_->shards)
+        out.push_back(shard->wal_recovery());
+    return out;
 }
 
 std::vector<RocksDbFigures> Engine::rocksdb_figures() const {

@@ -120,6 +120,29 @@ struct HealthEvent {
     Kind kind = Kind::disk_full;
     unsigned shard = 0;  // shard_failed
     std::string message;
+// What to do when a shard's write-ahead log is damaged (see WalRecovery).
+enum class WalRecoveryPolicy {
+    refuse,         // Engine::open fails, naming the shard and the damage, touching nothing
+    point_in_time,  // replay up to the damage, drop the rest, report it in wal_recovery()
+};
+
+// What opening one shard found in its write-ahead log. A kill -9 may leave the last record
+// incomplete: that write never returned, so it was never acknowledged (the callback fires only
+// after the WAL write, and its fsync with FsyncPolicy::batch); such a torn tail is dropped and
+// reported, not refused. Anything else dropped is damage: a corrupted record (bad checksum,
+// length or type) anywhere, or a record missing that held an acknowledged write (the shard
+// keeps the sequence number of the newest acknowledged write in shard-N/CITYGATE-ACKED, written
+// after every group commit, so a log cut shorter than what was acknowledged is seen).
+struct WalRecovery {
+    unsigned shard = 0;
+    std::uint64_t dropped_bytes = 0;    // not replayed: from the first damage to the end
+    std::uint64_t dropped_records = 0;  // WAL records (group commits) among them
+    bool torn_tail = false;             // only an incomplete last record, never acknowledged
+    bool corrupt = false;               // a record failed its checks
+    bool acknowledged_lost = false;     // a dropped record held acknowledged writes
+    bool accepted = false;              // damaged, and opened under point_in_time
+    std::string problem;                // e.g. "checksum mismatch at byte 1234 of 000012.log"
+    [[nodiscard]] bool damaged() const { return corrupt || acknowledged_lost; }
 };
 
 struct EngineOptions {
@@ -177,6 +200,7 @@ struct EngineOptions {
     // Env of the test's (a file system that fails writes on demand).
     DiskProbe disk_probe;
     std::shared_ptr<rocksdb::Env> test_env;
+    WalRecoveryPolicy wal_recovery = WalRecoveryPolicy::refuse;
     // Wall clock in ms since the epoch for retention (tests inject one). Empty: system clock.
     std::function<std::int64_t()> clock;
     // Testing only: reads sleep this long before each series, to exercise query deadlines.
@@ -212,6 +236,13 @@ struct RocksDbFigures {
     bool writes_stopped = false;                 // rocksdb.is-write-stopped
     std::uint64_t wal_bytes = 0;                 // live write-ahead log files
     std::uint64_t running_compactions = 0;
+};
+
+// What Engine::delete_points() did.
+struct DeleteResult {
+    std::uint64_t series = 0;          // series that matched
+    std::uint64_t points = 0;          // points deleted
+    std::uint64_t series_removed = 0;  // series left without points: gone from the index
 };
 
 // What became of one try_write(), reported once on a writer thread.
@@ -362,6 +393,20 @@ class Engine {
     // Every write whose callback fired before the call is in the copy. Restore it with
     // restore_checkpoint(), or open the copy itself with Engine::open. Thread safe.
     [[nodiscard]] Status checkpoint(const std::filesystem::path& target) const;
+    // Deletes every point with start <= ts < end of the series matching `selector`, and their
+    // rollups; a series left without any point is removed from the index (queries no longer
+    // list it; a later reading creates it anew). Afterwards new readings are judged late only
+    // against the points that are left, so a series poisoned by a reading stamped far in the
+    // future accepts current readings again once that reading is deleted. Each shard holding a
+    // match first flushes its head into chunks, then rewrites every time window that held
+    // deleted points, one atomic write per series (fsynced with FsyncPolicy::batch); meanwhile
+    // its writer takes no writes (producers are pushed back), so the call costs about a flush.
+    // A failure leaves each series either as it was or fully rewritten. Thread safe.
+    [[nodiscard]] Result<DeleteResult> delete_points(const Selector& selector,
+                                                     std::int64_t start_ms, std::int64_t end_ms);
+    // What each shard's recovery found in its write-ahead log at open, one per shard. Thread
+    // safe (fixed after open).
+    [[nodiscard]] std::vector<WalRecovery> wal_recovery() const;
     // RocksDB health figures of every shard, for monitoring. Thread safe; reads properties and
     // lists the shard directories (cheap, but not for a hot path).
     [[nodiscard]] std::vector<RocksDbFigures> rocksdb_figures() const;

@@ -181,6 +181,94 @@ bool url_decode(std::string_view in, std::string& out) {
     return true;
 }
 
+bool query_parameters(std::string_view query, std::string_view name,
+                      std::vector<std::string>& values) {
+    values.clear();
+    std::string key, value;
+    while (!query.empty()) {
+        std::size_t amp = query.find('&');
+        std::string_view pair = query.substr(0, amp);
+        std::size_t eq = pair.find('=');
+        if (!pair.empty() && url_decode(pair.substr(0, eq), key) && key == name) {
+            if (!url_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1),
+                            value)) {
+                return false;
+            }
+            values.push_back(value);
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return true;
+}
+
+bool parse_api_time(std::string_view text, std::int64_t& ms) {
+    if (text.empty()) return false;
+    // Unix seconds, maybe with a fraction.
+    double seconds = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    if (ec == std::errc() && end == text.data() + text.size()) {
+        double value = std::round(seconds * 1000.0);
+        // Within ±2^62 ms (146 million years): far beyond any sensor, safely inside int64.
+        if (!std::isfinite(value) || std::fabs(value) > 4.6e18) return false;
+        ms = static_cast<std::int64_t>(value);
+        return true;
+    }
+    // RFC 3339: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM).
+    auto digits = [&](std::size_t at, std::size_t n, int& out) {
+        if (at + n > text.size()) return false;
+        out = 0;
+        for (std::size_t i = at; i < at + n; ++i) {
+            if (text[i] < '0' || text[i] > '9') return false;
+            out = out * 10 + (text[i] - '0');
+        }
+        return true;
+    };
+    int year, month, day, hour, minute, second;
+    if (!digits(0, 4, year) || text.size() < 20 || text[4] != '-' || !digits(5, 2, month) ||
+        text[7] != '-' || !digits(8, 2, day) || (text[10] != 'T' && text[10] != 't') ||
+        !digits(11, 2, hour) || text[13] != ':' || !digits(14, 2, minute) || text[16] != ':' ||
+        !digits(17, 2, second)) {
+        return false;
+    }
+    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+        return false;
+    }
+    std::size_t at = 19;
+    std::int64_t fraction_ms = 0;
+    if (at < text.size() && text[at] == '.') {
+        std::size_t first = ++at;
+        std::int64_t scale = 100;
+        while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+            fraction_ms += (text[at] - '0') * scale;
+            scale /= 10;
+            ++at;
+        }
+        if (at == first) return false;
+    }
+    std::int64_t offset_s = 0;
+    if (at < text.size() && (text[at] == 'Z' || text[at] == 'z') && at + 1 == text.size()) {
+        // UTC
+    } else if (at + 6 == text.size() && (text[at] == '+' || text[at] == '-') &&
+               text[at + 3] == ':') {
+        int oh, om;
+        if (!digits(at + 1, 2, oh) || !digits(at + 4, 2, om) || oh > 23 || om > 59) return false;
+        offset_s = (oh * 3600 + om * 60) * (text[at] == '-' ? -1 : 1);
+    } else {
+        return false;
+    }
+    std::tm tm{};
+    tm.tm_year = year - 1900;
+    tm.tm_mon = month - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = minute;
+    tm.tm_sec = second;
+    std::int64_t utc = static_cast<std::int64_t>(::timegm(&tm));
+    ms = (utc - offset_s) * 1000 + fraction_ms;
+    return true;
+}
+
 bool query_parameter(std::string_view query, std::string_view name, std::string& value) {
     while (!query.empty()) {
         std::size_t amp = query.find('&');
@@ -196,7 +284,7 @@ bool query_parameter(std::string_view query, std::string_view name, std::string&
     return false;
 }
 
-HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
+HttpApi::HttpApi(storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
                  storage::QueryLimits limits)
     : engine_(engine), metrics_(metrics), ready_(ready), limits_(limits) {
     using http::verb;
@@ -216,17 +304,37 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
     // data volume, a read-only start, a failed shard): the reasons say which.
     routes_.add({verb::get}, "/readyz", [this](const HttpCall&) {
         if (!ready_.load()) return json_error(http::status::service_unavailable, "not ready");
-        std::vector<std::string> problems = engine_.problems();
-        if (problems.empty()) return json_response(http::status::ok, "{\"status\":\"ready\"}");
-        std::string body = "{\"status\":\"error\",\"error\":";
-        append_json_string(body, "not ready: " + problems.front());
-        body += ",\"reasons\":[";
-        for (std::size_t i = 0; i < problems.size(); ++i) {
-            if (i) body += ',';
-            append_json_string(body, problems[i]);
+        // Not writable: 503 with the reasons. Ready, but with what an operator must know (a
+        // shard that started on a damaged WAL): 200 with the problems.
+        std::vector<std::string> reasons = engine_.problems();
+        std::vector<std::string> problems = storage_problems(engine_);
+        if (reasons.empty() && problems.empty()) {
+            return json_response(http::status::ok, "{\"status\":\"ready\"}");
         }
-        body += "]}";
-        return json_response(http::status::service_unavailable, std::move(body));
+        auto append_list = [](std::string& out, const std::vector<std::string>& items) {
+            out += '[';
+            for (std::size_t i = 0; i < items.size(); ++i) {
+                if (i) out += ',';
+                append_json_string(out, items[i]);
+            }
+            out += ']';
+        };
+        std::string body;
+        if (reasons.empty()) {
+            body = "{\"status\":\"ready\"";
+        } else {
+            body = "{\"status\":\"error\",\"error\":";
+            append_json_string(body, "not ready: " + reasons.front());
+            body += ",\"reasons\":";
+            append_list(body, reasons);
+        }
+        if (!problems.empty()) {
+            body += ",\"problems\":";
+            append_list(body, problems);
+        }
+        body += '}';
+        return json_response(reasons.empty() ? http::status::ok : http::status::service_unavailable,
+                             std::move(body));
     });
     routes_.add({verb::get}, "/metrics", [this, text](const HttpCall&) {
         if (memory_) query_memory_in_use_->Set(static_cast<double>(memory_->in_use()));
@@ -267,6 +375,8 @@ HttpApi::HttpApi(const storage::Engine& engine, Metrics& metrics, const std::ato
                 on_query_pool([this](const HttpCall&) {
                     return checkpoint_gate_->run([this] { return checkpoint(); });
                 }));
+    routes_.add({verb::post, verb::put}, "/api/v1/admin/tsdb/delete_series", Scope::admin,
+                on_query_pool([this](const HttpCall& call) { return delete_series(call); }));
     refused_ = &prometheus::BuildCounter()
                     .Name("citygate_http_queries_refused_total")
                     .Help(
@@ -332,35 +442,91 @@ void HttpApi::set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoin
         std::make_shared<CallGate>(checkpoint_interval, [auth] { auth->count_rate_limited(); });
     log_level_gate_ =
         std::make_shared<CallGate>(kLogLevelInterval, [auth] { auth->count_rate_limited(); });
+    delete_gate_ =
+        std::make_shared<CallGate>(kDeleteInterval, [auth] { auth->count_rate_limited(); });
 }
 
-// Writes a checkpoint of every shard under the backup directory.
+// Writes a checkpoint of every shard under the backup directory and prunes the oldest.
 HttpResponse HttpApi::checkpoint() const {
-    if (backup_directory_.empty()) {
-        return json_error(http::status::not_found, "checkpoints are not configured");
+    if (!backups_) return json_error(http::status::not_found, "checkpoints are not configured");
+    Backups::Taken taken = backups_->take();  // logs and counts a failure itself
+    if (!taken.status.is_ok()) {
+        return json_error(status_for(taken.status), "checkpoint failed: " + taken.status.message());
     }
-    // Named by the UTC time it was taken, to the millisecond, so names sort by age.
-    auto now = std::chrono::system_clock::now();
-    std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-    std::tm utc{};
-    ::gmtime_r(&seconds, &utc);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
-    auto millis =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-    char name[64];
-    std::snprintf(name, sizeof name, "checkpoint-%s.%03dZ", stamp,
-                  static_cast<int>(millis.count()));
-    std::filesystem::path target = backup_directory_ / name;
-    std::error_code ec;
-    std::filesystem::create_directories(backup_directory_, ec);
-    auto status = engine_.checkpoint(target);
-    if (!status.is_ok()) return json_error(status_for(status), status.message());
-    CG_LOG(info) << "checkpoint written to " << target.string();
     std::string body = "{\"status\":\"success\",\"data\":{\"path\":";
-    append_json_string(body, target.string());
-    body += "}}";
+    append_json_string(body, taken.path.string());
+    body += ",\"pruned\":[";
+    for (std::size_t i = 0; i < taken.pruned.size(); ++i) {
+        if (i) body += ',';
+        append_json_string(body, taken.pruned[i].string());
+    }
+    body += "]}}";
     return json_response(http::status::ok, std::move(body));
+}
+
+HttpResponse HttpApi::delete_series(const HttpCall& call) const {
+    // Parameters in the query string or, as Prometheus takes them too, a form body.
+    std::string params(call.query);
+    auto field = call.request[http::field::content_type];
+    std::string_view type(field.data(), field.size());
+    if (type.starts_with("application/x-www-form-urlencoded") && !call.request.body().empty()) {
+        if (!params.empty()) params += '&';
+        params += call.request.body();
+    }
+    std::vector<std::string> matches;
+    if (!query_parameters(params, "match[]", matches)) return bad_request("match[]: bad escape");
+    if (matches.empty()) {
+        return bad_request(
+            "missing parameter: match[] (a series selector, e.g. pm25{device=\"a-1\"})");
+    }
+    std::vector<storage::Selector> selectors;
+    for (const auto& text : matches) {
+        if (text.empty()) return bad_request("match[] must not be empty");
+        auto selector = storage::Selector::parse(text);
+        if (!selector.is_ok()) return bad_request("match[]: " + selector.status().message());
+        selectors.push_back(std::move(selector.value()));
+    }
+    std::int64_t start = INT64_MIN, end = INT64_MAX;
+    std::string text;
+    if (query_parameter(params, "start", text) && !parse_api_time(text, start)) {
+        return bad_request("start must be Unix seconds or RFC 3339, got \"" + text + "\"");
+    }
+    if (query_parameter(params, "end", text) && !parse_api_time(text, end)) {
+        return bad_request("end must be Unix seconds or RFC 3339, got \"" + text + "\"");
+    }
+    if (end < start) return bad_request("end is before start");
+    // Both ends inclusive, as in Prometheus; storage takes [start, end).
+    const std::int64_t end_exclusive = end == INT64_MAX ? end : end + 1;
+    return delete_gate_->run([&] {
+        storage::DeleteResult total;
+        for (const auto& selector : selectors) {
+            auto deleted = engine_.delete_points(selector, start, end_exclusive);
+            if (!deleted.is_ok()) {
+                CG_LOG(error).with("reason", deleted.status().message())
+                    << "delete_series failed: " << deleted.status().message();
+                return json_error(status_for(deleted.status()),
+                                  "delete failed: " + deleted.status().message());
+            }
+            total.series += deleted.value().series;
+            total.points += deleted.value().points;
+            total.series_removed += deleted.value().series_removed;
+        }
+        // An operator's change to stored data: always in the log, whatever the level.
+        std::string joined;
+        for (const auto& m : matches)
+            joined += (joined.empty() ? "" : " ") + m;
+        CG_LOG(warn)
+                .with("match", joined)
+                .with("start_ms", start)
+                .with("end_ms", end)
+                .with("series", total.series)
+                .with("points", total.points)
+                .with("series_removed", total.series_removed)
+            << "delete_series: " << total.points << " points of " << total.series
+            << " series deleted, " << total.series_removed << " series removed";
+        HttpResponse response(http::status::no_content, 11);
+        return response;
+    });
 }
 
 // GET answers the level; PUT or POST with a body of debug, info, warn or error (surrounding

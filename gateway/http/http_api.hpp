@@ -14,6 +14,7 @@
 #include "gateway/http/query_pool.hpp"
 #include "gateway/http/router.hpp"
 #include "gateway/json_text.hpp"
+#include "gateway/ops/backups.hpp"
 #include "gateway/ops/metrics.hpp"
 #include "gateway/ops/status_page.hpp"
 #include "ingest/city_aggregates.hpp"
@@ -39,17 +40,16 @@ std::optional<RangeRequest> parse_range_request(std::string_view query, std::siz
 
 class HttpApi {
   public:
-    HttpApi(const storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
+    HttpApi(storage::Engine& engine, Metrics& metrics, const std::atomic<bool>& ready,
             storage::QueryLimits limits = {});
 
     // Serves `GET /` and `/api/v1/status` from `status` and `/metrics/city` from `city` (either
     // may be null: not served). Call before the first request; both must outlive this object.
     void set_status(const StatusPage* status, const ingest::CityAggregates* city);
 
-    // Enables POST /api/v1/admin/checkpoint, writing checkpoints under `directory`.
-    void set_backup_directory(std::filesystem::path directory) {
-        backup_directory_ = std::move(directory);
-    }
+    // Enables POST /api/v1/admin/checkpoint through `backups` (which must outlive this object).
+    // Call before the first request.
+    void set_backups(const Backups* backups) { backups_ = backups; }
 
     // Thread safe. Dispatches through the route table (the constructor lists every endpoint):
     // GET and HEAD everywhere; PUT or POST also on /api/v1/log_level, only POST on
@@ -70,7 +70,8 @@ class HttpApi {
     void set_query_pool(QueryPool* pool, std::size_t memory_budget_bytes);
 
     // Routes needing a scope ask `auth` first (without it every call goes ahead, as in unit
-    // tests); checkpoints start at most once per `checkpoint_interval`, one at a time. `auth`
+    // tests); checkpoints start at most once per `checkpoint_interval` (429), one at a time (a
+    // second while one runs: 409). `auth`
     // must outlive this object. Call before the first request.
     void set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoint_interval);
 
@@ -93,13 +94,19 @@ class HttpApi {
     static constexpr std::chrono::seconds kLogLevelInterval{1};
     HttpResponse log_level(const HttpRequest& request) const;
     HttpResponse checkpoint() const;
+    // POST/PUT /api/v1/admin/tsdb/delete_series (as Prometheus'): match[] selectors, optional
+    // start and end (Unix seconds or RFC 3339, inclusive). 204, or 400 naming the bad parameter.
+    static constexpr std::chrono::seconds kDeleteInterval{1};
+    HttpResponse delete_series(const HttpCall& call) const;
 
     Router routes_;
     std::shared_ptr<CallGate> checkpoint_gate_ =
         std::make_shared<CallGate>(std::chrono::milliseconds(0));
     // Changes of the log level (a debug level costs every thread): at most one a second.
     std::shared_ptr<CallGate> log_level_gate_ = std::make_shared<CallGate>(kLogLevelInterval);
-    const storage::Engine& engine_;
+    // Deletes (delete_series, which also answers 409 while one runs): at most one a second.
+    std::shared_ptr<CallGate> delete_gate_ = std::make_shared<CallGate>(kDeleteInterval);
+    storage::Engine& engine_;
     Metrics& metrics_;
     const std::atomic<bool>& ready_;
     storage::QueryLimits limits_;
@@ -107,7 +114,7 @@ class HttpApi {
     const std::atomic<bool>* cancelled_ = nullptr;  // the query pool's stopping()
     prometheus::Family<prometheus::Counter>* refused_ = nullptr;
     prometheus::Gauge* query_memory_in_use_ = nullptr;  // set from memory_ at each scrape
-    std::filesystem::path backup_directory_;
+    const Backups* backups_ = nullptr;
     const StatusPage* status_ = nullptr;
     const ingest::CityAggregates* city_ = nullptr;
 };
@@ -117,5 +124,15 @@ bool url_decode(std::string_view in, std::string& out);
 
 // Finds `name` in a query string and decodes its value; returns false when absent or malformed.
 bool query_parameter(std::string_view query, std::string_view name, std::string& value);
+
+// Every value of `name` (compared after decoding, so match%5B%5D is match[]), decoded, in
+// order; false when one is malformed.
+bool query_parameters(std::string_view query, std::string_view name,
+                      std::vector<std::string>& values);
+
+// A time as Prometheus' API takes it: Unix seconds with an optional fraction ("1718409600.5")
+// or RFC 3339 ("2024-06-15T00:00:00.5Z", "2024-06-15T02:00:00+02:00"), into ms since the epoch.
+// False for anything else, or a time beyond what ms in an int64 hold.
+bool parse_api_time(std::string_view text, std::int64_t& ms);
 
 }  // namespace citygate::gateway

@@ -156,20 +156,23 @@ HttpResponse CallGate::run(const std::function<HttpResponse()>& call) {
     {
         std::lock_guard lock(mutex_);
         auto now = clock::now();
-        std::optional<clock::duration> wait;
         if (running_) {
-            wait = std::chrono::seconds(1);
-        } else if (last_start_ && now - *last_start_ < interval_) {
-            wait = interval_ - (now - *last_start_);
-        }
-        if (wait) {
+            // Not a rate: the same call is in progress. 409 so a caller does not mistake it for
+            // a limit to wait out; retrying after it finished is fine.
             if (on_refused_) on_refused_();
-            auto seconds = std::chrono::ceil<std::chrono::seconds>(*wait).count();
+            HttpResponse response = json_error(
+                http::status::conflict, "one is already running; try again once it has finished");
+            response.set(http::field::retry_after, "1");
+            return response;
+        }
+        if (last_start_ && now - *last_start_ < interval_) {
+            auto wait = interval_ - (now - *last_start_);
+            if (on_refused_) on_refused_();
+            auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
             HttpResponse response =
                 json_error(http::status::too_many_requests,
-                           running_ ? "one is already running; try again later"
-                                    : "at most one per " + std::to_string(interval_.count()) +
-                                          " ms; try again in " + std::to_string(seconds) + " s");
+                           "at most one per " + std::to_string(interval_.count()) +
+                               " ms; try again in " + std::to_string(seconds) + " s");
             response.set(http::field::retry_after, std::to_string(std::max<long long>(1, seconds)));
             return response;
         }

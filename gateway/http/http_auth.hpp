@@ -71,8 +71,9 @@ class HttpAuth {
     mutable log::RateLimit refusals_log_{std::chrono::seconds(10)};
 };
 
-// One call at a time and at most one start per `interval`; a call beyond that is answered 429
-// with Retry-After (whole seconds) without running. Thread safe.
+// One call at a time and at most one start per `interval`: a call while one runs is answered 409
+// Conflict, one too soon after the last start 429 with Retry-After (whole seconds), neither
+// running. Thread safe.
 class CallGate {
   public:
     explicit CallGate(std::chrono::milliseconds interval, std::function<void()> on_refused = {})

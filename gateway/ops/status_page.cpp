@@ -54,6 +54,19 @@ void StatusPage::sample(std::int64_t now_ms) {
     if (history_.size() > history_length + 1) history_.pop_front();
 }
 
+std::vector<std::string> storage_problems(const storage::Engine& engine) {
+    std::vector<std::string> problems;
+    for (const storage::WalRecovery& r : engine.wal_recovery()) {
+        if (!r.damaged()) continue;
+        problems.push_back("shard " + std::to_string(r.shard) +
+                           ": started on a damaged write-ahead log (" + r.problem +
+                           ") with --recover=point-in-time; " + std::to_string(r.dropped_bytes) +
+                           " bytes in " + std::to_string(r.dropped_records) + " records dropped" +
+                           (r.acknowledged_lost ? ", acknowledged writes among them" : ""));
+    }
+    return problems;
+}
+
 std::string StatusPage::json(std::int64_t now_ms) const {
     double samples_written = metrics_.samples_written.Value();
     double connections = metrics_.connections.Value() + metrics_.connections_tls.Value();
@@ -113,6 +126,17 @@ std::string StatusPage::json(std::int64_t now_ms) const {
         }
     }
     out += "]}";
+    // What an operator must know although storage works (a start on a damaged WAL).
+    out += ",\"problems\":[";
+    {
+        auto problems = storage_problems(engine_);
+        for (std::size_t i = 0; i < problems.size(); ++i) {
+            if (i) out += ',';
+            append_json_string(out, problems[i]);
+        }
+    }
+    out += ']';
+    auto recovery = engine_.wal_recovery();
     std::vector<bool> failed(stats.queue_depth.size(), false);
     for (const auto& f : health.failed_shards) {
         if (f.shard < failed.size()) failed[f.shard] = true;
@@ -134,7 +158,14 @@ std::string StatusPage::json(std::int64_t now_ms) const {
                std::to_string(shard < stats.points_written_per_shard.size()
                                   ? stats.points_written_per_shard[shard]
                                   : 0) +
-               ",\"state\":\"" + state + "\"}";
+               ",\"state\":\"" + state + "\"";
+        if (shard < recovery.size()) {
+            const storage::WalRecovery& r = recovery[shard];
+            out += ",\"wal_dropped_bytes\":" + std::to_string(r.dropped_bytes) +
+                   ",\"wal_dropped_records\":" + std::to_string(r.dropped_records) +
+                   ",\"wal_damaged\":" + (r.damaged() ? "true" : "false");
+        }
+        out += '}';
     }
     out += ']';
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -19,6 +20,11 @@
 #include "storage/engine.hpp"
 
 namespace citygate::gateway {
+
+// What an operator must know about storage beyond the figures, one sentence each: a shard that
+// started on a damaged write-ahead log (--recover=point-in-time). Shown by the status page and
+// in /readyz's body (readiness stays 200: the gateway serves what it has). Thread safe.
+std::vector<std::string> storage_problems(const storage::Engine& engine);
 
 class StatusPage {
   public:

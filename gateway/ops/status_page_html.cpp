@@ -37,6 +37,7 @@ svg text { font-size: 11px; fill: #667; }
 <span id="error"></span></header>
 <main>
 <section class="wide">
+<ul id="problems" style="color:#cf222e;font-weight:bold"></ul>
 <div class="figures">
 <div class="figure"><b id="connections">–</b><span>connections</span></div>
 <div class="figure"><b id="rate">–</b><span>samples/s (5 s)</span></div>
@@ -99,11 +100,17 @@ function render(s) {
   $("conn-line").setAttribute("points", line(h, 2, connMax));
   $("rate-max").textContent = fmt(rateMax);
   $("conn-max").textContent = fmt(connMax);
+  const problems = $("problems"); problems.replaceChildren();
+  for (const p of s.problems || []) {
+    const li = document.createElement("li"); li.textContent = p; problems.appendChild(li);
+  }
   const shards = $("shards"); shards.replaceChildren();
   for (const sh of s.shards) {
     const r = shards.insertRow();
     cell(r, sh.shard); cell(r, sh.queue_depth + " / " + sh.queue_capacity, "num");
-    cell(r, fmt(sh.points_written), "num"); cell(r, sh.state, sh.state);
+    cell(r, fmt(sh.points_written), "num");
+    const state = sh.wal_damaged ? "wal damaged" : sh.state;
+    cell(r, state, sh.wal_damaged ? "backpressure" : sh.state);
   }
   const districts = $("districts"); districts.replaceChildren();
   if (s.city) {

@@ -9,7 +9,7 @@
 namespace citygate::storage::detail {
 
 SeriesIndex::AddResult SeriesIndex::add(std::string_view key, std::uint64_t& id) {
-    if (keys_.size() >= max_series_) return AddResult::limit_reached;
+    if (keys_.size() - erased_.size() >= max_series_) return AddResult::limit_reached;
     auto parsed = parse_series_key(key);
     if (!parsed.is_ok()) return AddResult::bad_key;
     std::unique_lock lock(mutex_);
@@ -30,11 +30,27 @@ void SeriesIndex::remove_last() {
     keys_.pop_back();
 }
 
+bool SeriesIndex::erase(std::uint64_t id) {
+    std::unique_lock lock(mutex_);
+    if (id >= keys_.size() || keys_[id].empty()) return false;
+    auto parsed = parse_series_key(keys_[id]);  // it was valid when added
+    if (parsed.is_ok()) index_tags(id, parsed.value(), false);
+    ids_.erase(keys_[id]);
+    keys_[id].clear();
+    keys_[id].shrink_to_fit();
+    erased_.insert(std::lower_bound(erased_.begin(), erased_.end(), id), id);
+    return true;
+}
+
 bool SeriesIndex::restore(std::uint64_t id, std::string_view key) {
-    if (id != keys_.size()) return false;
+    if (id < keys_.size()) return false;
     auto parsed = parse_series_key(key);  // once: this runs for every series at every start
     if (!parsed.is_ok()) return false;
     std::unique_lock lock(mutex_);
+    while (keys_.size() < id) {  // erased series
+        erased_.push_back(keys_.size());
+        keys_.emplace_back();
+    }
     keys_.emplace_back(key);
     ids_.emplace(keys_.back(), id);
     index_tags(id, parsed.value(), true);
@@ -59,6 +75,11 @@ std::size_t SeriesIndex::size() const {
     return keys_.size();
 }
 
+std::size_t SeriesIndex::live() const {
+    std::shared_lock lock(mutex_);
+    return keys_.size() - erased_.size();
+}
+
 void SeriesIndex::index_tags(std::uint64_t id, ParsedKey& parsed, bool add) {
     auto& [measurement, tags] = parsed;
     tags.emplace_back("__name__", std::move(measurement));
@@ -71,6 +92,9 @@ void SeriesIndex::index_tags(std::uint64_t id, ParsedKey& parsed, bool add) {
             list.push_back(id);  // ids grow, so lists stay sorted
         } else if (!list.empty() && list.back() == id) {
             list.pop_back();  // the entry stays: readers may hold a pointer to it
+        } else {
+            auto at = std::lower_bound(list.begin(), list.end(), id);
+            if (at != list.end() && *at == id) list.erase(at);
         }
     }
 }
@@ -145,10 +169,22 @@ Status SeriesIndex::match(const std::vector<CompiledMatcher>& matchers, QueryBud
         if (candidates->empty()) return Status::ok();
     }
     if (!candidates) {
+        std::vector<std::uint64_t> erased;
+        {
+            std::shared_lock lock(mutex_);
+            if (auto s = budget.grow(erased, erased_.size()); !s.is_ok()) return s;
+            erased.assign(erased_.begin(), erased_.end());
+        }
         candidates.emplace();
         if (auto s = budget.grow(*candidates, published); !s.is_ok()) return s;
-        for (std::uint64_t i = 0; i < published; ++i)
+        std::size_t next_erased = 0;
+        for (std::uint64_t i = 0; i < published; ++i) {
+            if (next_erased < erased.size() && erased[next_erased] == i) {
+                ++next_erased;
+                continue;
+            }
             candidates->push_back(i);
+        }
     } else {
         // Ids are dense and sorted: drop the unpublished tail.
         auto end = std::lower_bound(candidates->begin(), candidates->end(), published);

@@ -41,12 +41,19 @@ class SeriesIndex {
     void remove_last();
     // Writer thread only: every series added so far is in the WAL; match() may return them.
     void publish() { published_.store(size(), std::memory_order_release); }
-    // At open: ids must arrive dense from 0. Restored series are published. reserve() first
-    // with the expected count saves rehashing.
+    // Writer thread only: removes a published series (all its points were deleted). Its id is
+    // never handed out again while the index lives; queries no longer match it, and a later
+    // point of the same key creates a new series. False when the id holds no series.
+    bool erase(std::uint64_t id);
+    // At open: ids must arrive ascending from 0; a gap is an erased series. Restored series are
+    // published. reserve() first with the expected count saves rehashing.
     [[nodiscard]] bool restore(std::uint64_t id, std::string_view key);
     void reserve(std::size_t series);
 
+    // Ids handed out, erased ones included: the next id, and the size of per-id tables.
     std::size_t size() const;
+    // Series held (not erased): what series limits count.
+    std::size_t live() const;
     // Thread safe. The key of an id; empty for an id the index does not hold.
     std::string key(std::uint64_t id) const;
 
@@ -90,8 +97,9 @@ class SeriesIndex {
                                    std::vector<std::uint64_t>& out) const;
 
     std::size_t max_series_;
-    mutable std::shared_mutex mutex_;  // guards mutation against readers of postings and keys
-    std::deque<std::string> keys_;
+    mutable std::shared_mutex mutex_;    // guards mutation against readers of postings and keys
+    std::deque<std::string> keys_;       // an erased id keeps an empty key (no key is empty)
+    std::vector<std::uint64_t> erased_;  // sorted
     std::atomic<std::uint64_t> published_{0};
     std::unordered_map<std::string_view, std::uint64_t, Hash, std::equal_to<>> ids_;
     std::map<std::string, Label, std::less<>> labels_;  // names are never erased either

@@ -64,6 +64,7 @@ struct ShardOptions {
     // The engine's memtable budget, shared by every shard; null: unbounded.
     std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
     StorageTuning tuning;
+    WalRecoveryPolicy wal_recovery = WalRecoveryPolicy::refuse;
     std::chrono::milliseconds test_read_delay{0};  // reads sleep this long before each series
     // The data volume's reserve, shared by the shards (null: no guard). Client writes wait while
     // it is full, head flushes while it is critical.
@@ -147,11 +148,17 @@ class Shard {
     void request_reopen();
     // Wakes the writer to look at its held queue again (space returned). Thread safe.
     void wake();
+    const WalRecovery& wal_recovery() const { return wal_recovery_; }
     // Test and bench hooks (writer-thread work done synchronously through the queue's thread).
     [[nodiscard]] Status flush_now();
     [[nodiscard]] Status compact_all();
     std::uint64_t disk_bytes() const;
     RocksDbFigures rocksdb_figures() const;
+    // Deletes the points of `ids` with start <= ts < end, their rollups, and a series left
+    // without points (see Engine::delete_points); adds to `result`. On the writer thread, after
+    // flushing the head; the chunks are rewritten by the flush thread (shard_delete.cpp).
+    [[nodiscard]] Status delete_points(const std::vector<std::uint64_t>& ids, std::int64_t start,
+                                       std::int64_t end, DeleteResult& result);
     // A RocksDB checkpoint of this shard in `target` (a directory that must not exist).
     Status checkpoint(const std::filesystem::path& target) const;
     void enforce_retention_now();
@@ -202,6 +209,11 @@ class Shard {
     bool writes_held() const;
     // Writer thread: fails every queued write with `status`, writing nothing.
     void fail_writes(std::deque<QueuedWrite>& work, const Status& status);
+    // Before RocksDB replays the WAL: scans it, fills wal_recovery_, and fails (corruption,
+    // naming the shard, the damage and the choice) when it is damaged and the policy refuses.
+    [[nodiscard]] Status check_wal(const std::filesystem::path& path);
+    // After every successful writer commit: the newest sequence acknowledged so far.
+    void note_acknowledged();
     [[nodiscard]] Status recover();
     void run();
     void commit(std::deque<QueuedWrite>& work);
@@ -231,6 +243,10 @@ class Shard {
                                      std::vector<Sample>& head, QueryBudget& budget,
                                      std::vector<Sample>& out) const;
     [[nodiscard]] Status read_last_chunk(std::uint64_t id, ChunkState& state) const;
+    // Flush thread: rewrites one series' windows without its points in [start, end); `left`
+    // says whether any point of it remains.
+    [[nodiscard]] Status delete_series_points(std::uint64_t id, std::int64_t start,
+                                              std::int64_t end, std::uint64_t& deleted, bool& left);
     [[nodiscard]] Status load_state(std::uint64_t id, SeriesState& state);
     void drop_expired_windows();
     CfHandle window(std::int64_t start) const;
@@ -299,6 +315,9 @@ class Shard {
     std::deque<std::function<void()>> flusher_tasks_;
     bool flusher_stop_ = false;
     std::vector<ChunkState> chunk_states_;  // flush thread only
+
+    WalRecovery wal_recovery_;
+    int acked_fd_ = -1;  // shard-N/CITYGATE-ACKED
 
     std::thread writer_;
     std::thread flusher_;

@@ -7,6 +7,9 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "storage/detail/coding.hpp"
@@ -160,6 +163,8 @@ Status Shard::open_db() {
         return Status::error(Status::Code::io_error,
                              "create " + path.string() + ": " + ec.message());
 
+    if (auto checked = check_wal(path); !checked.is_ok()) return checked;
+
     std::vector<std::string> names;
     auto listed = rocksdb::DB::ListColumnFamilies(db_options_, path.string(), &names);
     if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new database
@@ -186,6 +191,10 @@ Status Shard::open_db() {
     if (!s.ok()) return from_rocks(s, read_only ? "open read-only" : "open");
     db_.reset(db);
     read_only_.store(read_only, std::memory_order_release);
+    // The newest acknowledged sequence starts at what was recovered: after an accepted loss the
+    // sequence numbers continue below what the lost writes had.
+    acked_fd_ = ::open((path / "CITYGATE-ACKED").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    note_acknowledged();
     auto wrap = [this](rocksdb::ColumnFamilyHandle* h) {
         return CfHandle(h, [db = db_.get()](rocksdb::ColumnFamilyHandle* p) {
             (void)db->DestroyColumnFamilyHandle(p);  // only fails for the default CF handle
@@ -219,12 +228,12 @@ Status Shard::recover() {
         for (it->Seek("s"); it->Valid() && it->key().starts_with("s"); it->Next()) {
             if (it->key().size() != 9) return Status::error(Status::Code::corruption, "index key");
             if (!index_.restore(get_u64_be(it->key().data() + 1), it->value().ToStringView())) {
-                return Status::error(Status::Code::corruption, "index: ids not dense");
+                return Status::error(Status::Code::corruption, "index: ids out of order");
             }
         }
         if (!it->status().ok()) return from_rocks(it->status(), "index scan");
     }
-    if (options_.total_series) options_.total_series->fetch_add(index_.size());
+    if (options_.total_series) options_.total_series->fetch_add(index_.live());
     states_.resize(index_.size());
     // Replay the batch log: exactly the accepted points that are not in chunks yet.
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, default_cf_.get()));
@@ -350,6 +359,7 @@ Shard::~Shard() {
     }
     default_cf_.reset();
     index_cf_.reset();
+    if (acked_fd_ >= 0) ::close(acked_fd_);
     if (db_) {
         // Best effort at close: every acknowledged point is already in the WAL.
         (void)db_->Close();

@@ -265,7 +265,7 @@ ShardStats Shard::stats() const {
     s.points_rejected_late = rejected_late_.load(std::memory_order_relaxed);
     s.points_rejected_series_limit = rejected_limit_.load(std::memory_order_relaxed);
     s.points_rejected_invalid = rejected_invalid_.load(std::memory_order_relaxed);
-    s.series = index_.size();
+    s.series = index_.live();
     s.batches = batches_.load(std::memory_order_relaxed);
     s.flushes = flushes_.load(std::memory_order_relaxed);
     s.windows_dropped = windows_dropped_.load(std::memory_order_relaxed);

@@ -234,6 +234,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
         // asserts in the WAL writer): the shard enters its error state.
         if (!status.is_ok()) fail(status);
         if (status.is_ok() && options_.disk) options_.disk->consumed(batch.GetDataSize());
+        if (status.is_ok()) note_acknowledged();  // before any callback acknowledges it
     }
     auto latency = std::chrono::steady_clock::now() - started;
 
@@ -295,7 +296,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
 }
 
 SeriesLimit Shard::admit_series(const QueuedWrite& write) {
-    if (index_.size() >= options_.max_series) return SeriesLimit::shard;
+    if (index_.live() >= options_.max_series) return SeriesLimit::shard;
     auto& total = options_.total_series;
     if (total && options_.max_total_series > 0 &&
         total->fetch_add(1, std::memory_order_relaxed) >= options_.max_total_series) {

@@ -70,3 +70,37 @@ TEST_CASE("query_range parameters: raw, aggregated, and refusals that say why") 
     CHECK(refused("series=pm25&start=-9223372036854775808&end=9223372036854775807&step=1d") ==
           "too many steps: widen the step or narrow the range");
 }
+
+TEST_CASE("repeated parameters such as match[] are all found, their names decoded") {
+    std::vector<std::string> values;
+    REQUIRE(query_parameters("match[]=a&start=1&match%5B%5D=b%7Bx%3D%22y%22%7D&match=c", "match[]",
+                             values));
+    CHECK(values == std::vector<std::string>{"a", "b{x=\"y\"}"});
+    REQUIRE(query_parameters("start=1", "match[]", values));
+    CHECK(values.empty());
+    CHECK_FALSE(query_parameters("match[]=%zz", "match[]", values));
+}
+
+TEST_CASE("API times are Unix seconds or RFC 3339, in ms") {
+    std::int64_t ms = 0;
+    REQUIRE(parse_api_time("1718409600", ms));
+    CHECK(ms == 1'718'409'600'000);
+    REQUIRE(parse_api_time("1718409600.25", ms));
+    CHECK(ms == 1'718'409'600'250);
+    REQUIRE(parse_api_time("-1.5", ms));
+    CHECK(ms == -1500);
+    REQUIRE(parse_api_time("2024-06-15T00:00:00Z", ms));
+    CHECK(ms == 1'718'409'600'000);
+    REQUIRE(parse_api_time("2024-06-15T00:00:00.123Z", ms));
+    CHECK(ms == 1'718'409'600'123);
+    REQUIRE(parse_api_time("2024-06-15T02:30:00+02:30", ms));
+    CHECK(ms == 1'718'409'600'000);
+    REQUIRE(parse_api_time("2024-06-14T23:00:00-01:00", ms));
+    CHECK(ms == 1'718'409'600'000);
+    for (const char* bad :
+         {"", "yesterday", "2024-06-15", "2024-06-15T00:00:00", "2024-13-15T00:00:00Z",
+          "2024-06-15T00:00:00.Z", "1e300", "nan", "2024-06-15T00:00:00Z junk"}) {
+        INFO(bad);
+        CHECK_FALSE(parse_api_time(bad, ms));
+    }
+}

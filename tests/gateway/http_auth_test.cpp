@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <future>
+#include <thread>
 
 #include "gateway/http/http_auth.hpp"
 #include "gateway/http/router.hpp"
@@ -172,7 +174,8 @@ TEST_CASE("without tokens: reads are open, admin only from admin_from") {
     CHECK(auth.check(post, make_address("127.0.0.2"), Scope::write)->result_int() == 403);
 }
 
-TEST_CASE("a call gate runs one call per interval and answers 429 with Retry-After between") {
+TEST_CASE(
+    "a call gate runs one call per interval, 429 with Retry-After between, 409 while one runs") {
     int refused = 0;
     CallGate gate(std::chrono::hours(1), [&] { ++refused; });
     int runs = 0;
@@ -195,6 +198,24 @@ TEST_CASE("a call gate runs one call per interval and answers 429 with Retry-Aft
         return json_response(http::status::ok, "{}");
     });
     CHECK(outer.result_int() == 200);
-    CHECK(inner.result_int() == 429);
+    CHECK(inner.result_int() == 409);
+    CHECK_THAT(inner.body(), Catch::Contains("already running"));
+    CHECK(serial.run(call).result_int() == 200);
+
+    // From another thread while the first call is still running.
+    std::promise<void> started, release;
+    auto released = release.get_future().share();
+    std::thread first([&] {
+        (void)serial.run([&] {
+            started.set_value();
+            released.wait();
+            return json_response(http::status::ok, "{}");
+        });
+    });
+    started.get_future().wait();
+    auto concurrent = serial.run(call);
+    release.set_value();
+    first.join();
+    CHECK(concurrent.result_int() == 409);
     CHECK(serial.run(call).result_int() == 200);
 }

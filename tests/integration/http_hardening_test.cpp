@@ -336,7 +336,7 @@ TEST_CASE("without a token file, admin endpoints answer only to admin_from while
     CHECK(curl(gateway, "/api/v1/log_level", "-X PUT -d info --interface 127.0.0.1").status == 200);
 }
 
-TEST_CASE("checkpoints are rate-limited: concurrent POSTs take one, the rest get 429") {
+TEST_CASE("checkpoints are rate-limited: concurrent POSTs take one, the rest get 429 or 409") {
     TempDir backups("citygate-backups");
     GatewayUnderTest gateway("[http]\ncheckpoint_interval = \"1h\"\n[storage]\nbackup_dir = \"" +
                              backups.path().string() + "\"\n");
@@ -359,7 +359,8 @@ TEST_CASE("checkpoints are rate-limited: concurrent POSTs take one, the rest get
     };
     INFO(output);
     CHECK(count("200") == 1);
-    CHECK(count("429") == 9);
+    // 409 for those that came while it ran, 429 for those after it, within the interval.
+    CHECK(count("429") + count("409") == 9);
     CHECK(checkpoints_in(backups.path()) == 1);
     Reply later = curl(gateway, "/api/v1/admin/checkpoint", "-X POST");
     CHECK(later.status == 429);

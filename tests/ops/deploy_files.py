@@ -7,6 +7,8 @@
 - docker-compose.yml: the services, and every file it mounts or builds from exists;
 - Dockerfile: Debian 12 stages, non-root user, volume, ports, health check, and a runtime
   package list that provides every shared library the built binaries load (ldd + dpkg);
+- backups: in each deployment (systemd, container, StatefulSet) storage.backup_dir is unset (so
+  <data_dir>/backups) or lies under the data volume, the one writable path each of them has;
 - systemd unit: `systemd-analyze verify` prints nothing, hardening options present, and
   `systemd-analyze security --offline` rates its exposure at most 2.0.
 No Docker engine or Kubernetes cluster is needed (or available): images are not built here.
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 
+import tomllib
 import yaml
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -191,6 +194,38 @@ def check_dockerfile(binaries):
     print(f"Dockerfile: {len(stages)} stages, {len(libraries)} shared libraries covered by {sorted(listed)}")
 
 
+def check_backup_location():
+    """Checkpoints must land where each deployment lets the gateway write: its data volume."""
+    example = os.path.join(DEPLOY, "citygate.example.toml")
+    unit = open(os.path.join(DEPLOY, "systemd", "citygate.service")).read()
+    dockerfile = open(os.path.join(DEPLOY, "Dockerfile")).read()
+    config_map = next(doc for doc in load_all(os.path.join(DEPLOY, "kubernetes", "configmap.yaml"))
+                      if doc.get("kind") == "ConfigMap")
+    sts = load_all(os.path.join(DEPLOY, "kubernetes", "statefulset.yaml"))[0]
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    data_mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "data")
+    writable_unit = re.findall(r"^ReadWritePaths=(\S+)", unit, re.M)
+    volume = re.findall(r'^VOLUME \["([^"]+)"\]', dockerfile, re.M)
+    deployments = [
+        # (name, TOML text, the --data-dir it runs with, the paths it may write)
+        ("systemd", open(example).read(), re.search(r"^ExecStart=.*--data-dir (\S+)", unit, re.M).group(1),
+         writable_unit),
+        ("container", open(example).read(), re.search(r'"--data-dir", "([^"]+)"', dockerfile).group(1), volume),
+        ("StatefulSet", config_map["data"]["citygate.toml"],
+         container["args"][container["args"].index("--data-dir") + 1], [data_mount]),
+    ]
+    for name, text, data_dir, writable in deployments:
+        storage = tomllib.loads(text).get("storage", {})
+        backup_dir = storage.get("backup_dir") or os.path.join(data_dir, "backups")
+        inside = lambda path, root: os.path.normpath(path) == os.path.normpath(root) or \
+            os.path.normpath(path).startswith(os.path.normpath(root) + "/")
+        check(any(inside(data_dir, w) for w in writable),
+              f"{name}: the data directory {data_dir} is not in its writable paths {writable}")
+        check(os.path.isabs(backup_dir) and any(inside(backup_dir, w) for w in writable),
+              f"{name}: checkpoints go to {backup_dir}, outside its writable paths {writable}")
+    print(f"backups: {len(deployments)} deployments write checkpoints on their data volume")
+
+
 def check_systemd(citygate):
     unit = os.path.join(DEPLOY, "systemd", "citygate.service")
     text = open(unit).read()
@@ -231,6 +266,7 @@ def main():
     check_kubernetes(citygate)
     check_compose()
     check_dockerfile([citygate, loadgen])
+    check_backup_location()
     check_systemd(citygate)
     print("not run here: docker build / docker compose up (no Docker engine), kubectl apply (no cluster)")
     if failures:
