@@ -207,3 +207,22 @@ TEST_CASE("subqueries step on multiples of their step") {
     CHECK(m[0].points[2].t == 10 * minute);
     CHECK(m[0].points[2].v == 40);  // the sample at 10m, 40 samples of 15 s in
 }
+
+TEST_CASE("label sets share their list between copies, and a change copies it first") {
+    Labels a{{"__name__", "pm25"}, {"district", "pudong"}};
+    Labels b = a;
+    b.set("district", "xuhui");
+    b.set("device", "a-1");
+    CHECK(a.get("district") == "pudong");
+    CHECK_FALSE(a.has("device"));
+    CHECK(b.to_string() == R"({__name__="pm25", device="a-1", district="xuhui"})");
+    Labels c = a;
+    c.erase("__name__");
+    c.erase("district");
+    CHECK(c.empty());
+    CHECK(c == Labels{});
+    CHECK(a.size() == 2);
+    CHECK(a == Labels{{"district", "pudong"}, {"__name__", "pm25"}});
+    CHECK(b < a);  // by the first label that differs: device < district
+    CHECK(a.without_name() == Labels{{"district", "pudong"}});
+}
