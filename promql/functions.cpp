@@ -918,9 +918,9 @@ Vector aggregate(const Aggregate& agg, const Vector& input, double param,
             case Op::topk:
             case Op::bottomk: {
                 // Prometheus keeps a heap of k (container/heap, worst on top) while it reads the
-                // input in order, replacing the top only by a strictly better sample; which of
-                // several equal samples survive depends on that heap, so it is rebuilt here
-                // step for step. NaN counts as worse than every number.
+                // input in order: a sample better than the top (or any sample while the top is
+                // NaN) pops the top and is pushed (k = 1 replaces in place). Which of several
+                // equal samples survive depends on that heap, so it is rebuilt step for step.
                 const bool top = op == Op::topk;
                 auto less = [top](const Sample* a, const Sample* b) {  // Go's heap Less
                     if (std::isnan(a->v)) return true;
@@ -935,9 +935,7 @@ Vector aggregate(const Aggregate& agg, const Vector& input, double param,
                         j = i;
                     }
                 };
-                auto down = [&](std::size_t i0) {
-                    std::size_t i = i0;
-                    const std::size_t n = heap.size();
+                auto down = [&](std::size_t i, std::size_t n) {
                     for (;;) {
                         std::size_t j = 2 * i + 1;
                         if (j >= n) break;
@@ -946,17 +944,23 @@ Vector aggregate(const Aggregate& agg, const Vector& input, double param,
                         std::swap(heap[i], heap[j]);
                         i = j;
                     }
-                    return i > i0;
                 };
                 const auto limit = static_cast<std::uint64_t>(k);
                 for (const Sample* m : g.members) {
-                    if (heap.size() < limit) {
+                    if (heap.size() < limit || (top ? heap[0]->v < m->v : heap[0]->v > m->v) ||
+                        std::isnan(heap[0]->v)) {
+                        if (heap.size() == limit) {
+                            if (limit == 1) {
+                                heap[0] = m;
+                                continue;
+                            }
+                            // heap.Pop: the top to the end, sift down the rest, drop it.
+                            std::swap(heap[0], heap.back());
+                            down(0, heap.size() - 1);
+                            heap.pop_back();
+                        }
                         heap.push_back(m);
                         up(heap.size() - 1);
-                    } else if ((top ? heap[0]->v < m->v : heap[0]->v > m->v) ||
-                               (std::isnan(heap[0]->v) && !std::isnan(m->v))) {
-                        heap[0] = m;
-                        if (limit > 1 && !down(0)) up(0);
                     }
                 }
                 // sort.Sort(sort.Reverse(heap)): an insertion sort up to 12 elements in Go

@@ -130,6 +130,8 @@ def main():
         # Health check: "1+1" at now, as Grafana's data source test sends it.
         data = check_success("health check", request(base, "POST", "/api/v1/query", {"query": "1+1", "time": end}))
         check(data == {"resultType": "scalar", "result": [int(end), "2"]}, f"health check: {data}")
+        data = check_success("health check (GET)", request(base, "GET", "/api/v1/query", {"query": "1+1", "time": end}))
+        check(data == {"resultType": "scalar", "result": [int(end), "2"]}, f"health check (GET): {data}")
         build = check_success("buildinfo", request(base, "GET", "/api/v1/status/buildinfo", {}))
         check(re.match(r"^\d+\.\d+\.\d+$", build.get("version", "")) is not None, f"buildinfo version {build}")
 
