@@ -15,8 +15,8 @@ documented behaviour with `httpMethod: POST`; they were not captured from a runn
                   targets as POST /api/v1/query
 
 Starts citygate on loopback (free ports, a temporary directory), publishes a city's readings
-over MQTT (QoS 1, JSON with timestamps) and asks. Also checks the error envelope of a bad query
-and of one over http.max_query_series (a second gateway with a small limit).
+over MQTT (QoS 1, JSON with timestamps) and asks. Also checks the error envelope of a bad query,
+of one over http.max_query_series (a gateway with a small limit) and of one past its timeout= (503).
 
 Usage: grafana_requests.py CITYGATE_BINARY
 """
@@ -213,6 +213,21 @@ def main():
         status, _, body = request(base, "POST", "/api/v1/query", {"query": "count(pm25)", "time": str(now / 1000)})
         check(status == 422 and body.get("errorType") == "execution" and
               "http.max_query_series" in body.get("error", ""), f"over the series limit: {status} {body}")
+    finally:
+        gateway.stop()
+
+    # A query past its deadline (Prometheus' timeout= here, shorter than http.query_timeout) is
+    # 503 with errorType timeout; reads are slowed by the testing option storage.test_read_delay.
+    gateway = mqtt.Gateway(binary, '[storage]\ntest_read_delay = "300ms"\n')
+    try:
+        base = f"http://127.0.0.1:{gateway.http_port}"
+        now = int(time.time() * 1000)
+        publish_city(gateway.mqtt_port, now)
+        status, _, body = request(base, "POST", "/api/v1/query",
+                                  {"query": "pm25", "time": str(now / 1000), "timeout": "0.2"})
+        check(status == 503 and body.get("errorType") == "timeout", f"past the deadline: {status} {body}")
+        status, _, body = request(base, "GET", "/api/v1/query", {"query": "time()", "timeout": "5m"})
+        check(status == 200 and body.get("data", {}).get("resultType") == "scalar", f"no reads: {status} {body}")
     finally:
         gateway.stop()
 
