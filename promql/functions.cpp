@@ -783,8 +783,8 @@ struct Group {
 
 }  // namespace
 
-Vector aggregate(const Aggregate& agg, const Vector& input, double param,
-                 const std::string& label) {
+Vector aggregate(const Aggregate& agg, const Vector& input, double param, const std::string& label,
+                 GroupKeyCache* keys) {
     using Op = AggregateOp;
     const Op op = agg.op;
     std::vector<std::string> grouping = agg.grouping;
@@ -818,9 +818,23 @@ Vector aggregate(const Aggregate& agg, const Vector& input, double param,
     for (std::size_t i = 0; i < input.size(); ++i) {
         const Sample& s = input[i];
         const Labels& metric = op == Op::count_values ? relabelled[i] : s.labels;
-        const std::string key =
-            agg.without ? metric.key_for(without, false)
-                        : (grouping.empty() ? std::string() : metric.key_for(grouping, true));
+        auto compute = [&] {
+            return agg.without
+                       ? metric.key_for(without, false)
+                       : (grouping.empty() ? std::string() : metric.key_for(grouping, true));
+        };
+        const void* identity = op == Op::count_values ? nullptr : metric.identity();
+        std::string computed;
+        const std::string* found = nullptr;
+        if (keys && identity) {
+            auto [at, fresh] = keys->try_emplace(identity);
+            if (fresh) at->second = compute();
+            found = &at->second;
+        } else {
+            computed = compute();
+            found = &computed;
+        }
+        const std::string& key = *found;
         auto [it, inserted] = index.try_emplace(key, groups.size());
         if (inserted) {
             Group g;

@@ -34,6 +34,9 @@ class Labels {
     const std::vector<Label>& items() const { return labels_ ? *labels_ : empty_list(); }
     bool empty() const { return !labels_; }
     std::size_t size() const { return labels_ ? labels_->size() : 0; }
+    // What copies of this set share until one changes (null when empty): equal identities mean
+    // equal sets while both live.
+    const void* identity() const { return labels_.get(); }
     // The value of `name`, or "" when absent.
     std::string_view get(std::string_view name) const;
     bool has(std::string_view name) const { return !get(name).empty(); }
