@@ -168,6 +168,8 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          }},
         {"http.query_timeout",
          [](auto& n, Config& c, auto o) { c.http.query_timeout = duration(n, o); }},
+        {"http.lookback_delta",
+         [](auto& n, Config& c, auto o) { c.http.lookback_delta = duration(n, o); }},
         {"http.query_threads",
          [](auto& n, Config& c, auto o) { c.http.query_threads = integer<unsigned>(n, o, 1, 64); }},
         {"http.query_queue",
@@ -469,6 +471,7 @@ void validate(const Config& config) {
         fail("mqtt.max_partial_bytes_total", "must be at least mqtt.max_packet_size");
     }
     if (config.http.query_timeout.count() == 0) fail("http.query_timeout", "must be positive");
+    if (config.http.lookback_delta.count() <= 0) fail("http.lookback_delta", "must be positive");
     if (config.http.query_memory_budget < config.http.max_query_bytes) {
         fail("http.query_memory_budget", "must be at least http.max_query_bytes");
     }

@@ -79,6 +79,9 @@ struct Config {
         // A query running longer, its wait for a query thread included, is stopped (503). 30 s
         // is what Grafana waits for a data source by default: an answer later is thrown away.
         std::chrono::milliseconds query_timeout = std::chrono::seconds(30);
+        // How far back a PromQL instant selector looks for a sample (Prometheus'
+        // --query.lookback-delta).
+        std::chrono::milliseconds lookback_delta = std::chrono::minutes(5);
         // Threads running queries off the HTTP threads. Each query already reads its shards in
         // parallel, one thread per shard, so two keep cores for ingest.
         unsigned query_threads = 2;

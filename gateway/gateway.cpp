@@ -371,6 +371,9 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     api_ = std::make_unique<HttpApi>(*engine_, metrics_, ready_, query_limits);
     query_pool_ = std::make_unique<QueryPool>(config_.http.query_threads, config_.http.query_queue);
     api_->set_query_pool(query_pool_.get(), config_.http.query_memory_budget);
+    promql::EngineOptions promql_options;
+    promql_options.lookback_delta_ms = config_.http.lookback_delta.count();
+    api_->set_promql_options(promql_options);
     status_ = std::make_unique<StatusPage>(*engine_, metrics_, city_.get(),
                                            config_.storage.queue_capacity);
     api_->set_status(status_.get(), city_.get());

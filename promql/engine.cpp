@@ -557,9 +557,11 @@ class Evaluator {
         }
         HeldMatrix input(ctx_, eval(*a.expr));
         std::vector<Matrix*> inputs = {param ? &param->get() : nullptr, &input.get()};
+        // The input's series keep their labels for the whole evaluation.
+        detail::GroupKeyCache keys;
         return range_eval(inputs, [&](std::vector<Vector>& v, std::int64_t) {
             const double value = param ? (v[0].empty() ? NAN : v[0][0].v) : 0;
-            return detail::aggregate(a, v[1], value, label);
+            return detail::aggregate(a, v[1], value, label, &keys);
         });
     }
 

@@ -783,8 +783,8 @@ struct Group {
 
 }  // namespace
 
-Vector aggregate(const Aggregate& agg, const Vector& input, double param,
-                 const std::string& label) {
+Vector aggregate(const Aggregate& agg, const Vector& input, double param, const std::string& label,
+                 GroupKeyCache* keys) {
     using Op = AggregateOp;
     const Op op = agg.op;
     std::vector<std::string> grouping = agg.grouping;
@@ -818,9 +818,23 @@ Vector aggregate(const Aggregate& agg, const Vector& input, double param,
     for (std::size_t i = 0; i < input.size(); ++i) {
         const Sample& s = input[i];
         const Labels& metric = op == Op::count_values ? relabelled[i] : s.labels;
-        const std::string key =
-            agg.without ? metric.key_for(without, false)
-                        : (grouping.empty() ? std::string() : metric.key_for(grouping, true));
+        auto compute = [&] {
+            return agg.without
+                       ? metric.key_for(without, false)
+                       : (grouping.empty() ? std::string() : metric.key_for(grouping, true));
+        };
+        const void* identity = op == Op::count_values ? nullptr : metric.identity();
+        std::string computed;
+        const std::string* found = nullptr;
+        if (keys && identity) {
+            auto [at, fresh] = keys->try_emplace(identity);
+            if (fresh) at->second = compute();
+            found = &at->second;
+        } else {
+            computed = compute();
+            found = &computed;
+        }
+        const std::string& key = *found;
         auto [it, inserted] = index.try_emplace(key, groups.size());
         if (inserted) {
             Group g;
@@ -917,18 +931,65 @@ Vector aggregate(const Aggregate& agg, const Vector& input, double param,
                 break;
             case Op::topk:
             case Op::bottomk: {
+                // Prometheus keeps a heap of k (container/heap, worst on top) while it reads the
+                // input in order: a sample better than the top (or any sample while the top is
+                // NaN) pops the top and is pushed (k = 1 replaces in place). Which of several
+                // equal samples survive depends on that heap, so it is rebuilt step for step.
                 const bool top = op == Op::topk;
-                // Best first; NaN last (Prometheus' heaps treat NaN as the first to replace).
-                auto better = [top](const Sample* a, const Sample* b) {
-                    if (std::isnan(a->v)) return false;
-                    if (std::isnan(b->v)) return true;
-                    return top ? a->v > b->v : a->v < b->v;
+                auto less = [top](const Sample* a, const Sample* b) {  // Go's heap Less
+                    if (std::isnan(a->v)) return true;
+                    return top ? a->v < b->v : a->v > b->v;
                 };
-                const std::size_t n =
-                    std::min<std::size_t>(g.members.size(), static_cast<std::size_t>(k));
-                std::stable_sort(g.members.begin(), g.members.end(), better);
-                for (std::size_t i = 0; i < n; ++i)
-                    out.push_back(Sample{g.members[i]->labels, 0, g.members[i]->v});
+                std::vector<const Sample*> heap;
+                auto up = [&](std::size_t j) {
+                    while (j > 0) {
+                        std::size_t i = (j - 1) / 2;
+                        if (!less(heap[j], heap[i])) break;
+                        std::swap(heap[i], heap[j]);
+                        j = i;
+                    }
+                };
+                auto down = [&](std::size_t i, std::size_t n) {
+                    for (;;) {
+                        std::size_t j = 2 * i + 1;
+                        if (j >= n) break;
+                        if (j + 1 < n && less(heap[j + 1], heap[j])) ++j;
+                        if (!less(heap[j], heap[i])) break;
+                        std::swap(heap[i], heap[j]);
+                        i = j;
+                    }
+                };
+                const auto limit = static_cast<std::uint64_t>(k);
+                for (const Sample* m : g.members) {
+                    if (heap.size() < limit || (top ? heap[0]->v < m->v : heap[0]->v > m->v) ||
+                        std::isnan(heap[0]->v)) {
+                        if (heap.size() == limit) {
+                            if (limit == 1) {
+                                heap[0] = m;
+                                continue;
+                            }
+                            // heap.Pop: the top to the end, sift down the rest, drop it.
+                            std::swap(heap[0], heap.back());
+                            down(0, heap.size() - 1);
+                            heap.pop_back();
+                        }
+                        heap.push_back(m);
+                        up(heap.size() - 1);
+                    }
+                }
+                // sort.Sort(sort.Reverse(heap)): an insertion sort up to 12 elements in Go
+                // (stable), beyond that an unstable one whose order of ties is not reproduced.
+                auto reverse_less = [&](const Sample* a, const Sample* b) { return less(b, a); };
+                if (heap.size() <= 12) {
+                    for (std::size_t i = 1; i < heap.size(); ++i) {
+                        for (std::size_t j = i; j > 0 && reverse_less(heap[j], heap[j - 1]); --j)
+                            std::swap(heap[j], heap[j - 1]);
+                    }
+                } else {
+                    std::stable_sort(heap.begin(), heap.end(), reverse_less);
+                }
+                for (const Sample* m : heap)
+                    out.push_back(Sample{m->labels, 0, m->v});
                 continue;
             }
             default:

@@ -7,12 +7,12 @@
 
 namespace citygate::promql {
 
-Labels::Labels(std::vector<Label> labels) : labels_(std::move(labels)) {
-    std::stable_sort(labels_.begin(), labels_.end(),
+Labels::Labels(std::vector<Label> labels) {
+    std::stable_sort(labels.begin(), labels.end(),
                      [](const Label& a, const Label& b) { return a.name < b.name; });
     std::vector<Label> unique;
-    unique.reserve(labels_.size());
-    for (auto& label : labels_) {
+    unique.reserve(labels.size());
+    for (auto& label : labels) {
         if (!unique.empty() && unique.back().name == label.name) {
             unique.back() = std::move(label);
         } else {
@@ -20,28 +20,53 @@ Labels::Labels(std::vector<Label> labels) : labels_(std::move(labels)) {
         }
     }
     std::erase_if(unique, [](const Label& l) { return l.value.empty(); });
-    labels_ = std::move(unique);
+    if (!unique.empty()) labels_ = std::make_shared<std::vector<Label>>(std::move(unique));
+}
+
+const std::vector<Label>& Labels::empty_list() {
+    static const std::vector<Label> none;
+    return none;
+}
+
+std::vector<Label>& Labels::mutate() {
+    if (!labels_) {
+        labels_ = std::make_shared<std::vector<Label>>();
+    } else if (labels_.use_count() > 1) {
+        labels_ = std::make_shared<std::vector<Label>>(*labels_);
+    }
+    return *labels_;
 }
 
 std::string_view Labels::get(std::string_view name) const {
-    auto it = std::lower_bound(labels_.begin(), labels_.end(), name,
+    const auto& list = items();
+    auto it = std::lower_bound(list.begin(), list.end(), name,
                                [](const Label& l, std::string_view n) { return l.name < n; });
-    if (it != labels_.end() && it->name == name) return it->value;
+    if (it != list.end() && it->name == name) return it->value;
     return {};
 }
 
 void Labels::set(std::string_view name, std::string_view value) {
-    auto it = std::lower_bound(labels_.begin(), labels_.end(), name,
+    {
+        const auto& list = items();
+        auto it = std::lower_bound(list.begin(), list.end(), name,
+                                   [](const Label& l, std::string_view n) { return l.name < n; });
+        const bool present = it != list.end() && it->name == name;
+        if (!present && value.empty()) return;  // nothing to change: stay shared
+        if (present && it->value == value) return;
+    }
+    auto& list = mutate();
+    auto it = std::lower_bound(list.begin(), list.end(), name,
                                [](const Label& l, std::string_view n) { return l.name < n; });
-    if (it != labels_.end() && it->name == name) {
+    if (it != list.end() && it->name == name) {
         if (value.empty()) {
-            labels_.erase(it);
+            list.erase(it);
         } else {
             it->value = value;
         }
-    } else if (!value.empty()) {
-        labels_.insert(it, Label{std::string(name), std::string(value)});
+    } else {
+        list.insert(it, Label{std::string(name), std::string(value)});
     }
+    if (list.empty()) labels_.reset();
 }
 
 void Labels::erase(std::string_view name) {
@@ -56,9 +81,9 @@ Labels Labels::without_name() const {
 
 Labels Labels::keep(const std::vector<std::string>& names) const {
     Labels out;
-    for (const auto& label : labels_) {
+    for (const auto& label : items()) {
         if (std::find(names.begin(), names.end(), label.name) != names.end()) {
-            out.labels_.push_back(label);
+            out.mutate().push_back(label);
         }
     }
     return out;
@@ -66,9 +91,9 @@ Labels Labels::keep(const std::vector<std::string>& names) const {
 
 Labels Labels::drop(const std::vector<std::string>& names) const {
     Labels out;
-    for (const auto& label : labels_) {
+    for (const auto& label : items()) {
         if (std::find(names.begin(), names.end(), label.name) == names.end()) {
-            out.labels_.push_back(label);
+            out.mutate().push_back(label);
         }
     }
     return out;
@@ -86,14 +111,14 @@ void append_key(std::string& out, const Label& label) {
 
 std::string Labels::key() const {
     std::string out;
-    for (const auto& label : labels_)
+    for (const auto& label : items())
         append_key(out, label);
     return out;
 }
 
 std::string Labels::key_for(const std::vector<std::string>& names, bool on) const {
     std::string out;
-    for (const auto& label : labels_) {
+    for (const auto& label : items()) {
         const bool listed = std::find(names.begin(), names.end(), label.name) != names.end();
         if (listed == on) append_key(out, label);
     }
@@ -125,11 +150,12 @@ std::string quote(std::string_view value) {
 
 std::string Labels::to_string() const {
     std::string out = "{";
-    for (std::size_t i = 0; i < labels_.size(); ++i) {
+    const auto& list = items();
+    for (std::size_t i = 0; i < list.size(); ++i) {
         if (i > 0) out += ", ";
-        out += labels_[i].name;
+        out += list[i].name;
         out += '=';
-        out += quote(labels_[i].value);
+        out += quote(list[i].value);
     }
     out += '}';
     return out;

@@ -31,9 +31,12 @@ class Labels {
     explicit Labels(std::vector<Label> labels);
     Labels(std::initializer_list<Label> labels) : Labels(std::vector<Label>(labels)) {}
 
-    const std::vector<Label>& items() const { return labels_; }
-    bool empty() const { return labels_.empty(); }
-    std::size_t size() const { return labels_.size(); }
+    const std::vector<Label>& items() const { return labels_ ? *labels_ : empty_list(); }
+    bool empty() const { return !labels_; }
+    std::size_t size() const { return labels_ ? labels_->size() : 0; }
+    // What copies of this set share until one changes (null when empty): equal identities mean
+    // equal sets while both live.
+    const void* identity() const { return labels_.get(); }
     // The value of `name`, or "" when absent.
     std::string_view get(std::string_view name) const;
     bool has(std::string_view name) const { return !get(name).empty(); }
@@ -54,11 +57,17 @@ class Labels {
     // Prometheus' text form: name{a="b", c="d"}; {} when empty.
     std::string to_string() const;
 
-    friend bool operator==(const Labels&, const Labels&) = default;
-    friend auto operator<=>(const Labels& a, const Labels& b) { return a.labels_ <=> b.labels_; }
+    friend bool operator==(const Labels& a, const Labels& b) {
+        return a.labels_ == b.labels_ || a.items() == b.items();
+    }
+    friend auto operator<=>(const Labels& a, const Labels& b) { return a.items() <=> b.items(); }
 
   private:
-    std::vector<Label> labels_;
+    static const std::vector<Label>& empty_list();
+    // The labels (null when there are none), shared by copies: results copy a series' labels
+    // into every step's sample, so a copy is a reference count, and a change copies first.
+    std::vector<Label>& mutate();
+    std::shared_ptr<std::vector<Label>> labels_;
 };
 
 // One label matcher of a selector. Regexes are RE2, fully anchored like Prometheus'.

@@ -138,12 +138,6 @@ std::size_t string_list_json_bytes(const std::vector<std::string>& items) {
 // Small queries, the most, skip it.
 constexpr std::size_t kTrimAfterBytes = std::size_t{16} << 20;
 
-void release_free_memory() {
-#ifdef __GLIBC__
-    ::malloc_trim(0);
-#endif
-}
-
 http::status status_for(const storage::Status& status) {
     switch (status.code()) {
         case storage::Status::Code::invalid_argument:
@@ -160,6 +154,12 @@ http::status status_for(const storage::Status& status) {
 }
 
 }  // namespace
+
+void release_query_memory() {
+#ifdef __GLIBC__
+    ::malloc_trim(0);
+#endif
+}
 
 bool url_decode(std::string_view in, std::string& out) {
     out.clear();
@@ -351,32 +351,53 @@ HttpApi::HttpApi(storage::Engine& engine, Metrics& metrics, const std::atomic<bo
         response.set(http::field::cache_control, "no-store");
         return response;
     });
-    routes_.add({verb::get}, "/api/v1/status", [this, not_served](const HttpCall& call) {
+    // citygate's own API lives under /api/citygate/v1/. Its old paths under /api/v1/ stay as
+    // aliases; query_range and series, which Prometheus' API has too, go to Prometheus' handler
+    // for a POST or Prometheus' parameters (query=, match[]=) and to citygate's otherwise.
+    auto status_route = [this, not_served](const HttpCall& call) {
         if (!status_) return not_served(call);
         return json_response(http::status::ok, status_->json(now_ms()));
-    });
+    };
     // Queries run on the query pool, each under a budget of its own (see query_route).
     using Budget = storage::QueryBudget;
-    routes_.add({verb::get}, "/api/v1/query_range", Scope::read,
-                query_route([this](auto& call, Budget& b) { return query_range(call.query, b); }));
-    routes_.add({verb::get}, "/api/v1/series", Scope::read,
-                query_route([this](auto& call, Budget& b) { return series(call.query, b); }));
-    routes_.add(
-        {verb::get}, "/api/v1/export", Scope::read,
-        query_route([this](auto& call, Budget& b) { return export_points(call.query, b); }));
-    routes_.add({verb::get}, "/api/v1/labels/{name}/values", Scope::read,
-                query_route([this](auto& call, Budget& b) {
-                    return label_values(call.params[0], call.query, b);
-                }));
-    routes_.add({verb::get, verb::put, verb::post}, "/api/v1/log_level",
-                {Scope::read, Scope::admin},
-                [this](const HttpCall& call) { return log_level(call.request); });
-    routes_.add({verb::post}, "/api/v1/admin/checkpoint", Scope::admin,
-                on_query_pool([this](const HttpCall&) {
-                    return checkpoint_gate_->run([this] { return checkpoint(); });
-                }));
+    auto own_query_range =
+        query_route([this](auto& call, Budget& b) { return query_range(call.query, b); });
+    auto own_series = query_route([this](auto& call, Budget& b) { return series(call.query, b); });
+    auto own_export =
+        query_route([this](auto& call, Budget& b) { return export_points(call.query, b); });
+    auto own_label_values = query_route(
+        [this](auto& call, Budget& b) { return label_values(call.params[0], call.query, b); });
+    auto own_log_level = [this](const HttpCall& call) { return log_level(call.request); };
+    auto own_checkpoint = on_query_pool(
+        [this](const HttpCall&) { return checkpoint_gate_->run([this] { return checkpoint(); }); });
+    for (std::string_view prefix : {"/api/citygate/v1", "/api/v1"}) {
+        const std::string p(prefix);
+        const bool alias = prefix == "/api/v1";
+        routes_.add({verb::get}, p + "/status", status_route);
+        if (alias) {
+            auto either = [](RouteHandler prom, RouteHandler own) {
+                return on_query_pool([prom, own](const HttpCall& call) {
+                    return is_prometheus_request(call.request, call.query) ? prom(call) : own(call);
+                });
+            };
+            routes_.add({verb::get, verb::post}, p + "/query_range", Scope::read,
+                        either(prom_query_range_route(), own_query_range));
+            routes_.add({verb::get, verb::post}, p + "/series", Scope::read,
+                        either(prom_series_route(), own_series));
+        } else {
+            routes_.add({verb::get}, p + "/query_range", Scope::read, own_query_range);
+            routes_.add({verb::get}, p + "/series", Scope::read, own_series);
+        }
+        routes_.add({verb::get}, p + "/export", Scope::read, own_export);
+        routes_.add({verb::get}, p + "/labels/{name}/values", Scope::read, own_label_values);
+        routes_.add({verb::get, verb::put, verb::post}, p + "/log_level",
+                    {Scope::read, Scope::admin}, own_log_level);
+        routes_.add({verb::post}, p + "/admin/checkpoint", Scope::admin, own_checkpoint);
+    }
+    // Prometheus' path: the same in both APIs.
     routes_.add({verb::post, verb::put}, "/api/v1/admin/tsdb/delete_series", Scope::admin,
                 on_query_pool([this](const HttpCall& call) { return delete_series(call); }));
+    add_prometheus_routes();
     refused_ = &prometheus::BuildCounter()
                     .Name("citygate_http_queries_refused_total")
                     .Help(
@@ -395,7 +416,7 @@ RouteHandler HttpApi::query_route(Run run) const {
             << "query " << call.path << " held at most " << budget->peak() << " bytes";
         // Big queries leave freed pages in malloc's arenas (the shard reads' threads each have
         // one) that it keeps: give them back.
-        if (budget->peak() >= kTrimAfterBytes) release_free_memory();
+        if (budget->peak() >= kTrimAfterBytes) release_query_memory();
         // An answer stays counted until it is written; an error's memory is free at once.
         if (call.keep && response.result() == http::status::ok) *call.keep = std::move(budget);
         return response;
@@ -661,35 +682,7 @@ std::optional<RangeRequest> parse_range_request(std::string_view query, std::siz
 
 HttpResponse HttpApi::query_failed(const storage::Status& status,
                                    const storage::QueryBudget& budget) const {
-    using Limit = storage::QueryBudget::Limit;
-    const char* option = nullptr;  // the option that sets the limit, named in the message
-    const char* counted = nullptr;
-    switch (budget.exceeded()) {
-        case Limit::series:
-            option = counted = "http.max_query_series";
-            break;
-        case Limit::points:
-            option = counted = "http.max_query_points";
-            break;
-        case Limit::bytes:
-            option = counted = "http.max_query_bytes";
-            break;
-        case Limit::shared_bytes:
-            option = counted = "http.query_memory_budget";
-            break;
-        case Limit::timeout:
-            option = counted = "http.query_timeout";
-            break;
-        case Limit::cancelled:
-            counted = "shutdown";
-            break;
-        case Limit::none:
-            break;
-    }
-    if (counted && refused_) refused_->Add({{"limit", counted}}).Increment();
-    std::string message = status.message();
-    if (option) message += std::string(" (") + option + ")";
-    return json_error(status_for(status), message);
+    return json_error(status_for(status), describe_failure(status, budget));
 }
 
 HttpResponse HttpApi::query_range(std::string_view query, storage::QueryBudget& budget) const {

@@ -11,6 +11,7 @@
 
 #include "gateway/http/http_auth.hpp"
 #include "gateway/http/http_server.hpp"
+#include "gateway/http/prom_format.hpp"
 #include "gateway/http/query_pool.hpp"
 #include "gateway/http/router.hpp"
 #include "gateway/json_text.hpp"
@@ -18,6 +19,7 @@
 #include "gateway/ops/metrics.hpp"
 #include "gateway/ops/status_page.hpp"
 #include "ingest/city_aggregates.hpp"
+#include "promql/engine.hpp"
 #include "storage/engine.hpp"
 #include "storage/query_budget.hpp"
 
@@ -75,6 +77,11 @@ class HttpApi {
     // must outlive this object. Call before the first request.
     void set_auth(const HttpAuth* auth, std::chrono::milliseconds checkpoint_interval);
 
+    // The PromQL engine's options (lookback delta). Call before the first request.
+    void set_promql_options(const promql::EngineOptions& options) {
+        promql_ = promql::Engine(options);
+    }
+
   private:
     // A handler `run(call, budget)` on the query pool, under a budget of its own that lives
     // until the answer is written.
@@ -91,6 +98,32 @@ class HttpApi {
     HttpResponse query_failed(const storage::Status& status,
                               const storage::QueryBudget& budget) const;
     HttpResponse bad_request(std::string_view message) const;
+    // The message of a query a limit stopped, naming the option that sets it (and counted in
+    // citygate_http_queries_refused_total).
+    std::string describe_failure(const storage::Status& status,
+                                 const storage::QueryBudget& budget) const;
+
+    // Prometheus' query API (prom_api.cpp). A handler run(call, params, budget) on the query
+    // pool, under a budget of its own (with Prometheus' `timeout` parameter when shorter than
+    // http.query_timeout) that lives until the answer is written.
+    using PromRun =
+        std::function<HttpResponse(const HttpCall&, const PromParams&, storage::QueryBudget&)>;
+    RouteHandler prom_route(PromRun run) const;
+    void add_prometheus_routes();
+    RouteHandler prom_query_range_route() const;
+    RouteHandler prom_series_route() const;
+    HttpResponse prom_query(const HttpCall& call, const PromParams& params,
+                            storage::QueryBudget& budget, bool range) const;
+    HttpResponse prom_series(const PromParams& params, storage::QueryBudget& budget) const;
+    HttpResponse prom_labels(const PromParams& params, storage::QueryBudget& budget) const;
+    HttpResponse prom_label_values(std::string_view encoded_name, const PromParams& params,
+                                   storage::QueryBudget& budget) const;
+    HttpResponse prom_metadata(const PromParams& params, storage::QueryBudget& budget) const;
+    HttpResponse prom_string_list(std::vector<std::string> items, std::size_t limit,
+                                  storage::QueryBudget& budget) const;
+    std::optional<HttpResponse> prom_limit(const PromParams& params, std::size_t& limit) const;
+    HttpResponse prom_storage_failure(const storage::Status& status,
+                                      const storage::QueryBudget& budget) const;
     static constexpr std::chrono::seconds kLogLevelInterval{1};
     HttpResponse log_level(const HttpRequest& request) const;
     HttpResponse checkpoint() const;
@@ -107,6 +140,7 @@ class HttpApi {
     // Deletes (delete_series, which also answers 409 while one runs): at most one a second.
     std::shared_ptr<CallGate> delete_gate_ = std::make_shared<CallGate>(kDeleteInterval);
     storage::Engine& engine_;
+    promql::Engine promql_;
     Metrics& metrics_;
     const std::atomic<bool>& ready_;
     storage::QueryLimits limits_;
@@ -118,6 +152,9 @@ class HttpApi {
     const StatusPage* status_ = nullptr;
     const ingest::CityAggregates* city_ = nullptr;
 };
+
+// Gives malloc's free pages back after a big query (on the query thread that ran it).
+void release_query_memory();
 
 // Decodes a percent-encoded query component ('+' is a space). Returns false on a bad escape.
 bool url_decode(std::string_view in, std::string& out);

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "promql/ast.hpp"
@@ -50,9 +51,14 @@ class VectorFunction {
 };
 std::unique_ptr<VectorFunction> vector_function(const Call& call);
 
-// One step of an aggregation. `param`: k or q; `label`: count_values' label.
+// The group keys of the label sets one aggregation met, by label list identity (Labels share
+// their list between copies, so a series' samples at every step have one): a range query
+// computes each series' key once instead of at every step. Valid while the labels it saw live.
+using GroupKeyCache = std::unordered_map<const void*, std::string>;
+
+// One step of an aggregation. `param`: k or q; `label`: count_values' label. `keys` may be null.
 Vector aggregate(const Aggregate& aggregate, const Vector& input, double param,
-                 const std::string& label);
+                 const std::string& label, GroupKeyCache* keys = nullptr);
 
 // The q-quantile of `values` as Prometheus computes it (NaN sorts first).
 double quantile(double q, std::vector<double> values);

@@ -207,3 +207,43 @@ TEST_CASE("subqueries step on multiples of their step") {
     CHECK(m[0].points[2].t == 10 * minute);
     CHECK(m[0].points[2].v == 40);  // the sample at 10m, 40 samples of 15 s in
 }
+
+TEST_CASE("label sets share their list between copies, and a change copies it first") {
+    Labels a{{"__name__", "pm25"}, {"district", "pudong"}};
+    Labels b = a;
+    b.set("district", "xuhui");
+    b.set("device", "a-1");
+    CHECK(a.get("district") == "pudong");
+    CHECK_FALSE(a.has("device"));
+    CHECK(b.to_string() == R"({__name__="pm25", device="a-1", district="xuhui"})");
+    Labels c = a;
+    c.erase("__name__");
+    c.erase("district");
+    CHECK(c.empty());
+    CHECK(c == Labels{});
+    CHECK(a.size() == 2);
+    CHECK(a == Labels{{"district", "pudong"}, {"__name__", "pm25"}});
+    CHECK(b < a);  // by the first label that differs: device < district
+    CHECK(a.without_name() == Labels{{"district", "pudong"}});
+}
+
+TEST_CASE("topk keeps what Prometheus' heap keeps among equal values") {
+    // Values in input (label) order, as met at one step of the harness against Prometheus 2.42:
+    // it kept a-11 and dropped a-02, both 133 (a heap of 3: pop the top, push the newcomer).
+    const std::vector<std::pair<std::string, double>> values = {
+        {"a-00", 94}, {"a-01", 81}, {"a-02", 133}, {"a-10", 144}, {"a-11", 133}, {"a-12", 127},
+        {"a-20", 10}, {"a-21", 74}, {"a-22", 96},  {"a-30", 142}, {"a-31", 47},  {"a-32", 24}};
+    test::MemoryQueryable data;
+    for (const auto& [device, v] : values)
+        data.add(Labels({{"__name__", "pm25"}, {"device", device}}), {{0, v}});
+    Engine engine;
+    auto r = engine.instant_query(data, "topk(3, pm25)", 0);
+    REQUIRE(r.is_ok());
+    std::vector<std::string> kept;
+    for (const auto& s : std::get<Vector>(r.value()))
+        kept.emplace_back(s.labels.get("device"));
+    CHECK(kept == std::vector<std::string>{"a-10", "a-30", "a-11"});  // best first
+    auto bottom = engine.instant_query(data, "bottomk(1, pm25)", 0);
+    REQUIRE(bottom.is_ok());
+    CHECK(std::get<Vector>(bottom.value())[0].labels.get("device") == "a-20");
+}
