@@ -97,6 +97,11 @@ struct Config {
         std::vector<std::string> admin_from{"127.0.0.0/8", "::1/128"};
         // POST /api/v1/admin/checkpoint: one at a time, at most one start per interval (429).
         std::chrono::milliseconds checkpoint_interval = std::chrono::seconds(10);
+        // Write paths (remote write, line protocol): a body as sent, the same decompressed, and
+        // samples (lines) in one request; 413 beyond each.
+        std::size_t max_write_body = 16 << 20;
+        std::size_t max_write_decoded_body = 64 << 20;
+        std::size_t max_write_samples = 1'000'000;
         std::filesystem::path tls_cert_file;  // both set: the HTTP listener speaks HTTPS only
         std::filesystem::path tls_key_file;
     } http;

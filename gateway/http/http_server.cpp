@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -250,7 +251,10 @@ class HttpSession : public Evictable, public std::enable_shared_from_this<HttpSe
         begin_wait();
         parser_.emplace();
         parser_->header_limit(request_header_limit);
-        parser_->body_limit(request_body_limit);
+        // With per-target limits the header is read without one, so a body declared beyond its
+        // target's limit is answered with a message naming it (apply_body_limit).
+        parser_->body_limit(state_->options.body_limit ? std::numeric_limits<std::uint64_t>::max()
+                                                       : std::uint64_t{request_body_limit});
         // One deadline for the whole header, not per read: a byte a second gets nowhere.
         lowest().expires_after(state_->options.header_timeout);
         http::async_read_header(
@@ -259,8 +263,29 @@ class HttpSession : public Evictable, public std::enable_shared_from_this<HttpSe
                 if (ec) return self->on_read(ec, self->state_->timeout_header);
                 if (!self->end_wait()) return;
                 if (self->parser_->is_done()) return self->on_read(ec, nullptr);
+                if (!self->apply_body_limit()) return;
                 self->read_body();
             });
+    }
+
+    // The target's body limit; false (and a 413 on its way) when the declared length passes it.
+    bool apply_body_limit() {
+        if (!state_->options.body_limit) return true;
+        const auto& header = parser_->get();
+        std::size_t limit =
+            state_->options.body_limit({header.target().data(), header.target().size()});
+        auto declared = parser_->content_length();
+        if (declared && *declared > limit) {
+            CG_LOG(debug) << "http: body of " << *declared << " bytes from " << peer_.to_string()
+                          << " over the limit of " << limit;
+            write(error_response(http::status::payload_too_large,
+                                 "request body of " + std::to_string(*declared) +
+                                     " bytes is over this endpoint's limit of " +
+                                     std::to_string(limit) + " bytes"));
+            return false;
+        }
+        parser_->body_limit(limit);
+        return true;
     }
 
     void read_body() {
