@@ -7,7 +7,8 @@ WriteRequests of --samples samples each: one sample for each of that many series
 of --series, timestamps advancing a second per round, as a Prometheus sender batches them),
 then sends the same requests to each server over --connections keep-alive connections and
 reports, per server and request size: samples/s (wall) and samples per server CPU-second (user +
-system from /proc/<pid>/stat over the sending), and the ratio citygate / Prometheus.
+system from /proc/<pid>/stat from the first request until the server is idle again, so the
+background work the writes cause counts too), and the ratio citygate / Prometheus.
 
 Usage: bench/remote_write_compare.py build/gateway/citygate [--requests 200] [--samples 1000 5000]
 Needs python3-snappy and Debian's prometheus (deploy/install-deps.sh)."""
@@ -65,8 +66,11 @@ def wait_ready(url, timeout=60):
 
 def start_citygate(binary, work):
     log = os.path.join(work, "citygate.log")
+    config = os.path.join(work, "citygate.toml")
+    with open(config, "w") as f:  # the whole series pool is new within the first minute
+        f.write("[ingest]\nmax_new_series_per_minute = 10000000\nmax_series_per_identity = 10000000\n")
     proc = subprocess.Popen(
-        [binary, "--mqtt-listen", "127.0.0.1", "--http-listen", "127.0.0.1", "--mqtt-port", "0",
+        [binary, "--config", config, "--mqtt-listen", "127.0.0.1", "--http-listen", "127.0.0.1", "--mqtt-port", "0",
          "--http-port", "0", "--data-dir", os.path.join(work, "citygate-data")],
         stdout=open(log, "w"), stderr=subprocess.STDOUT)
     end = time.monotonic() + 60
@@ -95,34 +99,34 @@ def start_prometheus(work):
     return proc, port
 
 
-def build_requests(count, samples, series_pool, start_ms):
+def build_requests(count, samples, series_pool, start_ms, partitions):
+    """Request i carries series of partition i % partitions only, and connection k sends
+    requests k, k + partitions, ...: every series is sent in time order over one connection, as
+    Prometheus' sender shards series by hash (Prometheus refuses out-of-order samples)."""
+    per_partition = series_pool // partitions
+    cursors = [0] * partitions
     bodies = []
-    cursor = 0
     for r in range(count):
+        p = r % partitions
         batch = []
         for _ in range(samples):
-            s = cursor % series_pool
-            ts = start_ms + (cursor // series_pool) * 1000
+            cur = cursors[p]
+            s = p + partitions * (cur % per_partition)
+            ts = start_ms + (cur // per_partition) * 1000
             batch.append(({"__name__": "bench_metric_%d" % (s % 10), "instance": "host-%d" % (s // 10),
-                           "job": "bench", "district": "d%d" % (s % 16)}, [(ts, float(cursor % 997))]))
-            cursor += 1
+                           "job": "bench", "district": "d%d" % (s % 16)}, [(ts, float(cur % 997))]))
+            cursors[p] += 1
         bodies.append(snappy.compress(remote_proto.encode_write_request(batch)))
-    return bodies
+    return bodies, max(cursors) // per_partition + 1
 
 
 def send_all(port, bodies, connections):
     errors = []
     lock = threading.Lock()
-    next_index = [0]
 
-    def worker():
+    def worker(k):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while True:
-            with lock:
-                i = next_index[0]
-                next_index[0] += 1
-            if i >= len(bodies):
-                break
+        for i in range(k, len(bodies), connections):
             for attempt in range(50):
                 conn.request("POST", "/api/v1/write", bodies[i], {
                     "Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
@@ -139,12 +143,26 @@ def send_all(port, bodies, connections):
                 break
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return errors
+
+
+def settled_cpu(pid, quiet=0.02, most=10.0):
+    """CPU seconds of `pid` once it has gone quiet (under `quiet` CPU-s in 0.5 s; at most `most`
+    s), so background work the writes caused (head flushes, compaction) is counted too."""
+    end = time.monotonic() + most
+    last = cpu_seconds(pid)
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = cpu_seconds(pid)
+        if now - last < quiet:
+            return now
+        last = now
+    return last
 
 
 def main():
@@ -166,19 +184,21 @@ def main():
         prom, prom_port = start_prometheus(work)
         procs.append(prom)
         now = int(time.time() * 1000)
-        rounds = sum(args.requests * s for s in args.samples) // args.series + 2
+        rounds = sum(args.requests * s for s in args.samples) * 2 // args.series + 4
         start_ms = now - rounds * 1000
         print("%-10s %8s %9s %12s %12s %14s" % ("server", "samples", "requests", "samples/s",
                                                  "server CPU s", "samples/CPU-s"))
         for samples in args.samples:
-            bodies = build_requests(args.requests, samples, args.series, start_ms)
-            start_ms += (args.requests * samples // args.series + 1) * 1000
+            bodies, rounds_used = build_requests(args.requests, samples, args.series, start_ms,
+                                                 args.connections)
+            start_ms += rounds_used * 1000
             per_cpu = {}
             for name, proc, port in (("citygate", gate, gate_port),
                                      ("prometheus", prom, prom_port)):
                 cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
                 errors = send_all(port, bodies, args.connections)
-                wall, cpu = time.monotonic() - t0, cpu_seconds(proc.pid) - cpu0
+                wall = time.monotonic() - t0
+                cpu = settled_cpu(proc.pid) - cpu0
                 if errors:
                     print("  %s: %d requests refused, first: %s" % (name, len(errors), errors[0]))
                 total = samples * args.requests
