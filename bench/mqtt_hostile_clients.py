@@ -251,7 +251,15 @@ def dribble(args):
         began = time.time()
         gap = args.dribble_gap_us / 1e6
         for i in range(len(packet_bytes)):
-            d.send(packet_bytes[i:i + 1])
+            try:
+                d.send(packet_bytes[i:i + 1])
+            except OSError as error:
+                # The packet took longer than mqtt.partial_packet_timeout: closed, as it should be.
+                print(f"dribble: {size} byte PUBLISH a byte per send: closed by the gateway after "
+                      f"{i} bytes in {time.time() - began:.1f} s ({error.strerror}), gateway CPU "
+                      f"{gateway.cpu_seconds() - cpu:.2f} s; use a smaller --dribble-size or "
+                      f"--dribble-gap-us on a loaded machine")
+                return
             if gap:
                 # Spin rather than sleep: sleeps are rounded up to ~60 us or more.
                 until = time.perf_counter() + gap
