@@ -184,6 +184,15 @@ remote_write:
         key = next(iter(got))
         if 'instance="127.0.0.1:' not in key or not all(v == 1.0 for _, v in got[key]):
             fail("up as citygate stored it: %s" % got)
+        # Through citygate's PromQL too, where this build serves Prometheus' query API.
+        status, body, _ = request(gate.url + "/api/v1/query?" +
+                                  urllib.parse.urlencode({"query": 'up{job="self"}'}))
+        if status == 200 and b'"resultType"' in body:
+            result = json.loads(body)["data"]["result"]
+            if len(result) != 1 or result[0]["value"][1] != "1" or \
+                    result[0]["metric"].get("job") != "self":
+                fail("citygate PromQL up{job=\"self\"}: %s" % result)
+            print("ok: citygate's PromQL answers up{job=\"self\"} from the remote-written data")
         build = wait_until("prometheus_build_info in citygate",
                            lambda: gate.series("prometheus_build_info"), interval=0.5)
         if 'version="2.' not in next(iter(build)):
