@@ -290,6 +290,11 @@ remote_write:
             reply = s.recv(4096)
         if not reply.startswith(b"HTTP/1.1 413") or b"limit of 4194304" not in reply:
             fail("5 MiB over http.max_write_body of 4 MiB: %s" % reply[:300])
+        # A client that sends the whole body before it reads still gets the 413.
+        status, reply, _ = request(gate.url + "/api/v1/write", os.urandom(5 << 20), {
+            "Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
+        if status != 413:
+            fail("5 MiB sent whole: %d %s" % (status, reply[:200]))
         # A staleness marker (NaN) is skipped, the rest stored.
         stale = ({"__name__": "rw_stale"}, [(now - 2000, 5.0), (now - 1000, float("nan"))])
         status, reply, _ = remote_write(gate, [stale])
