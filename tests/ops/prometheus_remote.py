@@ -231,6 +231,14 @@ remote_write:
                                    b"lp_v1,host=a value=3 %d\n" % (now // 1000))
         if status != 204 or list(gate.series("lp_v1").values()) != [[(now // 1000 * 1000, 3.0)]]:
             fail("v1 /write precision=s: %d %s %s" % (status, reply, gate.series("lp_v1")))
+        # Telegraf's outputs.influxdb creates its database first (a no-op here).
+        status, reply, _ = request(gate.url + "/query", b'q=CREATE+DATABASE+%22telegraf%22',
+                                   {"Content-Type": "application/x-www-form-urlencoded"})
+        if status != 200 or b"statement_id" not in reply:
+            fail("CREATE DATABASE: %d %s" % (status, reply))
+        status, reply, _ = request(gate.url + "/query?q=SELECT+1", b"")
+        if status != 400:
+            fail("/query SELECT: %d %s" % (status, reply))
         status, _, headers = request(gate.url + "/ping")
         if status != 204 or "X-Influxdb-Version" not in headers:
             fail("/ping: %d %s" % (status, headers))
