@@ -207,7 +207,7 @@ Verdict Appender::prepare(const SeriesSamples& series, Write& write) {
         series_tags_.emplace_back(name, value);
     }
     if (series.samples.empty()) return Verdict::stored;
-    std::int64_t now = unit_.now_ms();
+    std::int64_t now = series.now_ms != 0 ? series.now_ms : unit_.now_ms();
     std::string key = storage::format_series_key(series.measurement, series_tags_);
     std::size_t before = write.points_.size();
     // Geometric growth: a write built from many small series (remote write, line protocol)

@@ -56,6 +56,14 @@ bool is_remote_write_1(std::string_view content_type) {
     return name == "prometheus.WriteRequest";
 }
 
+// The ingest unit's clock (a test's, else the system's), read once per request.
+std::int64_t arrival_ms(const ingest::IngestUnit& unit) {
+    if (unit.options().clock) return unit.options().clock();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 }  // namespace
 
 RemoteApi::RemoteApi(ingest::IngestUnit& unit, const storage::Engine& engine, Metrics& metrics,
@@ -269,6 +277,7 @@ void RemoteApi::remote_write(const HttpCall& call, HttpRespond respond) {
                     (status == http::status::payload_too_large ? " (http.max_write_samples)" : ""));
         }
         skipped += write_decoder_.histograms();
+        const std::int64_t now = arrival_ms(unit_);
         for (const remote::SeriesView& series : write_decoder_.series()) {
             std::string_view name;
             tags_.clear();
@@ -291,7 +300,7 @@ void RemoteApi::remote_write(const HttpCall& call, HttpRespond respond) {
                 }
                 samples_.push_back({sample.timestamp_ms, sample.value});
             }
-            ingest::SeriesSamples input{name, tags_, samples_};
+            ingest::SeriesSamples input{name, tags_, samples_, now};
             if (auto verdict = appender_.prepare(input, write);
                 verdict != ingest::Verdict::stored) {
                 return fail(http::status::bad_request, std::string("series ") + std::string(name) +
@@ -361,9 +370,7 @@ void RemoteApi::line_protocol(const HttpCall& call, HttpRespond respond, Endpoin
         }
         readings_.clear();
         payload::SkippedFields skipped;
-        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+        const std::int64_t now = arrival_ms(unit_);
         auto bytes = std::span<const std::uint8_t>(
             reinterpret_cast<const std::uint8_t*>(body.data()), body.size());
         if (!body.empty()) {
@@ -390,7 +397,7 @@ void RemoteApi::line_protocol(const HttpCall& call, HttpRespond respond, Endpoin
             for (auto tag : reading.tags)
                 tags_.push_back(tag);
             ingest::SeriesSamples::Sample sample{reading.timestamp_ms, reading.value};
-            ingest::SeriesSamples input{reading.measurement, tags_, {&sample, 1}};
+            ingest::SeriesSamples input{reading.measurement, tags_, {&sample, 1}, now};
             if (auto verdict = appender_.prepare(input, write);
                 verdict != ingest::Verdict::stored) {
                 return fail(http::status::bad_request,

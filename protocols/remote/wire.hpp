@@ -72,6 +72,11 @@ class Reader {
 
   private:
     bool varint(std::uint64_t& value) {
+        // Keys, lengths of small messages, small numbers: one byte.
+        if (at_ != end_ && !(static_cast<std::uint8_t>(*at_) & 0x80)) {
+            value = static_cast<std::uint8_t>(*at_++);
+            return true;
+        }
         value = 0;
         for (int shift = 0; shift < 70; shift += 7) {
             if (at_ == end_) return fail(errc::truncated);
