@@ -12,9 +12,10 @@ packages=(
   prometheus-cpp-dev
   catch2 libbenchmark-dev
   libsimdjson-dev libtomlplusplus-dev libssl-dev libre2-dev
+  libsnappy-dev zlib1g-dev libprotobuf-dev protobuf-compiler
   mosquitto mosquitto-clients curl
   chromium
-  prometheus python3-yaml
+  prometheus python3-yaml python3-snappy python3-protobuf
 )
 
 missing=()

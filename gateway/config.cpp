@@ -188,6 +188,19 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) {
              c.http.max_connections_per_source = integer<std::size_t>(n, o, 1, 1'000'000);
          }},
+        {"http.max_write_body",
+         [](auto& n, Config& c, auto o) {
+             c.http.max_write_body = integer<std::size_t>(n, o, 1024, std::int64_t{1} << 32);
+         }},
+        {"http.max_write_decoded_body",
+         [](auto& n, Config& c, auto o) {
+             c.http.max_write_decoded_body =
+                 integer<std::size_t>(n, o, 1024, std::int64_t{1} << 34);
+         }},
+        {"http.max_write_samples",
+         [](auto& n, Config& c, auto o) {
+             c.http.max_write_samples = integer<std::size_t>(n, o, 1, 100'000'000);
+         }},
         {"http.tokens_file", [](auto& n, Config& c, auto o) { c.http.tokens_file = string(n, o); }},
         {"http.admin_from",
          [](auto& n, Config& c, auto o) {

@@ -101,6 +101,11 @@ struct Config {
         // POST /api/v1/admin/checkpoint: one at a time (409), at most one start per interval
         // (429).
         std::chrono::milliseconds checkpoint_interval = std::chrono::seconds(10);
+        // Write paths (remote write, line protocol): a body as sent, the same decompressed, and
+        // samples (lines) in one request; 413 beyond each.
+        std::size_t max_write_body = 16 << 20;
+        std::size_t max_write_decoded_body = 64 << 20;
+        std::size_t max_write_samples = 1'000'000;
         std::filesystem::path tls_cert_file;  // both set: the HTTP listener speaks HTTPS only
         std::filesystem::path tls_key_file;
     } http;

@@ -2,6 +2,7 @@
 #include "gateway/gateway.hpp"
 
 #include <sys/resource.h>
+#include <algorithm>
 
 #include <future>
 
@@ -391,7 +392,17 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
         throw ConfigError(std::string("http.tokens_file: ") + e.what());
     }
     api_->set_auth(http_auth_.get(), config_.http.checkpoint_interval);
+    RemoteApiOptions remote_options;
+    remote_options.max_write_body = config_.http.max_write_body;
+    remote_options.max_decoded_body = config_.http.max_write_decoded_body;
+    remote_options.max_write_samples = config_.http.max_write_samples;
+    remote_api_ = std::make_unique<RemoteApi>(*ingest_, *engine_, metrics_, remote_options);
+    remote_api_->add_routes(*api_);
     HttpServerOptions http_options;
+    http_options.body_limit = [remote = remote_api_.get()](std::string_view target) {
+        std::size_t limit = remote->body_limit(target);
+        return limit ? limit : std::size_t{64 * 1024};
+    };
     http_options.header_timeout = config_.http.header_timeout;
     http_options.idle_timeout = config_.http.idle_timeout;
     http_options.max_connections = config_.http.max_connections;
@@ -573,10 +584,14 @@ void Gateway::drain() {
     });
 
     // 2. Everything accepted by storage reaches the WAL and is acknowledged.
-    while (context_->pending_writes.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    // HTTP writes too: their answers are posted to http_io_, which must still be there.
+    auto pending = [this] {
+        return context_->pending_writes.load() + (remote_api_ ? remote_api_->pending() : 0);
+    };
+    while (pending() > 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    if (auto left = context_->pending_writes.load(); left > 0) {
+    if (auto left = pending(); left > 0) {
         CG_LOG(warn) << "shutdown deadline passed with " << left << " writes unacknowledged";
     }
 

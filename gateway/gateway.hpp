@@ -12,6 +12,7 @@
 #include "gateway/http/http_api.hpp"
 #include "gateway/http/http_server.hpp"
 #include "gateway/http/query_pool.hpp"
+#include "gateway/http/remote_api.hpp"
 #include "gateway/mqtt/io_worker.hpp"
 #include "gateway/mqtt/mqtt_listener.hpp"
 #include "gateway/mqtt/tls.hpp"
@@ -58,6 +59,8 @@ class Gateway {
     // Before engine_: the engine's last completions, fired as it closes, run through the unit.
     std::unique_ptr<ingest::IngestUnit> ingest_;
     std::atomic<ingest::IngestUnit*> room_target_{nullptr};  // ingest_ once it exists
+    // Before engine_ too (its completions count down pending()); drain() waits for them.
+    std::unique_ptr<RemoteApi> remote_api_;
     std::unique_ptr<GatewayContext> context_;
     std::vector<std::unique_ptr<IoWorker>> workers_;
     std::unique_ptr<storage::Engine> engine_;  // after workers_: destroyed first

@@ -2,6 +2,8 @@
 // aggregates, then storage with backpressure.
 #include "ingest/ingest_unit.hpp"
 
+#include <algorithm>
+
 #include "protocols/mqtt/topic_filter.hpp"
 
 namespace citygate::ingest {
@@ -205,10 +207,14 @@ Verdict Appender::prepare(const SeriesSamples& series, Write& write) {
         series_tags_.emplace_back(name, value);
     }
     if (series.samples.empty()) return Verdict::stored;
-    std::int64_t now = unit_.now_ms();
+    std::int64_t now = series.now_ms != 0 ? series.now_ms : unit_.now_ms();
     std::string key = storage::format_series_key(series.measurement, series_tags_);
     std::size_t before = write.points_.size();
-    write.points_.reserve(before + series.samples.size());
+    // Geometric growth: a write built from many small series (remote write, line protocol)
+    // would otherwise reallocate on every call.
+    if (write.points_.capacity() < before + series.samples.size()) {
+        write.points_.reserve(std::max(before + series.samples.size(), 2 * before));
+    }
     for (const auto& sample : series.samples) {
         std::int64_t timestamp_ms = sample.timestamp_ms;
         if (!plausible_time(timestamp_ms, series.measurement, now)) {

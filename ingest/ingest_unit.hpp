@@ -83,6 +83,9 @@ struct SeriesSamples {
         double value = 0;
     };
     std::span<const Sample> samples;
+    // The arrival clock (ms since the epoch) the timestamps are checked against; 0: the unit's
+    // clock, read per call. A receiver preparing many series of one request reads it once.
+    std::int64_t now_ms = 0;
 };
 
 // Points prepared by an Appender and not yet in storage. Owned by the entry point between

@@ -120,6 +120,8 @@ struct HealthEvent {
     Kind kind = Kind::disk_full;
     unsigned shard = 0;  // shard_failed
     std::string message;
+};
+
 // What to do when a shard's write-ahead log is damaged (see WalRecovery).
 enum class WalRecoveryPolicy {
     refuse,         // Engine::open fails, naming the shard and the damage, touching nothing

@@ -423,6 +423,11 @@ RouteHandler HttpApi::query_route(Run run) const {
     });
 }
 
+RouteHandler HttpApi::budgeted_route(
+    std::function<HttpResponse(const HttpCall&, storage::QueryBudget&)> run) const {
+    return query_route(std::move(run));
+}
+
 void HttpApi::set_status(const StatusPage* status, const ingest::CityAggregates* city) {
     status_ = status;
     city_ = city;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,6 +81,17 @@ class HttpApi {
     // The PromQL engine's options (lookback delta). Call before the first request.
     void set_promql_options(const promql::EngineOptions& options) {
         promql_ = promql::Engine(options);
+    }
+
+    // For route tables beside this one (remote read and write, gateway/http/remote_api.hpp):
+    // the routes, a query route on the query pool under this API's budgets, and the answer to a
+    // query that failed. Add routes before the first request.
+    Router& router() { return routes_; }
+    RouteHandler budgeted_route(
+        std::function<HttpResponse(const HttpCall&, storage::QueryBudget&)> run) const;
+    HttpResponse failed_query(const storage::Status& status,
+                              const storage::QueryBudget& budget) const {
+        return query_failed(status, budget);
     }
 
   private:

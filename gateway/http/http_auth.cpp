@@ -15,12 +15,17 @@ std::optional<std::string_view> bearer_token(const HttpRequest& request) {
     auto header = request.find(http::field::authorization);
     if (header == request.end()) return std::nullopt;
     std::string_view value(header->value().data(), header->value().size());
-    constexpr std::string_view scheme = "bearer ";
-    if (value.size() <= scheme.size()) return std::nullopt;
-    for (std::size_t i = 0; i < scheme.size(); ++i) {
-        if (std::tolower(static_cast<unsigned char>(value[i])) != scheme[i]) return std::nullopt;
-    }
-    value.remove_prefix(scheme.size());
+    // "Bearer <token>", or "Token <token>" as InfluxDB 2 clients (Telegraf's
+    // outputs.influxdb_v2) send it.
+    auto has_scheme = [&value](std::string_view scheme) {
+        if (value.size() <= scheme.size()) return false;
+        for (std::size_t i = 0; i < scheme.size(); ++i) {
+            if (std::tolower(static_cast<unsigned char>(value[i])) != scheme[i]) return false;
+        }
+        value.remove_prefix(scheme.size());
+        return true;
+    };
+    if (!has_scheme("bearer ") && !has_scheme("token ")) return std::nullopt;
     while (!value.empty() && value.front() == ' ')
         value.remove_prefix(1);
     while (!value.empty() && value.back() == ' ')

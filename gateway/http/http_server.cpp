@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -250,7 +251,10 @@ class HttpSession : public Evictable, public std::enable_shared_from_this<HttpSe
         begin_wait();
         parser_.emplace();
         parser_->header_limit(request_header_limit);
-        parser_->body_limit(request_body_limit);
+        // With per-target limits the header is read without one, so a body declared beyond its
+        // target's limit is answered with a message naming it (apply_body_limit).
+        parser_->body_limit(state_->options.body_limit ? std::numeric_limits<std::uint64_t>::max()
+                                                       : std::uint64_t{request_body_limit});
         // One deadline for the whole header, not per read: a byte a second gets nowhere.
         lowest().expires_after(state_->options.header_timeout);
         http::async_read_header(
@@ -259,8 +263,30 @@ class HttpSession : public Evictable, public std::enable_shared_from_this<HttpSe
                 if (ec) return self->on_read(ec, self->state_->timeout_header);
                 if (!self->end_wait()) return;
                 if (self->parser_->is_done()) return self->on_read(ec, nullptr);
+                if (!self->apply_body_limit()) return;
                 self->read_body();
             });
+    }
+
+    // The target's body limit; false (and a 413 on its way) when the declared length passes it.
+    bool apply_body_limit() {
+        if (!state_->options.body_limit) return true;
+        const auto& header = parser_->get();
+        std::size_t limit =
+            state_->options.body_limit({header.target().data(), header.target().size()});
+        auto declared = parser_->content_length();
+        if (declared && *declared > limit) {
+            CG_LOG(debug) << "http: body of " << *declared << " bytes from " << peer_.to_string()
+                          << " over the limit of " << limit;
+            discard_body_ = true;
+            write(error_response(http::status::payload_too_large,
+                                 "request body of " + std::to_string(*declared) +
+                                     " bytes is over this endpoint's limit of " +
+                                     std::to_string(limit) + " bytes"));
+            return false;
+        }
+        parser_->body_limit(limit);
+        return true;
     }
 
     void read_body() {
@@ -284,6 +310,7 @@ class HttpSession : public Evictable, public std::enable_shared_from_this<HttpSe
                 CG_LOG(debug) << "http read: " << ec.message();
                 // Tell the client what was wrong with its request when it can still listen.
                 if (ec == http::error::body_limit || ec == http::error::header_limit) {
+                    discard_body_ = ec == http::error::body_limit;
                     return write(error_response(http::status::payload_too_large, ec.message()));
                 }
             }
@@ -352,10 +379,36 @@ class HttpSession : public Evictable, public std::enable_shared_from_this<HttpSe
                                       bump(self->state_->timeout_write);
                                   return;
                               }
-                              if (!self->response_.keep_alive()) return self->do_close();
+                              if (!self->response_.keep_alive()) {
+                                  if (self->discard_body_) return self->discard_then_close();
+                                  return self->do_close();
+                              }
                               self->await_next_request();
                           });
     }
+
+    // After refusing a body unread (413): the FIN says the answer is whole, then what the client
+    // still sends is read and dropped for a while, so it reads the 413 instead of a reset
+    // (closing with unread bytes resets the connection, and a sender that writes its whole body
+    // before reading would take that for a failure worth retrying). Plain TCP only.
+    void discard_then_close() {
+        do_close();
+        if constexpr (std::is_same_v<Stream, PlainStream>) {
+            discard_buffer_ = std::make_unique<char[]>(kDiscardChunk);
+            lowest().expires_after(kDiscardTime);
+            discard_more();
+        }
+    }
+    void discard_more() {
+        stream_.async_read_some(
+            boost::asio::buffer(discard_buffer_.get(), kDiscardChunk),
+            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) return;  // the client closed, or kDiscardTime passed
+                self->discard_more();
+            });
+    }
+    static constexpr std::size_t kDiscardChunk = 16 * 1024;
+    static constexpr std::chrono::seconds kDiscardTime{2};
 
     void do_close() {
         if constexpr (std::is_same_v<Stream, TlsStream>) {
@@ -375,6 +428,8 @@ class HttpSession : public Evictable, public std::enable_shared_from_this<HttpSe
     std::shared_ptr<ServerState> state_;
     boost::asio::ip::address peer_;
     std::uint64_t wait_id_ = 0;  // while waiting for a request (see ServerState::waiting)
+    bool discard_body_ = false;  // a body refused unread: drop what follows (discard_then_close)
+    std::unique_ptr<char[]> discard_buffer_;
 };
 
 // Out of descriptors or memory: retrying at once fails again at once. Other accept errors are

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -47,6 +48,10 @@ struct HttpServerOptions {
     std::size_t max_connections = 256;
     std::size_t max_connections_per_source = 32;
     boost::asio::ssl::context* tls = nullptr;  // HTTPS when set; must outlive the server
+    // The largest request body taken for a target (path and query, as sent); empty: 64 KiB for
+    // every target. Called on the I/O thread once a request's header is in; a body declared or
+    // grown beyond it is answered 413 and the connection closed.
+    std::function<std::size_t(std::string_view target)> body_limit;
     // Gets citygate_http_connections_refused_total{reason}, _timed_out_total{phase} and
     // citygate_http_accept_errors_total when set; must outlive the server.
     prometheus::Registry* registry = nullptr;

@@ -2,6 +2,8 @@
 #include "gateway/http/router.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <future>
 #include <stdexcept>
 
 #include "gateway/json_text.hpp"
@@ -49,6 +51,22 @@ std::string use_message(const std::vector<http::verb>& methods) {
 RouteHandler on_query_pool(RouteHandler handler) {
     handler.on_query_pool_ = true;
     return handler;
+}
+
+RouteHandler deferred(RouteHandler::Deferred handler) {
+    RouteHandler route;
+    route.deferred_ = std::move(handler);
+    return route;
+}
+
+HttpResponse RouteHandler::operator()(const HttpCall& call) const {
+    if (!deferred_) return function_(call);
+    auto answer = std::make_shared<std::promise<HttpResponse>>();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    deferred_(call, [answer, once](HttpResponse response, std::shared_ptr<void>) {
+        if (!once->exchange(true)) answer->set_value(std::move(response));
+    });
+    return answer->get_future().get();
 }
 
 HttpResponse json_response(http::status status, std::string body) {
@@ -163,6 +181,15 @@ void Router::dispatch(std::shared_ptr<const HttpRequest> request,
                       std::chrono::steady_clock::time_point received) const {
     Resolved resolved = resolve(*request, peer);
     if (resolved.answer) return respond(std::move(*resolved.answer), nullptr);
+    if (resolved.route->handler.is_deferred()) {
+        // The request stays alive until the answer: the handler may keep views into it.
+        HttpRespond answer = [request, respond](HttpResponse response, std::shared_ptr<void> keep) {
+            respond(std::move(response), std::move(keep));
+        };
+        return resolved.route->handler.deferred_function()(
+            HttpCall{*request, resolved.path, resolved.query, resolved.params, peer, received},
+            std::move(answer));
+    }
     auto run = [this, request, peer, received](const Resolved& found, HttpRespond& answer) {
         std::shared_ptr<void> keep;
         HttpResponse response = found.route->handler(

@@ -43,20 +43,32 @@ struct HttpCall {
 class RouteHandler {
   public:
     using Function = std::function<HttpResponse(const HttpCall&)>;
+    // Answers through `respond` (from any thread, once), maybe after returning: see deferred().
+    using Deferred = std::function<void(const HttpCall&, HttpRespond respond)>;
     RouteHandler() = default;
     template <typename F,
               typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, RouteHandler> &&
                                           std::is_invocable_r_v<HttpResponse, F&, const HttpCall&>>>
     RouteHandler(F function) : function_(std::move(function)) {}  // NOLINT: any callable
 
-    HttpResponse operator()(const HttpCall& call) const { return function_(call); }
+    // A deferred handler waits here for its answer (the synchronous dispatch, for tests).
+    HttpResponse operator()(const HttpCall& call) const;
     bool on_query_pool() const { return on_query_pool_; }
+    bool is_deferred() const { return static_cast<bool>(deferred_); }
+    const Deferred& deferred_function() const { return deferred_; }
 
   private:
     friend RouteHandler on_query_pool(RouteHandler handler);
+    friend RouteHandler deferred(Deferred handler);
     Function function_;
+    Deferred deferred_;
     bool on_query_pool_ = false;
 };
+
+// A handler that answers later: it runs on the HTTP thread, must not block, and calls `respond`
+// once, from any thread (say, a storage writer's completion: samples answered once durable).
+// The request (and so the call's views into it) lives until `respond` is called.
+RouteHandler deferred(RouteHandler::Deferred handler);
 
 // `handler`, run on the query pool (see Router::set_query_pool).
 RouteHandler on_query_pool(RouteHandler handler);

@@ -138,6 +138,12 @@ TEST_CASE("with tokens: 401 without a known token, 403 without the scope, else t
     auto basic = request(http::verb::get, "/api/v1/series");
     basic.set(http::field::authorization, "Basic cmVhZGVyOng=");
     CHECK(status(basic) == 401);
+    // InfluxDB 2 clients (Telegraf's outputs.influxdb_v2) send "Token <token>".
+    auto influx = request(http::verb::get, "/api/v1/series");
+    influx.set(http::field::authorization, "Token reader-token-0123456789");
+    CHECK(status(influx) == 200);
+    influx.set(http::field::authorization, "Token ");
+    CHECK(status(influx) == 401);
 }
 
 TEST_CASE("a token file reloads, and a broken one keeps the tokens there were") {

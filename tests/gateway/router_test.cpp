@@ -183,3 +183,31 @@ TEST_CASE("stopping the query pool runs what is queued and raises its cancellati
     CHECK(ran == 4);
     CHECK_FALSE(pool->try_post([] {}));
 }
+
+TEST_CASE("a deferred route answers later from another thread, and its request lives until then") {
+    Router router;
+    std::thread later;
+    router.add({http::verb::post}, "/api/v1/write",
+               deferred([&later](const HttpCall& call, HttpRespond respond) {
+                   std::string_view body = call.request.body();  // a view, used after return
+                   later = std::thread([body, respond] {
+                       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                       respond(json_response(http::status::ok, std::string(body)), nullptr);
+                   });
+               }));
+    auto post = std::make_shared<HttpRequest>(http::verb::post, "/api/v1/write", 11);
+    post->body() = "samples";
+    Answer answer;
+    router.dispatch(std::shared_ptr<const HttpRequest>(post), {}, answer.respond());
+    post.reset();  // the router keeps the request until the answer
+    auto [response, keep] = answer.get();
+    later.join();
+    CHECK(answer.thread != std::this_thread::get_id());
+    CHECK(response.body() == "samples");
+
+    // The synchronous dispatch waits for the answer.
+    HttpRequest again(http::verb::post, "/api/v1/write", 11);
+    again.body() = "again";
+    CHECK(router.dispatch(again).body() == "again");
+    later.join();
+}
