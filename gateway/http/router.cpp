@@ -190,7 +190,7 @@ void Router::dispatch(std::shared_ptr<const HttpRequest> request,
             HttpCall{*request, resolved.path, resolved.query, resolved.params, peer, received},
             std::move(answer));
     }
-    auto run = [this, request, peer, received](const Resolved& found, HttpRespond& answer) {
+    auto run = [request, peer, received](const Resolved& found, HttpRespond& answer) {
         std::shared_ptr<void> keep;
         HttpResponse response = found.route->handler(
             HttpCall{*request, found.path, found.query, found.params, peer, received, &keep});
