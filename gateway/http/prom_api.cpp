@@ -65,6 +65,22 @@ storage::Selector every_series() {
     return all;
 }
 
+// The match[] selectors of labels and label values: every series when there are none. A bad
+// one is answered 400.
+std::optional<HttpResponse> matches_or_all(const PromParams& params,
+                                           std::vector<storage::Selector>& selectors) {
+    auto texts = params.all("match[]");
+    if (texts.empty()) {
+        selectors.push_back(every_series());
+        return std::nullopt;
+    }
+    std::string error;
+    auto parsed = parse_matches(texts, error);
+    if (!parsed) return bad_param("match[]", error);
+    selectors = std::move(*parsed);
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::string HttpApi::describe_failure(const storage::Status& status,
@@ -313,16 +329,8 @@ std::optional<HttpResponse> HttpApi::prom_limit(const PromParams& params,
 HttpResponse HttpApi::prom_labels(const PromParams& params, storage::QueryBudget& budget) const {
     std::size_t limit = 0;
     if (auto refused = prom_limit(params, limit)) return *refused;
-    std::string error;
-    auto texts = params.all("match[]");
     std::vector<storage::Selector> selectors;
-    if (texts.empty()) {
-        selectors.push_back(every_series());
-    } else if (auto parsed = parse_matches(texts, error)) {
-        selectors = std::move(*parsed);
-    } else {
-        return bad_param("match[]", error);
-    }
+    if (auto refused = matches_or_all(params, selectors)) return *refused;
     // From the series keys: the index knows every key, and each key its names.
     std::set<std::string> names;
     for (const auto& selector : selectors) {
@@ -345,16 +353,8 @@ HttpResponse HttpApi::prom_label_values(std::string_view encoded_name, const Pro
     }
     std::size_t limit = 0;
     if (auto refused = prom_limit(params, limit)) return *refused;
-    std::string error;
-    auto texts = params.all("match[]");
     std::vector<storage::Selector> selectors;
-    if (texts.empty()) {
-        selectors.push_back(every_series());
-    } else if (auto parsed = parse_matches(texts, error)) {
-        selectors = std::move(*parsed);
-    } else {
-        return bad_param("match[]", error);
-    }
+    if (auto refused = matches_or_all(params, selectors)) return *refused;
     std::vector<std::string> values;
     for (const auto& selector : selectors) {
         auto found = engine_.label_values(name, selector, budget);
