@@ -97,6 +97,8 @@ RemoteApi::RemoteApi(ingest::IngestUnit& unit, const storage::Engine& engine, Me
     for (int i = 0; i < 3; ++i) {
         samples_written_[i] = &written.Add({{"endpoint", kEndpointNames[i]}});
         samples_skipped_[i] = &skipped.Add({{"endpoint", kEndpointNames[i]}});
+        // Served from the start, so that rate() over it (CitygateHttpWritesFailing) has a base.
+        requests_->Add({{"endpoint", kEndpointNames[i]}, {"code", "204"}});
     }
 }
 
