@@ -20,5 +20,8 @@ cmake --build "$build" -j "$jobs" --target "${units[@]}"
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:alloc_dealloc_mismatch=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cd "$build"
+# The PromQL harness against a real Prometheus shares the "promql:" prefix but drives the
+# citygate binary, which this build does not make: not a unit test.
 ctest --output-on-failure --timeout 600 -j "$jobs" \
-    -R '^(protocols|city|storage|ingest|gateway|loadgen|promql)[:]'
+    -R '^(protocols|city|storage|ingest|gateway|loadgen|promql)[:]' \
+    -E '^promql: results match a real Prometheus$'
