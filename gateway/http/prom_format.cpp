@@ -18,6 +18,9 @@ template <typename... T>
 struct Overloaded : T... {
     using T::operator()...;
 };
+// Clang 14 (the fuzz build) does not deduce aggregate template arguments by itself.
+template <typename... T>
+Overloaded(T...) -> Overloaded<T...>;
 
 void append_pair_time_value(std::string& out, std::int64_t t, double v) {
     out += '[';
