@@ -15,7 +15,7 @@ packages=(
   libsnappy-dev zlib1g-dev libprotobuf-dev protobuf-compiler
   mosquitto mosquitto-clients curl
   chromium
-  prometheus python3-yaml python3-snappy python3-protobuf
+  prometheus victoria-metrics python3-yaml python3-snappy python3-protobuf
 )
 
 missing=()
