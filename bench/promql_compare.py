@@ -11,8 +11,8 @@ queries over their HTTP APIs:
             Exit 0 when every result agrees or differs only as a known difference listed in
             README.md ("PromQL: known differences"), 1 otherwise, 77 when prometheus is missing.
   latency   --sensors (10,000) pm25 sensors over --hours (24) at one reading per --interval
-            seconds, then `avg by (district) (avg_over_time(pm25[5m]))` as a range query over the
-            last 1 h and 24 h against both, --repeat times each; prints the medians.
+            seconds, then --query (`avg by (district) (avg_over_time(pm25[5m]))`) as a range query
+            over the last 1 h and 24 h against both, --repeat times each; prints the medians.
 
 Data paths: Prometheus gets the samples through its remote-write receiver (protobuf + snappy,
 encoded here: the snappy block is written as literals only, which every decoder accepts), in
@@ -22,6 +22,8 @@ exercised while both end up with the same samples.
 
   bench/promql_compare.py --binary build/gateway/citygate
   bench/promql_compare.py --binary build/gateway/citygate latency --sensors 10000 --hours 24
+  bench/promql_compare.py --binary build/gateway/citygate latency --sensors 1000 --hours 4 \
+      --interval 10 --query 'avg by (district) (avg_over_time(pm25[1h]))' --rollup-min-buckets 0
 """
 
 import argparse
@@ -175,6 +177,7 @@ max_query_bytes = 8589934592
 query_memory_budget = 8589934592
 query_timeout = "120s"
 lookback_delta = "{lookback}"
+promql_rollup_min_buckets = {rollup_min_buckets}
 [storage]
 out_of_order_window = "2h"
 [ingest]
@@ -360,6 +363,11 @@ def queries(base_ms):
         "quantile_over_time(0.9, noise_db[10m])", "stddev_over_time(temp_c[5m])",
         "stdvar_over_time(temp_c[5m])", "absent_over_time(battery_volts[5m])",
         "avg_over_time(pm25[1h])", "max_over_time(temp_c[1h])", "count_over_time(noise_db[30m])",
+        # windows long enough to read rollups (whole buckets, raw edges)
+        "sum_over_time(pm25[45m] offset 7m)", "min_over_time(temp_c[2h])", "last_over_time(battery_volts[1h])",
+        "present_over_time(noise_db[40m])", "avg by (district) (avg_over_time(temp_c[90m]))",
+        "absent_over_time(battery_volts[1h])", "sum_over_time(readings_total[1h])",
+        f"max_over_time(pm25[1h] @ {(base_ms + 5400_000) / 1000:.3f})",
         # aggregations
         "sum by (district) (rate(readings_total[5m]))", "avg by (district) (temp_c)",
         "avg by (district) (avg_over_time(pm25[5m]))", "max without (device) (pm25)",
@@ -500,7 +508,7 @@ def run_compare(args):
     prom = gateway = None
     try:
         prom = Prometheus(workdir)
-        gateway = mqtt.Gateway(args.binary, CITYGATE_TOML.replace("{lookback}", "5m"))
+        gateway = mqtt.Gateway(args.binary, CITYGATE_TOML.replace("{lookback}", "5m").replace("{rollup_min_buckets}", "30"))
         now = int(time.time() * 1000)
         base = (now - 3 * 3600_000) // 60_000 * 60_000
         series, late = compare_city(base)
@@ -544,7 +552,8 @@ def run_latency(args):
     prom = gateway = None
     try:
         prom = Prometheus(workdir)
-        gateway = mqtt.Gateway(args.binary, CITYGATE_TOML.replace("{lookback}", "5m"))
+        toml = CITYGATE_TOML.replace("{lookback}", "5m")
+        gateway = mqtt.Gateway(args.binary, toml.replace("{rollup_min_buckets}", str(args.rollup_min_buckets)))
         interval = args.interval * 1000
         now = int(time.time() * 1000) // interval * interval
         start = now - args.hours * 3600_000
@@ -581,7 +590,7 @@ def run_latency(args):
         print(f"data: {args.sensors} sensors x {args.hours} h at one reading per {args.interval} s = "
               f"{samples} samples in each, written in {time.time() - t_written:.0f} s")
         cg = f"http://127.0.0.1:{gateway.http_port}"
-        query = "avg by (district) (avg_over_time(pm25[5m]))"
+        query = args.query
         results = {}
         for hours, step in ((1, 60), (24, 300)):
             params = {"start": f"{(now - hours * 3600_000) / 1000:.3f}", "end": f"{now / 1000:.3f}", "step": str(step)}
@@ -618,6 +627,9 @@ def main():
     lat.add_argument("--hours", type=int, default=24)
     lat.add_argument("--interval", type=int, default=300, help="seconds between a sensor's readings")
     lat.add_argument("--repeat", type=int, default=5)
+    lat.add_argument("--query", default="avg by (district) (avg_over_time(pm25[5m]))")
+    lat.add_argument("--rollup-min-buckets", type=int, default=30,
+                     help="citygate's http.promql_rollup_min_buckets (0: PromQL reads raw points only)")
     args = parser.parse_args()
     if not shutil.which("prometheus"):
         print("SKIP: prometheus not installed (Debian package prometheus; deploy/install-deps.sh installs it)")

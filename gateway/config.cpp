@@ -170,6 +170,10 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) { c.http.query_timeout = duration(n, o); }},
         {"http.lookback_delta",
          [](auto& n, Config& c, auto o) { c.http.lookback_delta = duration(n, o); }},
+        {"http.promql_rollup_min_buckets",
+         [](auto& n, Config& c, auto o) {
+             c.http.promql_rollup_min_buckets = integer<unsigned>(n, o, 0, 1'000'000);
+         }},
         {"http.query_threads",
          [](auto& n, Config& c, auto o) { c.http.query_threads = integer<unsigned>(n, o, 1, 64); }},
         {"http.query_queue",

@@ -82,6 +82,10 @@ struct Config {
         // How far back a PromQL instant selector looks for a sample (Prometheus'
         // --query.lookback-delta).
         std::chrono::milliseconds lookback_delta = std::chrono::minutes(5);
+        // PromQL's sum/count/avg/min/max/last/present_over_time read the 1-minute or 1-hour
+        // rollups (raw points only at window edges) when a window spans at least this many
+        // buckets and steps are a bucket or more apart. 0: always raw points.
+        unsigned promql_rollup_min_buckets = 30;
         // Threads running queries off the HTTP threads. Each query already reads its shards in
         // parallel, one thread per shard, so two keep cores for ingest.
         unsigned query_threads = 2;

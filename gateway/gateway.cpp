@@ -374,6 +374,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     api_->set_query_pool(query_pool_.get(), config_.http.query_memory_budget);
     promql::EngineOptions promql_options;
     promql_options.lookback_delta_ms = config_.http.lookback_delta.count();
+    promql_options.rollup_min_buckets = config_.http.promql_rollup_min_buckets;
     api_->set_promql_options(promql_options);
     status_ = std::make_unique<StatusPage>(*engine_, metrics_, city_.get(),
                                            config_.storage.queue_capacity);

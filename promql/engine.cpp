@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <optional>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -147,6 +150,12 @@ std::pair<double, bool> element_op(BinaryOp op, double l, double r) {
 std::int64_t ceil_to_multiple(std::int64_t value, std::int64_t step) {
     std::int64_t q = value / step;
     if (q * step < value) ++q;  // division truncates toward zero; this rounds up either way
+    return q * step;
+}
+
+std::int64_t floor_to_multiple(std::int64_t value, std::int64_t step) {
+    std::int64_t q = value / step;
+    if (q * step > value) --q;
     return q * step;
 }
 
@@ -605,10 +614,148 @@ class Evaluator {
         const std::string_view name = c.function->name;
         auto function = detail::range_function(name);
         if (!function) fail_execution("function \"" + std::string(name) + "\" is not supported");
+        const bool keep_name = name == "last_over_time";
+        std::optional<Matrix> from_rollups = rollup_call(name, unwrap(*c.args[arg]), keep_name);
+        Matrix out = from_rollups ? std::move(*from_rollups)
+                                  : raw_range_call(c, arg, scalar_inputs, function, keep_name);
+        if (name == "absent_over_time") return absent_over_time(c, out);
+        std::unordered_set<std::string> seen;
+        for (const auto& s : out) {
+            if (!seen.insert(s.labels.key()).second) {
+                fail_execution("vector cannot contain metrics with the same labelset");
+            }
+        }
+        return out;
+    }
+
+    // A window [lo, hi] (offset and @ applied) as whole buckets [b1, b2) and raw edges.
+    struct BucketWindow {
+        std::int64_t lo, hi, b1, b2;
+    };
+
+    // `name` over `arg` from the Queryable's rollups, where EngineOptions::rollup_min_buckets
+    // allows it and every bucket and edge is finite (a NaN or infinity, staleness markers in
+    // buckets included, sends the query back to raw points, which order them as Prometheus
+    // does); nothing otherwise.
+    std::optional<Matrix> rollup_call(std::string_view name, const Expr& arg, bool keep_name) {
+        const auto* m = arg.as<MatrixSelector>();
+        const auto function = detail::bucket_function(name);
+        const std::int64_t min_buckets = ctx_.options.rollup_min_buckets;
+        if (!m || !function || min_buckets <= 0) return std::nullopt;
+        const VectorSelector& vs = m->selector;
+        const bool fixed = vs.at.is_set();
+        const bool one_window = fixed || start_ == end_;
+        std::int64_t width = 0;
+        for (std::int64_t w : ctx_.queryable.rollup_widths()) {
+            if (w > 0 && m->range_ms / w >= min_buckets && (one_window || interval_ >= w))
+                width = w;
+        }
+        if (width == 0) return std::nullopt;
+
+        const std::int64_t at = fixed ? resolve(vs.at) : 0;
+        std::vector<BucketWindow> windows;
+        std::vector<Span> spans;
+        std::int64_t bucket_start = std::numeric_limits<std::int64_t>::max();
+        std::int64_t bucket_end = std::numeric_limits<std::int64_t>::min();
+        for (std::int64_t ts = start_; ts <= end_; ts += interval_) {
+            const std::int64_t hi = (fixed ? at : ts) - vs.offset_ms;
+            const std::int64_t lo = hi - m->range_ms;
+            std::int64_t b1 = ceil_to_multiple(lo, width);
+            std::int64_t b2 = floor_to_multiple(hi + 1, width);
+            if (b2 <= b1) {
+                b1 = b2 = hi + 1;  // no whole bucket: the window is all edge
+                spans.push_back({lo, hi + 1});
+            } else {
+                spans.push_back({lo, b1});
+                spans.push_back({b2, hi + 1});
+                bucket_start = std::min(bucket_start, b1);
+                bucket_end = std::max(bucket_end, b2);
+            }
+            windows.push_back({lo, hi, b1, b2});
+        }
+        if (bucket_end < bucket_start) bucket_start = bucket_end = 0;
+        std::sort(spans.begin(), spans.end(),
+                  [](const Span& a, const Span& b) { return a.start_ms < b.start_ms; });
+        std::vector<Span> merged;
+        for (const Span& sp : spans) {
+            if (sp.end_ms <= sp.start_ms) continue;
+            if (!merged.empty() && sp.start_ms <= merged.back().end_ms) {
+                merged.back().end_ms = std::max(merged.back().end_ms, sp.end_ms);
+            } else {
+                merged.push_back(sp);
+            }
+        }
+
+        ctx_.check();
+        RollupResult read =
+            ctx_.queryable.select_rollups(vs.matchers, width, bucket_start, bucket_end, merged);
+        if (!read.is_ok()) {
+            const auto& error = read.error();
+            throw EvalError{QueryError{QueryError::Kind::storage, error.message, error.kind}};
+        }
+        std::vector<RollupSeries>& series = read.series();
+        std::size_t held = 0;
+        for (auto& s : series) {
+            for (const Bucket& b : s.buckets) {
+                if (!std::isfinite(b.sum) || !std::isfinite(b.min) || !std::isfinite(b.max) ||
+                    !std::isfinite(b.last)) {
+                    return std::nullopt;
+                }
+            }
+            std::erase_if(s.edges, [](const Point& p) { return is_stale_nan(p.v); });
+            for (const Point& p : s.edges) {
+                if (!std::isfinite(p.v)) return std::nullopt;
+            }
+            held += s.buckets.size() + s.edges.size();
+        }
+        ctx_.hold(held);
+        std::sort(series.begin(), series.end(),
+                  [](const RollupSeries& a, const RollupSeries& b) { return a.labels < b.labels; });
+        Matrix out;
+        for (const auto& s : series) {
+            ctx_.check();
+            Series o{keep_name ? s.labels : s.labels.without_name(), {}};
+            std::size_t k = 0;
+            for (std::int64_t ts = start_; ts <= end_; ts += interval_, ++k) {
+                const BucketWindow& w = windows[k];
+                auto value = detail::bucket_window(*function, points_in(s.edges, w.lo, w.b1),
+                                                   buckets_in(s.buckets, w.b1, w.b2),
+                                                   points_in(s.edges, w.b2, w.hi + 1));
+                if (value) o.points.push_back({ts, *value});
+            }
+            if (!o.points.empty()) {
+                ctx_.hold(o.points.size());
+                out.push_back(std::move(o));
+            }
+        }
+        ctx_.release(held);
+        return out;
+    }
+
+    // The points of `pts` (ascending) with lo <= t < hi.
+    static std::span<const Point> points_in(const std::vector<Point>& pts, std::int64_t lo,
+                                            std::int64_t hi) {
+        auto first = std::lower_bound(pts.begin(), pts.end(), lo,
+                                      [](const Point& p, std::int64_t t) { return p.t < t; });
+        auto last = std::lower_bound(first, pts.end(), hi,
+                                     [](const Point& p, std::int64_t t) { return p.t < t; });
+        return {pts.data() + (first - pts.begin()), static_cast<std::size_t>(last - first)};
+    }
+
+    // The buckets of `buckets` (ascending) starting in [lo, hi).
+    static std::span<const Bucket> buckets_in(const std::vector<Bucket>& buckets, std::int64_t lo,
+                                              std::int64_t hi) {
+        auto by_start = [](const Bucket& b, std::int64_t t) { return b.start < t; };
+        auto first = std::lower_bound(buckets.begin(), buckets.end(), lo, by_start);
+        auto last = std::lower_bound(first, buckets.end(), hi, by_start);
+        return {buckets.data() + (first - buckets.begin()), static_cast<std::size_t>(last - first)};
+    }
+
+    Matrix raw_range_call(const Call& c, std::size_t arg, const std::vector<Matrix*>& scalar_inputs,
+                          const detail::RangeFunction& function, bool keep_name) {
         RangeData data = range_data(unwrap(*c.args[arg]));
         std::vector<double> scalars(c.args.size(), NAN);
         Matrix out;
-        const bool keep_name = name == "last_over_time";
         for (const auto& s : data.series.get()) {
             ctx_.check();
             Series o{keep_name ? s.labels : s.labels.without_name(), {}};
@@ -631,13 +778,6 @@ class Evaluator {
             if (!o.points.empty()) {
                 ctx_.hold(o.points.size());
                 out.push_back(std::move(o));
-            }
-        }
-        if (name == "absent_over_time") return absent_over_time(c, out);
-        std::unordered_set<std::string> seen;
-        for (const auto& s : out) {
-            if (!seen.insert(s.labels.key()).second) {
-                fail_execution("vector cannot contain metrics with the same labelset");
             }
         }
         return out;

@@ -25,6 +25,11 @@ struct EngineOptions {
     // evaluation interval, 1 m by default.
     std::int64_t default_subquery_step_ms = 60 * 1000;
     ParseLimits parse_limits;
+    // sum/count/avg/min/max/last/present/absent_over_time over a plain range selector read the
+    // Queryable's rollups (whole buckets, raw points only at each window's edges) when a window
+    // spans at least this many buckets and steps lie at least a bucket apart; otherwise raw
+    // points cost less. The widest such bucket width is used. 0: always raw points.
+    std::int64_t rollup_min_buckets = 30;
 };
 
 // One query's limits. The caller turns the resulting error kinds into HTTP answers.

@@ -176,6 +176,67 @@ double quantile(double q, std::vector<double> values) {
            values[static_cast<std::size_t>(upper)] * weight;
 }
 
+std::optional<BucketFunction> bucket_function(std::string_view name) {
+    if (name == "sum_over_time") return BucketFunction::sum;
+    if (name == "count_over_time") return BucketFunction::count;
+    if (name == "avg_over_time") return BucketFunction::avg;
+    if (name == "min_over_time") return BucketFunction::min;
+    if (name == "max_over_time") return BucketFunction::max;
+    if (name == "last_over_time") return BucketFunction::last;
+    if (name == "present_over_time" || name == "absent_over_time") return BucketFunction::present;
+    return std::nullopt;
+}
+
+std::optional<double> bucket_window(BucketFunction function, std::span<const Point> left,
+                                    std::span<const Bucket> buckets, std::span<const Point> right) {
+    double count = static_cast<double>(left.size() + right.size());
+    for (const Bucket& b : buckets)
+        count += static_cast<double>(b.count);
+    if (count == 0) return std::nullopt;
+    // Each part is visited in time order: `add(value, samples)` with a bucket's sum and count
+    // or a point's value and 1.
+    auto visit = [&](auto&& add) {
+        for (const Point& p : left)
+            add(p.v, p.v, p.v, 1.0);
+        for (const Bucket& b : buckets)
+            add(b.sum, b.min, b.max, static_cast<double>(b.count));
+        for (const Point& p : right)
+            add(p.v, p.v, p.v, 1.0);
+    };
+    switch (function) {
+        case BucketFunction::count:
+            return count;
+        case BucketFunction::present:
+            return 1.0;
+        case BucketFunction::last:
+            if (!right.empty()) return right.back().v;
+            if (!buckets.empty()) return buckets.back().last;
+            return left.back().v;
+        case BucketFunction::min:
+        case BucketFunction::max: {
+            const bool want_min = function == BucketFunction::min;
+            std::optional<double> best;
+            visit([&](double, double lo, double hi, double) {
+                const double v = want_min ? lo : hi;
+                if (!best || (want_min ? v < *best : v > *best)) best = v;
+            });
+            return best;
+        }
+        case BucketFunction::sum:
+        case BucketFunction::avg: {
+            // The mean as a sum of each part's share, so no sum of finite values overflows.
+            const double scale = function == BucketFunction::avg ? count : 1.0;
+            double sum = 0, c = 0;
+            visit([&](double part, double, double, double) {
+                std::tie(sum, c) = kahan_inc(part / scale, sum, c);
+            });
+            if (std::isinf(sum)) return sum;
+            return sum + c;
+        }
+    }
+    return std::nullopt;
+}
+
 RangeFunction range_function(std::string_view name) {
     using S = const std::vector<double>&;
     using R = std::optional<double>;

@@ -577,6 +577,86 @@ Status fold_series(const std::vector<Item>& items, const AggregateQuery& q, std:
 
 }  // namespace
 
+Result<std::vector<RollupSeries>> Engine::query_rollups(const Selector& selector,
+                                                        std::int64_t width_ms,
+                                                        std::int64_t start_ms, std::int64_t end_ms,
+                                                        std::vector<TimeSpan> raw_spans,
+                                                        QueryBudget& budget) const {
+    if (width_ms != kMinute && width_ms != kHour) {
+        return Status::error(Status::Code::invalid_argument,
+                             "query: rollups are 1-minute or 1-hour buckets");
+    }
+    if (detail::floor_to(start_ms, width_ms) != start_ms ||
+        detail::floor_to(end_ms, width_ms) != end_ms) {
+        return Status::error(Status::Code::invalid_argument,
+                             "query: a rollup range starts and ends on bucket boundaries");
+    }
+    const auto resolution = static_cast<detail::Resolution>(width_ms);
+    std::erase_if(raw_spans, [](const TimeSpan& s) { return s.end_ms <= s.start_ms; });
+    std::sort(raw_spans.begin(), raw_spans.end(),
+              [](const TimeSpan& a, const TimeSpan& b) { return a.start_ms < b.start_ms; });
+    std::vector<TimeSpan> spans;
+    for (const TimeSpan& s : raw_spans) {
+        if (!spans.empty() && s.start_ms <= spans.back().end_ms) {
+            spans.back().end_ms = std::max(spans.back().end_ms, s.end_ms);
+        } else {
+            spans.push_back(s);
+        }
+    }
+    auto& shards = impl_->shards;
+    std::vector<std::vector<std::uint64_t>> ids;
+    if (auto s = match_all(shards, selector, budget, ids); !s.is_ok()) return s;
+    std::vector<std::vector<RollupSeries>> found(shards.size());
+    std::vector<Status> statuses(shards.size());
+    for_each_shard(ids, [&](std::size_t i) {
+        std::vector<std::vector<RollupBucket>> buckets(ids[i].size());
+        std::vector<std::vector<Sample>> edges(ids[i].size());
+        if (start_ms < end_ms) {
+            statuses[i] =
+                shards[i]->read_rollups(ids[i], resolution, start_ms, end_ms, budget, buckets);
+        }
+        if (statuses[i].is_ok() && !spans.empty())
+            statuses[i] = shards[i]->read_spans(ids[i], spans, budget, edges);
+        for (std::size_t s = 0; statuses[i].is_ok() && s < ids[i].size(); ++s) {
+            std::erase_if(buckets[s], [](const RollupBucket& b) { return b.count == 0; });
+            if (buckets[s].empty() && edges[s].empty()) continue;
+            RollupSeries series;
+            series.series = shards[i]->series_key(ids[i][s]);
+            statuses[i] =
+                budget.charge(series.series.capacity() + buckets[s].size() * sizeof(BucketSummary) +
+                              edges[s].size() * (sizeof(std::int64_t) + sizeof(double)));
+            if (!statuses[i].is_ok()) break;
+            series.buckets.reserve(buckets[s].size());
+            for (const RollupBucket& b : buckets[s])
+                series.buckets.push_back({b.start, b.count, b.sum, b.min, b.max, b.last});
+            series.edge_timestamps_ms.reserve(edges[s].size());
+            series.edge_values.reserve(edges[s].size());
+            for (const Sample& p : edges[s]) {
+                series.edge_timestamps_ms.push_back(p.ts);
+                series.edge_values.push_back(p.value);
+            }
+            budget.release(buckets[s].capacity() * sizeof(RollupBucket) +
+                           edges[s].capacity() * sizeof(Sample));
+            std::vector<RollupBucket>().swap(buckets[s]);
+            std::vector<Sample>().swap(edges[s]);
+            if (auto st = budget.grow(found[i], 1); !st.is_ok()) {
+                statuses[i] = st;
+                break;
+            }
+            found[i].push_back(std::move(series));
+        }
+    });
+    if (auto s = first_failure(budget, statuses); !s.is_ok()) return s;
+    std::vector<RollupSeries> out;
+    for (auto& shard_found : found) {
+        for (auto& s : shard_found)
+            out.push_back(std::move(s));
+    }
+    std::sort(out.begin(), out.end(),
+              [](const RollupSeries& a, const RollupSeries& b) { return a.series < b.series; });
+    return out;
+}
+
 Result<std::vector<AggregatedSeries>> Engine::query_aggregate(const AggregateQuery& q,
                                                               QueryBudget& budget) const {
     if (q.step_ms <= 0)

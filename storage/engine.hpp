@@ -280,6 +280,28 @@ struct RawSeries {
     std::vector<double> values;
 };
 
+// A time span [start_ms, end_ms).
+struct TimeSpan {
+    std::int64_t start_ms = 0;
+    std::int64_t end_ms = 0;
+};
+
+// What a rollup bucket knows of the samples with start <= ts < start + width.
+struct BucketSummary {
+    std::int64_t start = 0;
+    std::uint64_t count = 0;
+    double sum = 0, min = 0, max = 0, last = 0;
+};
+
+// A series' rollup buckets and, beside them, its raw points in a few short spans: what a
+// windowed aggregate reads when its windows do not fall on bucket boundaries.
+struct RollupSeries {
+    std::string series;
+    std::vector<BucketSummary> buckets;            // ascending, buckets with samples only
+    std::vector<std::int64_t> edge_timestamps_ms;  // raw points in the spans, ascending
+    std::vector<double> edge_values;
+};
+
 enum class Aggregation { avg, min, max, sum, count, first, last, rate };
 // "avg", "min", ... as in the HTTP API; nothing for an unknown name.
 std::optional<Aggregation> parse_aggregation(std::string_view name);
@@ -366,6 +388,14 @@ class Engine {
                                                                         QueryBudget& budget) const;
     [[nodiscard]] Result<std::vector<AggregatedSeries>> query_aggregate(
         const AggregateQuery& query, const QueryLimits& limits = {}) const;
+
+    // Rollup buckets of `width_ms` (60,000 or 3,600,000) with start_ms <= bucket start < end_ms
+    // (both multiples of the width; the head included) and raw points in `raw_spans` (any
+    // spans: sorted and merged here) of every series matching the selector, ordered by key.
+    // Series with neither are left out. Buckets count as points.
+    [[nodiscard]] Result<std::vector<RollupSeries>> query_rollups(
+        const Selector& selector, std::int64_t width_ms, std::int64_t start_ms, std::int64_t end_ms,
+        std::vector<TimeSpan> raw_spans, QueryBudget& budget) const;
 
     // Values of tag `name` ("__name__" for measurements) among series matching the selector,
     // sorted.

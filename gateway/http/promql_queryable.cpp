@@ -51,22 +51,7 @@ promql::SelectResult StorageQueryable::select(const std::vector<promql::Matcher>
     const std::int64_t end =
         maxt_ms == std::numeric_limits<std::int64_t>::max() ? maxt_ms : maxt_ms + 1;
     auto read = engine_.query_raw(to_storage_selector(matchers), mint_ms, end, budget_);
-    if (!read.is_ok()) {
-        promql::SelectError error;
-        switch (read.status().code()) {
-            case storage::Status::Code::limit_exceeded:
-                error.kind = promql::SelectError::Kind::limit;
-                break;
-            case storage::Status::Code::busy:
-                error.kind = promql::SelectError::Kind::busy;
-                break;
-            default:
-                error.kind = promql::SelectError::Kind::storage;
-                break;
-        }
-        error.message = describe_(read.status());
-        return error;
-    }
+    if (!read.is_ok()) return refusal(read.status());
     std::vector<promql::Series> out;
     out.reserve(read.value().size());
     for (storage::RawSeries& raw : read.value()) {
@@ -82,6 +67,57 @@ promql::SelectResult StorageQueryable::select(const std::vector<promql::Matcher>
         out.push_back(std::move(series));
     }
     return out;
+}
+
+std::vector<std::int64_t> StorageQueryable::rollup_widths() const {
+    return {60'000, 3'600'000};
+}
+
+promql::RollupResult StorageQueryable::select_rollups(const std::vector<promql::Matcher>& matchers,
+                                                      std::int64_t width_ms, std::int64_t start_ms,
+                                                      std::int64_t end_ms,
+                                                      const std::vector<promql::Span>& spans) {
+    std::vector<storage::TimeSpan> raw_spans;
+    raw_spans.reserve(spans.size());
+    for (const auto& s : spans)
+        raw_spans.push_back({s.start_ms, s.end_ms});
+    auto read = engine_.query_rollups(to_storage_selector(matchers), width_ms, start_ms, end_ms,
+                                      std::move(raw_spans), budget_);
+    if (!read.is_ok()) return refusal(read.status());
+    std::vector<promql::RollupSeries> out;
+    out.reserve(read.value().size());
+    for (storage::RollupSeries& stored : read.value()) {
+        promql::RollupSeries series;
+        series.labels = labels_of_key(stored.series);
+        series.buckets.reserve(stored.buckets.size());
+        for (const auto& b : stored.buckets)
+            series.buckets.push_back({b.start, b.count, b.sum, b.min, b.max, b.last});
+        series.edges.resize(stored.edge_timestamps_ms.size());
+        for (std::size_t i = 0; i < series.edges.size(); ++i)
+            series.edges[i] = {stored.edge_timestamps_ms[i], stored.edge_values[i]};
+        std::vector<storage::BucketSummary>().swap(stored.buckets);
+        std::vector<std::int64_t>().swap(stored.edge_timestamps_ms);
+        std::vector<double>().swap(stored.edge_values);
+        out.push_back(std::move(series));
+    }
+    return out;
+}
+
+promql::SelectError StorageQueryable::refusal(const storage::Status& status) const {
+    promql::SelectError error;
+    switch (status.code()) {
+        case storage::Status::Code::limit_exceeded:
+            error.kind = promql::SelectError::Kind::limit;
+            break;
+        case storage::Status::Code::busy:
+            error.kind = promql::SelectError::Kind::busy;
+            break;
+        default:
+            error.kind = promql::SelectError::Kind::storage;
+            break;
+    }
+    error.message = describe_(status);
+    return error;
 }
 
 }  // namespace citygate::gateway

@@ -31,8 +31,16 @@ class StorageQueryable final : public promql::Queryable {
 
     promql::SelectResult select(const std::vector<promql::Matcher>& matchers, std::int64_t mint_ms,
                                 std::int64_t maxt_ms) override;
+    // 1-minute and 1-hour rollups.
+    std::vector<std::int64_t> rollup_widths() const override;
+    promql::RollupResult select_rollups(const std::vector<promql::Matcher>& matchers,
+                                        std::int64_t width_ms, std::int64_t start_ms,
+                                        std::int64_t end_ms,
+                                        const std::vector<promql::Span>& spans) override;
 
   private:
+    promql::SelectError refusal(const storage::Status& status) const;
+
     const storage::Engine& engine_;
     storage::QueryBudget& budget_;
     std::function<std::string(const storage::Status&)> describe_;

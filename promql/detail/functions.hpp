@@ -14,6 +14,7 @@
 
 #include "promql/ast.hpp"
 #include "promql/engine.hpp"
+#include "promql/queryable.hpp"
 #include "promql/value.hpp"
 
 namespace citygate::promql::detail {
@@ -41,6 +42,16 @@ using RangeFunction =
     std::function<std::optional<double>(const Window&, const std::vector<double>& scalars)>;
 // The function of a call with a range-vector argument; null when `name` has none.
 RangeFunction range_function(std::string_view name);
+
+// The *_over_time functions whose answer rollup buckets hold (sums, counts, extremes and the
+// last value of whole buckets), so a window can be read as buckets plus raw points at its edges.
+enum class BucketFunction { sum, count, avg, min, max, last, present };
+std::optional<BucketFunction> bucket_function(std::string_view name);
+// The function over one window: raw points before its first whole bucket (`left`), the whole
+// buckets, raw points after them (`right`), all finite and in time order. Nothing when the
+// window holds no sample.
+std::optional<double> bucket_window(BucketFunction function, std::span<const Point> left,
+                                    std::span<const Bucket> buckets, std::span<const Point> right);
 
 // A function without a range-vector argument, called once per step with its arguments' values
 // (a scalar as a one-sample vector; string arguments are read from the call itself).

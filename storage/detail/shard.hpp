@@ -135,6 +135,12 @@ class Shard {
                                       std::int64_t start, std::int64_t end, QueryBudget& budget,
                                       std::vector<std::vector<RollupBucket>>& out) const;
 
+    // Committed points of each id in the spans (sorted, disjoint), one vector per id in the
+    // order of `ids` (empty where it has none). Points are counted against max_points.
+    [[nodiscard]] Status read_spans(const std::vector<std::uint64_t>& ids,
+                                    const std::vector<TimeSpan>& spans, QueryBudget& budget,
+                                    std::vector<std::vector<Sample>>& out) const;
+
     ShardStats stats() const;
     unsigned index() const { return options_.index; }
     // The error state: set by the first failed RocksDB write, flush or sync; from then on

@@ -157,6 +157,61 @@ Status Shard::read_raw(const std::vector<std::uint64_t>& ids, std::int64_t start
     return Status::ok();
 }
 
+Status Shard::read_spans(const std::vector<std::uint64_t>& ids, const std::vector<TimeSpan>& spans,
+                         QueryBudget& budget, std::vector<std::vector<Sample>>& out) const {
+    std::shared_lock db_lock(db_mutex_);  // a read-only shard being reopened waits for us
+    if (!db_) return Status::error(Status::Code::io_error, "shard closed after a failed reopen");
+    if (auto s = budget.charge(2 * ids.size() * sizeof(std::vector<Sample>)); !s.is_ok()) return s;
+    std::vector<std::vector<Sample>> head(ids.size());
+    std::optional<SnapshotGuard> snapshot;
+    {
+        std::shared_lock lock(head_mutex_);
+        snapshot.emplace(db_.get());
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            for (const TimeSpan& span : spans) {
+                const auto& st = states_[ids[i]];
+                if (auto s = copy_head(st, span.start_ms, span.end_ms, budget, head[i]);
+                    !s.is_ok()) {
+                    return s;
+                }
+            }
+        }
+    }
+    std::vector<std::vector<std::pair<std::int64_t, CfHandle>>> windows;
+    windows.reserve(spans.size());
+    for (const TimeSpan& span : spans)
+        windows.push_back(windows_overlapping(span.start_ms, span.end_ms));
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot->get();
+    ro.prefix_same_as_start = true;
+    out.assign(ids.size(), {});
+    std::vector<Sample> head_part;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (options_.test_read_delay.count() > 0) {
+            std::this_thread::sleep_for(options_.test_read_delay);
+        }
+        for (std::size_t k = 0; k < spans.size(); ++k) {
+            if (auto s = budget.check(); !s.is_ok()) return s;
+            const TimeSpan& span = spans[k];
+            auto in_span = [&](const Sample& p) {
+                return p.ts >= span.start_ms && p.ts < span.end_ms;
+            };
+            const auto n =
+                static_cast<std::size_t>(std::count_if(head[i].begin(), head[i].end(), in_span));
+            if (auto s = budget.grow(head_part, n); !s.is_ok()) return s;
+            std::copy_if(head[i].begin(), head[i].end(), std::back_inserter(head_part), in_span);
+            // Spans ascend, so this span's points go after those already read.
+            if (auto s = read_series(ids[i], span.start_ms, span.end_ms, ro, windows[k], head_part,
+                                     budget, out[i]);
+                !s.is_ok()) {
+                return s;
+            }
+        }
+        free_charged(head[i], budget);
+    }
+    return Status::ok();
+}
+
 Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution resolution,
                            std::int64_t start, std::int64_t end, QueryBudget& budget,
                            std::vector<std::vector<RollupBucket>>& out) const {

@@ -45,6 +45,9 @@ TEST_CASE("the example configuration file parses and validates") {
     CHECK(config.mqtt.port == defaults.mqtt.port);
     CHECK(config.storage.queue_capacity == defaults.storage.queue_capacity);
     CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
+    CHECK(config.http.promql_rollup_min_buckets == defaults.http.promql_rollup_min_buckets);
+    CHECK(parse_config("[http]\npromql_rollup_min_buckets = 0", "test")
+              .http.promql_rollup_min_buckets == 0);
 }
 
 TEST_CASE("bad configuration values are refused with the option named") {

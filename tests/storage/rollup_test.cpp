@@ -213,3 +213,102 @@ TEST_CASE("parse_aggregation knows the functions") {
     CHECK(parse_aggregation("avg") == Aggregation::avg);
     CHECK_FALSE(parse_aggregation("median").has_value());
 }
+
+TEST_CASE("rollup reads give each bucket's summary and the raw points of the spans asked for") {
+    TempDir dir;
+    EngineOptions o;
+    o.directory = dir.path();
+    o.shards = 2;
+    o.retention = std::chrono::milliseconds(0);
+    o.out_of_order_window = std::chrono::hours(3);
+    o.target_chunk_points = 50;
+    auto engine = Engine::open(o);
+    REQUIRE(engine.is_ok());
+    auto& e = *engine.value();
+
+    Model model;
+    auto write = [&](std::vector<Point> pts) {
+        for (auto& p : pts)
+            model[p.series][p.timestamp_ms] = p.value;
+        REQUIRE(all_accepted(write_sync(e, std::move(pts))));
+    };
+    auto readings = [&](std::int64_t from, std::int64_t to, int salt) {
+        std::vector<Point> pts;
+        for (int d = 0; d < 3; ++d) {
+            for (std::int64_t t = from; t < to; t += 10'000) {
+                // Jittered, and every fifth reading exactly on a minute.
+                std::int64_t at = (t / 10'000) % 5 == 0 ? t - t % kMin : t + (t * 7 + d) % 41 - 20;
+                pts.push_back({key("pm25", "d" + std::to_string(d)), at,
+                               std::round(std::sin(static_cast<double>(at + salt)) * 1000) / 100});
+            }
+        }
+        return pts;
+    };
+    write(readings(kT0, kT0 + 2 * kHour, 0));
+    REQUIRE(e.flush().is_ok());
+    write(readings(kT0 + 2 * kHour, kT0 + 3 * kHour, 1));  // in the head
+    // Late readings rewrite flushed buckets: the head holds them until the next flush.
+    write(readings(kT0 + 30 * kMin, kT0 + 31 * kMin, 2));
+
+    auto check = [&](std::int64_t width, std::int64_t start, std::int64_t end,
+                     std::vector<TimeSpan> spans) {
+        QueryBudget budget{QueryLimits{}};
+        auto r = e.query_rollups(sel("pm25"), width, start, end, spans, budget);
+        REQUIRE(r.is_ok());
+        REQUIRE(r.value().size() == model.size());
+        for (const auto& s : r.value()) {
+            const auto& pts = model.at(s.series);
+            std::vector<BucketSummary> want;
+            for (auto it = pts.lower_bound(start); it != pts.end() && it->first < end; ++it) {
+                const std::int64_t b = it->first - (it->first - start) % width;
+                if (want.empty() || want.back().start != b) {
+                    want.push_back({b, 0, 0, it->second, it->second, 0});
+                }
+                auto& w = want.back();
+                ++w.count;
+                w.sum += it->second;
+                w.min = std::min(w.min, it->second);
+                w.max = std::max(w.max, it->second);
+                w.last = it->second;
+            }
+            INFO(s.series << " width " << width);
+            REQUIRE(s.buckets.size() == want.size());
+            for (std::size_t i = 0; i < want.size(); ++i) {
+                CHECK(s.buckets[i].start == want[i].start);
+                CHECK(s.buckets[i].count == want[i].count);
+                CHECK(s.buckets[i].sum == Approx(want[i].sum).margin(1e-9));
+                CHECK(s.buckets[i].min == want[i].min);
+                CHECK(s.buckets[i].max == want[i].max);
+                CHECK(s.buckets[i].last == want[i].last);
+            }
+            std::vector<std::int64_t> edge_ts;
+            std::vector<double> edge_values;
+            for (const auto& [ts, v] : pts) {
+                for (const auto& span : spans) {
+                    if (ts >= span.start_ms && ts < span.end_ms) {
+                        edge_ts.push_back(ts);
+                        edge_values.push_back(v);
+                        break;
+                    }
+                }
+            }
+            CHECK(s.edge_timestamps_ms == edge_ts);
+            CHECK(s.edge_values == edge_values);
+        }
+    };
+    // Overlapping, unsorted and empty spans are merged; edges from chunks and from the head.
+    check(kMin, kT0 + 10 * kMin, kT0 + 170 * kMin,
+          {{kT0 + 170 * kMin, kT0 + 170 * kMin + 33'333},
+           {kT0 + 9 * kMin + 1, kT0 + 10 * kMin},
+           {kT0 + 30 * kMin, kT0 + 30 * kMin + 1},
+           {kT0 + 30 * kMin, kT0 + 30 * kMin + 20'000},
+           {kT0 + 50 * kMin, kT0 + 50 * kMin}});
+    check(kHour, kT0, kT0 + 3 * kHour, {});
+    check(kMin, kT0 + kHour, kT0 + kHour, {{kT0, kT0 + 3 * kHour}});  // edges only
+    REQUIRE(e.flush().is_ok());
+    check(kMin, kT0, kT0 + 3 * kHour, {{kT0 + 150 * kMin + 1, kT0 + 150 * kMin + 40'000}});
+
+    QueryBudget budget{QueryLimits{}};
+    CHECK(!e.query_rollups(sel("pm25"), 30'000, kT0, kT0 + kHour, {}, budget).is_ok());
+    CHECK(!e.query_rollups(sel("pm25"), kMin, kT0 + 1, kT0 + kHour, {}, budget).is_ok());
+}
