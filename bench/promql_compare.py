@@ -592,7 +592,8 @@ def run_latency(args):
         cg = f"http://127.0.0.1:{gateway.http_port}"
         query = args.query
         results = {}
-        for hours, step in ((1, 60), (24, 300)):
+        shapes = [tuple(int(x) for x in shape.split(":")) for shape in args.shapes.split(",")]
+        for hours, step in shapes:
             params = {"start": f"{(now - hours * 3600_000) / 1000:.3f}", "end": f"{now / 1000:.3f}", "step": str(step)}
             for name, base in (("citygate", cg), ("prometheus", prom.base)):
                 times = []
@@ -628,6 +629,8 @@ def main():
     lat.add_argument("--interval", type=int, default=300, help="seconds between a sensor's readings")
     lat.add_argument("--repeat", type=int, default=5)
     lat.add_argument("--query", default="avg by (district) (avg_over_time(pm25[5m]))")
+    lat.add_argument("--shapes", default="1:60,24:300",
+                     help="range queries as HOURS:STEP_SECONDS, comma separated")
     lat.add_argument("--rollup-min-buckets", type=int, default=30,
                      help="citygate's http.promql_rollup_min_buckets (0: PromQL reads raw points only)")
     args = parser.parse_args()

@@ -677,14 +677,22 @@ class Evaluator {
         std::sort(spans.begin(), spans.end(),
                   [](const Span& a, const Span& b) { return a.start_ms < b.start_ms; });
         std::vector<Span> merged;
+        std::int64_t edge_ms = 0;
         for (const Span& sp : spans) {
             if (sp.end_ms <= sp.start_ms) continue;
             if (!merged.empty() && sp.start_ms <= merged.back().end_ms) {
+                edge_ms -= merged.back().end_ms - merged.back().start_ms;
                 merged.back().end_ms = std::max(merged.back().end_ms, sp.end_ms);
             } else {
                 merged.push_back(sp);
             }
+            edge_ms += merged.back().end_ms - merged.back().start_ms;
         }
+        // The edges are read as raw points: where they cover much of what a raw read would
+        // (steps of about a bucket tile the range with edges), raw points alone cost less.
+        const std::int64_t raw_ms = (fixed ? 0 : end_ - start_) + m->range_ms;
+        const std::int64_t share = ctx_.options.rollup_edge_share;
+        if (share > 0 && edge_ms > raw_ms / share) return std::nullopt;
 
         ctx_.check();
         RollupResult read =

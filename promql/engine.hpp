@@ -30,6 +30,9 @@ struct EngineOptions {
     // spans at least this many buckets and steps lie at least a bucket apart; otherwise raw
     // points cost less. The widest such bucket width is used. 0: always raw points.
     std::int64_t rollup_min_buckets = 30;
+    // ... and when the window edges, read as raw points, span at most 1/this of the time a raw
+    // read would (steps of about a bucket tile the whole range with edges). 0: no such check.
+    std::int64_t rollup_edge_share = 8;
 };
 
 // One query's limits. The caller turns the resulting error kinds into HTTP answers.

@@ -161,54 +161,111 @@ Status Shard::read_spans(const std::vector<std::uint64_t>& ids, const std::vecto
                          QueryBudget& budget, std::vector<std::vector<Sample>>& out) const {
     std::shared_lock db_lock(db_mutex_);  // a read-only shard being reopened waits for us
     if (!db_) return Status::error(Status::Code::io_error, "shard closed after a failed reopen");
+    out.assign(ids.size(), {});
+    if (spans.empty()) return Status::ok();
     if (auto s = budget.charge(2 * ids.size() * sizeof(std::vector<Sample>)); !s.is_ok()) return s;
+    const std::int64_t first = spans.front().start_ms;
+    const std::int64_t last = spans.back().end_ms;
+    // The span holding ts, if any (spans are sorted and disjoint).
+    auto in_spans = [&spans](std::int64_t ts) {
+        auto it =
+            std::upper_bound(spans.begin(), spans.end(), ts,
+                             [](std::int64_t t, const TimeSpan& s) { return t < s.start_ms; });
+        return it != spans.begin() && ts < std::prev(it)->end_ms;
+    };
     std::vector<std::vector<Sample>> head(ids.size());
     std::optional<SnapshotGuard> snapshot;
     {
         std::shared_lock lock(head_mutex_);
         snapshot.emplace(db_.get());
         for (std::size_t i = 0; i < ids.size(); ++i) {
-            for (const TimeSpan& span : spans) {
-                const auto& st = states_[ids[i]];
-                if (auto s = copy_head(st, span.start_ms, span.end_ms, budget, head[i]);
-                    !s.is_ok()) {
-                    return s;
-                }
+            if (auto s = copy_head(states_[ids[i]], first, last, budget, head[i]); !s.is_ok()) {
+                return s;
             }
+            std::erase_if(head[i], [&](const Sample& p) { return !in_spans(p.ts); });
         }
     }
-    std::vector<std::vector<std::pair<std::int64_t, CfHandle>>> windows;
-    windows.reserve(spans.size());
-    for (const TimeSpan& span : spans)
-        windows.push_back(windows_overlapping(span.start_ms, span.end_ms));
     rocksdb::ReadOptions ro;
     ro.snapshot = snapshot->get();
     ro.prefix_same_as_start = true;
-    out.assign(ids.size(), {});
-    std::vector<Sample> head_part;
+    // One iterator per window for every series and span: each span costs a seek, not a new
+    // iterator, and spans within one chunk decode it once.
+    auto windows = windows_overlapping(first, last);
+    std::vector<std::unique_ptr<rocksdb::Iterator>> iterators;
+    for (auto& [ws, cf] : windows)
+        iterators.emplace_back(db_->NewIterator(ro, cf.get()));
+    std::vector<Sample> decoded;
+    std::size_t decoded_charged = 0;
     for (std::size_t i = 0; i < ids.size(); ++i) {
         if (options_.test_read_delay.count() > 0) {
             std::this_thread::sleep_for(options_.test_read_delay);
         }
-        for (std::size_t k = 0; k < spans.size(); ++k) {
-            if (auto s = budget.check(); !s.is_ok()) return s;
-            const TimeSpan& span = spans[k];
-            auto in_span = [&](const Sample& p) {
-                return p.ts >= span.start_ms && p.ts < span.end_ms;
-            };
-            const auto n =
-                static_cast<std::size_t>(std::count_if(head[i].begin(), head[i].end(), in_span));
-            if (auto s = budget.grow(head_part, n); !s.is_ok()) return s;
-            std::copy_if(head[i].begin(), head[i].end(), std::back_inserter(head_part), in_span);
-            // Spans ascend, so this span's points go after those already read.
-            if (auto s = read_series(ids[i], span.start_ms, span.end_ms, ro, windows[k], head_part,
-                                     budget, out[i]);
+        if (auto s = budget.check(); !s.is_ok()) return s;
+        const std::uint64_t id = ids[i];
+        std::vector<Sample>& points = out[i];
+        for (std::size_t w = 0; w < windows.size(); ++w) {
+            const std::int64_t ws = windows[w].first;
+            rocksdb::Iterator& it = *iterators[w];
+            bool have_decoded = false;
+            std::int64_t decoded_ts = 0;
+            for (const TimeSpan& span : spans) {
+                if (span.end_ms <= ws || span.start_ms >= ws + options_.window_ms) continue;
+                RecordKey key;
+                it.SeekForPrev(record_key(RecordKind::chunk, id, span.start_ms));
+                if (!it.Valid() || !parse_record_key(it.key().ToStringView(), key) ||
+                    key.kind != RecordKind::chunk || key.series_id != id) {
+                    it.Seek(record_key(RecordKind::chunk, id, span.start_ms));
+                }
+                for (; it.Valid(); it.Next()) {
+                    if (!parse_record_key(it.key().ToStringView(), key) ||
+                        key.kind != RecordKind::chunk || key.series_id != id ||
+                        key.ts >= span.end_ms) {
+                        break;
+                    }
+                    if (!have_decoded || key.ts != decoded_ts) {
+                        if (auto s = budget.check(); !s.is_ok()) return s;
+                        decoded.clear();
+                        if (auto s = decode_chunk(it.value().ToStringView(), decoded); !s.is_ok()) {
+                            return s;
+                        }
+                        if (decoded.capacity() > decoded_charged) {
+                            if (auto s = budget.charge((decoded.capacity() - decoded_charged) *
+                                                       sizeof(Sample));
+                                !s.is_ok()) {
+                                return s;
+                            }
+                            decoded_charged = decoded.capacity();
+                        }
+                        have_decoded = true;
+                        decoded_ts = key.ts;
+                    }
+                    auto in_span = [&](const Sample& p) {
+                        return p.ts >= span.start_ms && p.ts < span.end_ms;
+                    };
+                    auto n = static_cast<std::size_t>(
+                        std::count_if(decoded.begin(), decoded.end(), in_span));
+                    if (auto s = budget.count_points(n); !s.is_ok()) return s;
+                    if (auto s = budget.grow(points, n); !s.is_ok()) return s;
+                    std::copy_if(decoded.begin(), decoded.end(), std::back_inserter(points),
+                                 in_span);
+                }
+                if (!it.status().ok()) return from_rocks(it.status(), "read chunks");
+            }
+        }
+        if (!head[i].empty()) {
+            sort_keep_last(head[i]);
+            if (auto s = budget.count_points(head[i].size()); !s.is_ok()) return s;
+            if (auto s = budget.charge((points.size() + head[i].size()) * sizeof(Sample));
                 !s.is_ok()) {
                 return s;
             }
+            std::vector<Sample> merged = merge_samples(points, head[i]);
+            free_charged(points, budget);
+            points = std::move(merged);
         }
         free_charged(head[i], budget);
     }
+    budget.release(decoded_charged * sizeof(Sample));
     return Status::ok();
 }
 

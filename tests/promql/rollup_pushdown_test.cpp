@@ -96,7 +96,9 @@ EngineOptions raw_only() {
 
 TEST_CASE("windowed aggregates from rollups equal those from raw points") {
     auto data = city(40);
-    const Engine rollups;
+    EngineOptions always;  // every eligible window from rollups, whatever the edges cost
+    always.rollup_edge_share = 0;
+    const Engine rollups(always);
     const Engine raw(raw_only());
     const std::vector<std::string> functions = {
         "sum_over_time", "count_over_time", "avg_over_time",    "min_over_time",
@@ -140,10 +142,13 @@ TEST_CASE("rollups are read only where they save work") {
     auto data = city(6);
     const Engine engine;
     auto before = data.rollup_selects();
-    // A short window, or steps narrower than a bucket: raw points are cheaper.
+    // A short window, steps narrower than a bucket, or steps whose edges tile the range:
+    // raw points are cheaper.
     REQUIRE(engine.instant_query(data, "avg_over_time(m[5m])", 5 * hour).is_ok());
     REQUIRE(
         engine.range_query(data, "avg_over_time(m[1h])", 2 * hour, 5 * hour, 30 * second).is_ok());
+    REQUIRE(
+        engine.range_query(data, "avg_over_time(m[1h])", 2 * hour + 7, 5 * hour, minute).is_ok());
     // A subquery and functions buckets cannot answer always read raw points.
     REQUIRE(engine.instant_query(data, "avg_over_time(m[2h:1m])", 5 * hour).is_ok());
     REQUIRE(engine.instant_query(data, "quantile_over_time(0.5, m[2h])", 5 * hour).is_ok());
@@ -158,6 +163,10 @@ TEST_CASE("rollups are read only where they save work") {
     REQUIRE(Engine(raw_only()).instant_query(data, "avg_over_time(m[4h])", 5 * hour + 17).is_ok());
     const auto from_raw = data.points_read() - read_before - from_rollups;
     CHECK(from_rollups * 5 < from_raw);
+    // Steps far apart: edges are a small share of the range.
+    REQUIRE(engine.range_query(data, "max_over_time(m[1h])", 2 * hour + 7, 5 * hour, 20 * minute)
+                .is_ok());
+    CHECK(data.rollup_selects() == before + 2);
 }
 
 TEST_CASE("staleness markers and NaN in a window send it back to raw points") {
