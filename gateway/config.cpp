@@ -367,10 +367,65 @@ const std::map<std::string, Setter, std::less<>>& setters() {
     return table;
 }
 
+// One [[upstream]] section, `option` naming it ("upstream[0]") in errors.
+Config::Upstream parse_upstream(const toml::table& table, const std::string& option) {
+    using U = Config::Upstream;
+    using UpstreamSetter = std::function<void(const toml::node&, U&, std::string_view)>;
+    static const std::map<std::string, UpstreamSetter, std::less<>> keys = {
+        {"name", [](auto& n, U& u, auto o) { u.name = string(n, o); }},
+        {"url", [](auto& n, U& u, auto o) { u.url = string(n, o); }},
+        {"topics",
+         [](auto& n, U& u, auto o) {
+             const toml::array* list = n.as_array();
+             if (!list) fail(o, "expected a list of topic filters");
+             u.topics.clear();
+             for (const auto& item : *list)
+                 u.topics.push_back(string(item, o));
+         }},
+        {"share_group", [](auto& n, U& u, auto o) { u.share_group = string(n, o); }},
+        {"client_id", [](auto& n, U& u, auto o) { u.client_id = string(n, o); }},
+        {"connections",
+         [](auto& n, U& u, auto o) { u.connections = integer<unsigned>(n, o, 1, 64); }},
+        {"session_expiry", [](auto& n, U& u, auto o) { u.session_expiry = duration(n, o); }},
+        {"receive_maximum",
+         [](auto& n, U& u, auto o) { u.receive_maximum = integer<std::uint16_t>(n, o, 1, 65535); }},
+        {"keep_alive", [](auto& n, U& u, auto o) { u.keep_alive = duration(n, o); }},
+        {"connect_timeout", [](auto& n, U& u, auto o) { u.connect_timeout = duration(n, o); }},
+        {"reconnect_min", [](auto& n, U& u, auto o) { u.reconnect_min = duration(n, o); }},
+        {"reconnect_max", [](auto& n, U& u, auto o) { u.reconnect_max = duration(n, o); }},
+        {"username", [](auto& n, U& u, auto o) { u.username = string(n, o); }},
+        {"password", [](auto& n, U& u, auto o) { u.password = string(n, o); }},
+        {"password_file", [](auto& n, U& u, auto o) { u.password_file = string(n, o); }},
+        {"tls_ca_file", [](auto& n, U& u, auto o) { u.tls_ca_file = string(n, o); }},
+        {"tls_cert_file", [](auto& n, U& u, auto o) { u.tls_cert_file = string(n, o); }},
+        {"tls_key_file", [](auto& n, U& u, auto o) { u.tls_key_file = string(n, o); }},
+        {"tls_insecure", [](auto& n, U& u, auto o) { u.tls_insecure = boolean(n, o); }},
+    };
+    U upstream;
+    for (const auto& [key, node] : table) {
+        std::string name = option + "." + std::string(key.str());
+        auto setter = keys.find(key.str());
+        if (setter == keys.end()) fail(name, "unknown option");
+        setter->second(node, upstream, name);
+    }
+    return upstream;
+}
+
 void apply(const toml::table& table, const std::string& prefix, Config& config) {
     for (const auto& [key, node] : table) {
         std::string name =
             prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+        if (name == "upstream") {
+            const toml::array* sections = node.as_array();
+            if (!sections) fail(name, "expected [[upstream]] sections");
+            for (const auto& section : *sections) {
+                std::string option = "upstream[" + std::to_string(config.upstreams.size()) + "]";
+                const toml::table* fields = section.as_table();
+                if (!fields) fail(option, "expected a table");
+                config.upstreams.push_back(parse_upstream(*fields, option));
+            }
+            continue;
+        }
         if (const toml::table* section = node.as_table(); section && prefix.empty()) {
             apply(*section, name, config);
             continue;
@@ -461,6 +516,52 @@ std::uint64_t parse_size(std::string_view text, std::string_view option) {
     return 0;
 }
 
+std::optional<BrokerAddress> parse_broker_url(std::string_view url, std::string* error) {
+    auto bad = [&](std::string why) -> std::optional<BrokerAddress> {
+        if (error) *error = std::move(why);
+        return std::nullopt;
+    };
+    BrokerAddress address;
+    if (url.starts_with("mqtt://")) {
+        url.remove_prefix(7);
+    } else if (url.starts_with("mqtts://")) {
+        url.remove_prefix(8);
+        address.tls = true;
+        address.port = 8883;
+    } else {
+        return bad("expected mqtt://host[:port] or mqtts://host[:port], got \"" + std::string(url) +
+                   "\"");
+    }
+    if (!url.empty() && url.back() == '/') url.remove_suffix(1);
+    std::string_view port;
+    if (url.starts_with('[')) {
+        auto close = url.find(']');
+        if (close == std::string_view::npos) return bad("unclosed [ in the host");
+        address.host = std::string(url.substr(1, close - 1));
+        url.remove_prefix(close + 1);
+        if (url.starts_with(':'))
+            port = url.substr(1);
+        else if (!url.empty())
+            return bad("unexpected text after the host");
+    } else {
+        auto colon = url.find(':');
+        address.host = std::string(url.substr(0, colon));
+        if (colon != std::string_view::npos) port = url.substr(colon + 1);
+    }
+    if (address.host.empty() || address.host.find_first_of("/?#@ ") != std::string::npos) {
+        return bad("expected a host name or address");
+    }
+    if (!port.empty()) {
+        unsigned value = 0;
+        auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+        if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
+            return bad("bad port \"" + std::string(port) + "\"");
+        }
+        address.port = static_cast<std::uint16_t>(value);
+    }
+    return address;
+}
+
 void validate(const Config& config) {
     auto address = [](const std::string& text, const char* option) {
         if (text.empty()) fail(option, "must not be empty");
@@ -525,6 +626,55 @@ void validate(const Config& config) {
     for (const auto& pattern : config.ingest.topic_templates) {
         std::string error;
         if (!payload::TopicTemplate::parse(pattern, &error)) fail("ingest.topic_templates", error);
+    }
+    std::set<std::string, std::less<>> upstream_names;
+    for (std::size_t i = 0; i < config.upstreams.size(); ++i) {
+        const auto& u = config.upstreams[i];
+        const std::string option = "upstream[" + std::to_string(i) + "]";
+        if (u.name.empty()) fail(option + ".name", "required");
+        if (!upstream_names.insert(u.name).second) {
+            fail(option + ".name", "\"" + u.name + "\" names two upstreams");
+        }
+        std::string error;
+        if (!parse_broker_url(u.url, &error)) fail(option + ".url", error);
+        if (u.topics.empty()) fail(option + ".topics", "needs at least one topic filter");
+        for (const auto& filter : u.topics) {
+            bool valid = !filter.empty() && filter.size() <= config.mqtt.max_topic_length &&
+                         !filter.starts_with("$share/");
+            for (std::size_t at = 0; valid && at < filter.size(); ++at) {
+                const char c = filter[at];
+                const bool starts = at == 0 || filter[at - 1] == '/';
+                const bool ends = at + 1 == filter.size() || filter[at + 1] == '/';
+                if (c == '#') valid = starts && at + 1 == filter.size();
+                if (c == '+') valid = starts && ends;
+                if (c == '\0') valid = false;
+            }
+            if (!valid) {
+                fail(option + ".topics",
+                     "\"" + filter +
+                         "\" is no topic filter (write it without $share/, see share_group)");
+            }
+        }
+        if (u.share_group.find_first_of("/+#") != std::string::npos) {
+            fail(option + ".share_group", "must not contain /, + or #");
+        }
+        if (u.client_id.empty()) fail(option + ".client_id", "must not be empty");
+        if (u.connections > 1 && u.client_id.find("{n}") == std::string::npos) {
+            fail(option + ".client_id", "needs {n} with several connections (ids must differ)");
+        }
+        if (u.session_expiry > std::chrono::seconds(0xFFFFFFFE)) {
+            fail(option + ".session_expiry", "at most 136 years");
+        }
+        if (u.keep_alive > std::chrono::seconds(65535)) {
+            fail(option + ".keep_alive", "at most 65535 s");
+        }
+        if (u.reconnect_min.count() <= 0 || u.reconnect_max < u.reconnect_min) {
+            fail(option + ".reconnect_max", "must be positive and at least reconnect_min");
+        }
+        if (u.connect_timeout.count() <= 0) fail(option + ".connect_timeout", "must be positive");
+        if (u.tls_cert_file.empty() != u.tls_key_file.empty()) {
+            fail(option + ".tls_cert_file", "tls_cert_file and tls_key_file go together");
+        }
     }
 }
 

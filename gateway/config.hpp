@@ -176,6 +176,33 @@ struct Config {
         std::string district_tag = "district";  // the tag that names a reading's district
     } city;
 
+    // Consumer mode: an upstream broker citygate subscribes to as an MQTT 5 client, one
+    // [[upstream]] section each (see gateway/upstream/upstream_consumer.hpp).
+    struct Upstream {
+        std::string name;                      // required, unique; the `upstream` metric label
+        std::string url;                       // mqtt://host[:1883] or mqtts://host[:8883]
+        std::vector<std::string> topics;       // each subscribed as $share/<share_group>/<filter>
+        std::string share_group = "citygate";  // empty: plain subscriptions (every copy)
+        // {host}: this machine's host name, {name}: the upstream's, {n}: the connection index.
+        // Stable across restarts, so the broker keeps each connection's session.
+        std::string client_id = "citygate-{host}-{name}-{n}";
+        unsigned connections = 1;  // parallel connections, each its own persistent session
+        std::chrono::milliseconds session_expiry = std::chrono::hours(1);
+        std::uint16_t receive_maximum = 256;  // unacknowledged messages per connection
+        std::chrono::milliseconds keep_alive = std::chrono::seconds(30);
+        std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+        std::chrono::milliseconds reconnect_min = std::chrono::milliseconds(500);
+        std::chrono::milliseconds reconnect_max = std::chrono::seconds(30);
+        std::string username;  // also the identity the ACL sees ("upstream:<name>" when empty)
+        std::string password;
+        std::filesystem::path password_file;  // read at start; wins over password
+        std::filesystem::path tls_ca_file;    // mqtts: CAs to verify the broker (else system's)
+        std::filesystem::path tls_cert_file;  // client certificate, with tls_key_file
+        std::filesystem::path tls_key_file;
+        bool tls_insecure = false;  // do not verify the broker (tests only)
+    };
+    std::vector<Upstream> upstreams;
+
     struct Server {
         unsigned io_threads = 0;  // 0: one per core
         log::Level log_level = log::Level::info;
@@ -183,6 +210,15 @@ struct Config {
         std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(10);
     } server;
 };
+
+// Where an [[upstream]] url points: mqtt://host[:port] (1883) or mqtts://host[:port] (8883);
+// an IPv6 host in brackets. Nothing, with `error` set, for anything else.
+struct BrokerAddress {
+    bool tls = false;
+    std::string host;
+    std::uint16_t port = 1883;
+};
+std::optional<BrokerAddress> parse_broker_url(std::string_view url, std::string* error = nullptr);
 
 // A configuration that cannot be used; the message names the option and the problem.
 class ConfigError : public std::runtime_error {

@@ -333,6 +333,10 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     ingest_ = std::make_unique<ingest::IngestUnit>(std::move(ingest_options), *engine_, *access_,
                                                    city_.get(), *ingest_metrics_);
     room_target_.store(ingest_.get(), std::memory_order_release);
+    if (!config_.upstreams.empty()) {
+        consumers_ = std::make_unique<UpstreamConsumers>(
+            config_.upstreams, config_.mqtt.max_packet_size, *ingest_, *metrics_.registry());
+    }
 
     // Designated: clang before 16 has no parenthesized aggregate initialization (the fuzz
     // build), and GCC wants every member without a default named.
@@ -521,6 +525,14 @@ void Gateway::run() {
 
     for (auto& listener : listeners_)
         listener->start();
+    if (consumers_) {
+        consumers_->start();
+        for (const auto& u : config_.upstreams) {
+            CG_LOG(info) << "consuming from upstream " << u.name << " at " << u.url << " ("
+                         << u.connections << " connection" << (u.connections == 1 ? "" : "s")
+                         << (u.share_group.empty() ? "" : ", share group " + u.share_group) << ")";
+        }
+    }
     http_->start();
     status_->start(http_io_);
     for (auto& worker : workers_) {
@@ -575,6 +587,10 @@ void Gateway::on_every_worker(Work work) {
 void Gateway::drain() {
     ready_ = false;
     auto deadline = std::chrono::steady_clock::now() + config_.server.shutdown_timeout;
+
+    // 0. Upstream consumers: take no more messages, acknowledge what reached the WAL, and
+    // disconnect (the brokers keep the sessions and send the rest again later).
+    if (consumers_) consumers_->stop(deadline);
 
     // 1. No new connections, no new packets.
     on_every_worker([this](std::size_t i) {

@@ -18,6 +18,7 @@
 #include "gateway/mqtt/tls.hpp"
 #include "gateway/ops/metrics.hpp"
 #include "gateway/ops/status_page.hpp"
+#include "gateway/upstream/upstream_consumer.hpp"
 #include "ingest/city_aggregates.hpp"
 
 namespace citygate::gateway {
@@ -63,7 +64,8 @@ class Gateway {
     std::unique_ptr<RemoteApi> remote_api_;
     std::unique_ptr<GatewayContext> context_;
     std::vector<std::unique_ptr<IoWorker>> workers_;
-    std::unique_ptr<storage::Engine> engine_;  // after workers_: destroyed first
+    std::unique_ptr<UpstreamConsumers> consumers_;  // null without [[upstream]]; outlives engine_
+    std::unique_ptr<storage::Engine> engine_;       // after workers_: destroyed first
     std::unique_ptr<boost::asio::ssl::context> tls_context_;
     std::vector<std::shared_ptr<MqttListener>> listeners_;  // plain and TLS, any order
     // Run by http.threads threads, a strand per connection.

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "gateway/config.hpp"
+#include "gateway/upstream/upstream_consumer.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace citygate::gateway;
@@ -100,4 +101,78 @@ TEST_CASE("storage.min_free_space takes auto, bytes or a size with a unit") {
     CHECK_THROWS_WITH(reserve("\"-1MiB\""), Catch::Contains("storage.min_free_space"));
     CHECK_THROWS_WITH(reserve("-5"), Catch::Contains("storage.min_free_space"));
     CHECK_THROWS_WITH(reserve("\"99999999999TiB\""), Catch::Contains("storage.min_free_space"));
+}
+
+TEST_CASE("[[upstream]] sections configure consumer mode") {
+    Config config = parse_config(R"(
+[[upstream]]
+name = "a"
+url = "mqtts://broker.example:8884"
+topics = ["city/#", "lab/+/air"]
+connections = 3
+session_expiry = "2h"
+receive_maximum = 1000
+tls_ca_file = "/etc/ca.pem"
+
+[[upstream]]
+name = "b"
+url = "mqtt://[::1]"
+topics = ["x"]
+share_group = ""
+)",
+                                 "test");
+    REQUIRE_NOTHROW(validate(config));
+    REQUIRE(config.upstreams.size() == 2);
+    const auto& a = config.upstreams[0];
+    CHECK(a.name == "a");
+    CHECK(a.topics == std::vector<std::string>{"city/#", "lab/+/air"});
+    CHECK(a.connections == 3);
+    CHECK(a.session_expiry == std::chrono::hours(2));
+    CHECK(a.receive_maximum == 1000);
+    CHECK(a.share_group == "citygate");
+    auto broker = parse_broker_url(a.url);
+    REQUIRE(broker);
+    CHECK(broker->tls);
+    CHECK(broker->host == "broker.example");
+    CHECK(broker->port == 8884);
+    auto v6 = parse_broker_url(config.upstreams[1].url);
+    REQUIRE(v6);
+    CHECK(v6->host == "::1");
+    CHECK(v6->port == 1883);
+    CHECK(config.upstreams[1].share_group.empty());
+    CHECK(upstream_client_id(a, "node-7", 2) == "citygate-node-7-a-2");
+}
+
+TEST_CASE("bad [[upstream]] sections are refused with the option named") {
+    auto message_of = [](const std::string& toml) {
+        try {
+            validate(parse_config(toml, "test"));
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    const std::string ok = "[[upstream]]\nname = \"a\"\nurl = \"mqtt://h\"\ntopics = [\"t/#\"]\n";
+    CHECK(message_of(ok) == "accepted");
+    CHECK_THAT(message_of("[[upstream]]\nurl = \"mqtt://h\"\ntopics = [\"t\"]"),
+               Catch::Contains("upstream[0].name"));
+    CHECK_THAT(message_of(ok + ok), Catch::Contains("names two upstreams"));
+    CHECK_THAT(message_of("[[upstream]]\nname = \"a\"\nurl = \"http://h\"\ntopics = [\"t\"]"),
+               Catch::Contains("upstream[0].url"));
+    CHECK_THAT(message_of("[[upstream]]\nname = \"a\"\nurl = \"mqtt://h:0\"\ntopics = [\"t\"]"),
+               Catch::Contains("bad port"));
+    CHECK_THAT(message_of("[[upstream]]\nname = \"a\"\nurl = \"mqtt://h\"\ntopics = []"),
+               Catch::Contains("upstream[0].topics"));
+    CHECK_THAT(message_of("[[upstream]]\nname = \"a\"\nurl = \"mqtt://h\"\ntopics = [\"a/#/b\"]"),
+               Catch::Contains("no topic filter"));
+    CHECK_THAT(
+        message_of("[[upstream]]\nname = \"a\"\nurl = \"mqtt://h\"\ntopics = [\"$share/g/t\"]"),
+        Catch::Contains("share_group"));
+    CHECK_THAT(message_of(ok + "connections = 2\nclient_id = \"fixed\""),
+               Catch::Contains("needs {n}"));
+    CHECK_THAT(message_of(ok + "reconnect_min = \"5s\"\nreconnect_max = \"1s\""),
+               Catch::Contains("reconnect_max"));
+    CHECK_THAT(message_of(ok + "colour = 1"), Catch::Contains("upstream[0].colour: unknown"));
+    CHECK_THAT(message_of(ok + "tls_cert_file = \"c.pem\""), Catch::Contains("go together"));
+    CHECK_THAT(message_of("upstream = 3"), Catch::Contains("expected [[upstream]]"));
 }

@@ -47,89 +47,10 @@ if not PROMETHEUS:
     print("SKIP: prometheus not installed (Debian package prometheus; deploy/install-deps.sh)")
     sys.exit(77)
 
-DEADLINE = time.monotonic() + 150
+import citygate_process  # noqa: E402 (tests/ops/, beside this script)
+from citygate_process import Citygate, fail, free_port, request, wait_until  # noqa: E402
 
-
-def fail(message):
-    raise AssertionError(message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what, check, interval=0.2):
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, ValueError, KeyError, IndexError, AssertionError):
-            pass
-        if time.monotonic() > DEADLINE:
-            fail("timed out waiting for " + what)
-        time.sleep(interval)
-
-
-def request(url, body=None, headers=None, method=None):
-    req = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=20) as reply:
-            return reply.status, reply.read(), dict(reply.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-
-
-class Citygate:
-    def __init__(self, binary, work, toml=""):
-        self.binary, self.work, self.toml = binary, work, toml
-        self.starts = 0
-        self.start()
-
-    def start(self):
-        self.starts += 1
-        config = os.path.join(self.work, "citygate.toml")
-        with open(config, "w") as f:
-            f.write(self.toml)
-        self.log = os.path.join(self.work, "citygate-%d.log" % self.starts)
-        self.proc = subprocess.Popen(
-            [self.binary, "--config", config, "--mqtt-listen", "127.0.0.1", "--http-listen",
-             "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--data-dir",
-             os.path.join(self.work, "data"), "--io-threads", "1", "--shards", "2"],
-            stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
-
-        def port():
-            with open(self.log) as f:
-                for line in f:
-                    if "http listening on 127.0.0.1:" in line:
-                        return int(line.split("http listening on 127.0.0.1:")[1].split()[0])
-            return None
-        self.port = wait_until("citygate to listen", port)
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def series(self, selector, start_ms=0, end_ms=None):
-        """{series key: [(ts, value), ...]} from citygate's own raw query API."""
-        end_ms = end_ms or int(time.time() * 1000) + 600_000
-        query = urllib.parse.urlencode({"series": selector, "start": start_ms, "end": end_ms})
-        status, body, _ = request(self.url + "/api/v1/query_range?" + query)
-        if status != 200:
-            fail("query_range %s: %d %s" % (selector, status, body[:300]))
-        result = json.loads(body)["data"]["result"]
-        return {r["series"]: [(int(t), float(v)) for t, v in r["values"]] for r in result}
+citygate_process.DEADLINE = time.monotonic() + 150
 
 
 def prometheus(work, name, config):
