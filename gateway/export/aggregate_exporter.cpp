@@ -61,6 +61,24 @@ class AggregateExporter::DeliveryListener : public ::mqtt::iaction_listener {
     log::RateLimit failures_{std::chrono::seconds(10)};
 };
 
+// Paho calls it on its own thread when a connect attempt fails (the first one, and those it
+// retries on its own); successes are logged by the connected handler.
+class AggregateExporter::ConnectListener : public ::mqtt::iaction_listener {
+  public:
+    explicit ConnectListener(std::string url) : url_(std::move(url)) {}
+    void on_success(const ::mqtt::token&) override {}
+    void on_failure(const ::mqtt::token& token) override {
+        CG_LOG_LIMITED(failures_, warn).with("url", url_)
+            << "export.mqtt cannot connect to " << url_ << " ("
+            << ::mqtt::exception::error_str(token.get_return_code())
+            << "); retrying with back-off, buffering meanwhile";
+    }
+
+  private:
+    std::string url_;
+    log::RateLimit failures_{std::chrono::seconds(30)};
+};
+
 AggregateExporter::AggregateExporter(const Config::ExportMqtt& options,
                                      const ingest::CityAggregates& city,
                                      prometheus::Registry& registry)
@@ -93,6 +111,7 @@ AggregateExporter::AggregateExporter(const Config::ExportMqtt& options,
                           "\" with client id \"" + client_id + "\": " + e.what());
     }
     delivery_ = std::make_unique<DeliveryListener>(published_, failed_);
+    connecting_ = std::make_unique<ConnectListener>(options_.url);
     client_->set_connected_handler([this](const std::string&) {
         connected_.Set(1);
         CG_LOG(info).with("url", options_.url) << "export.mqtt connected to " << options_.url;
@@ -142,7 +161,7 @@ void AggregateExporter::start() {
         << options_.url << " under " << options_.topic_prefix;
     try {
         // With automatic reconnect Paho retries a failed first connect as it does a lost one.
-        client_->connect(connect);
+        client_->connect(connect, nullptr, *connecting_);
     } catch (const ::mqtt::exception& e) {
         CG_LOG(warn) << "export.mqtt cannot connect to " << options_.url << ": " << e.what();
     }

@@ -59,13 +59,16 @@ class AggregateExporter {
 
   private:
     class DeliveryListener;
+    class ConnectListener;
     void run();
     void update_buffered();
 
     Config::ExportMqtt options_;
     const ingest::CityAggregates& city_;
-    std::unique_ptr<::mqtt::async_client> client_;
+    // The listeners before the client: Paho may call them until the client is gone.
     std::unique_ptr<DeliveryListener> delivery_;
+    std::unique_ptr<ConnectListener> connecting_;
+    std::unique_ptr<::mqtt::async_client> client_;
 
     prometheus::Counter& published_;
     prometheus::Counter& dropped_;
