@@ -50,10 +50,14 @@ class AggregateExporter::DeliveryListener : public ::mqtt::iaction_listener {
     void on_success(const ::mqtt::token&) override { published_.Increment(); }
     void on_failure(const ::mqtt::token& token) override {
         failed_.Increment();
+        // What a stop discards is counted and logged once, by stop().
+        if (closing.load(std::memory_order_relaxed)) return;
         CG_LOG_LIMITED(failures_, warn)
             << "export.mqtt: delivery failed ("
             << ::mqtt::exception::error_str(token.get_return_code()) << ")";
     }
+
+    std::atomic<bool> closing{false};
 
   private:
     prometheus::Counter& published_;
@@ -177,6 +181,9 @@ void AggregateExporter::stop() {
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
     if (!client_) return;
+    delivery_->closing = true;
+    // Disconnected, what Paho buffers is discarded (and counted as failed) by the disconnect.
+    std::size_t lost = client_->is_connected() ? 0 : client_->get_pending_delivery_tokens().size();
     try {
         if (client_->is_connected()) {
             client_->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(3));
@@ -187,6 +194,10 @@ void AggregateExporter::stop() {
         CG_LOG(debug) << "export.mqtt disconnect: " << e.what();
     }
     connected_.Set(0);
+    if (lost > 0) {
+        CG_LOG(warn) << "export.mqtt stopped while disconnected: " << lost
+                     << " buffered aggregate messages not delivered (counted as failed)";
+    }
 }
 
 void AggregateExporter::run() {
