@@ -11,6 +11,10 @@
    citygate_export_mqtt_connected is 0. Broker back on the same port: citygate reconnects, the
    buffered messages and new windows are published again.
 
+3. mqtts:// (when openssl is installed): a broker with a certificate from a test CA; citygate
+   with export.mqtt.tls_ca_file set to that CA connects and publishes; one without it (the
+   system's CAs) refuses the broker's certificate and stays disconnected.
+
 Usage: mqtt_aggregates.py CITYGATE_BINARY. Exits 77 (skipped) when mosquitto, mosquitto_sub or
 mosquitto_pub is not installed (deploy/install-deps.sh installs them)."""
 
@@ -76,15 +80,17 @@ def metric(base, name):
 
 
 class Broker:
-    def __init__(self, work, port):
-        self.config = os.path.join(work, "mosquitto.conf")
+    def __init__(self, work, port, extra=""):
+        self.config = os.path.join(work, "mosquitto-%d.conf" % port)
         with open(self.config, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n%s" % (
+                port, extra))
         self.port, self.work, self.proc, self.starts = port, work, None, 0
 
     def start(self):
         self.starts += 1
-        log = open(os.path.join(self.work, "mosquitto-%d.log" % self.starts), "w")
+        log = open(os.path.join(self.work, "mosquitto-%d-%d.log" % (self.port, self.starts)),
+                   "w")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.config], stdout=log,
                                      stderr=subprocess.STDOUT)
 
@@ -189,13 +195,87 @@ def check_against_api(base, topic, message):
                 message[field], expected))
 
 
+class Citygate:
+    def __init__(self, binary, work, name, toml):
+        config = os.path.join(work, name + ".toml")
+        with open(config, "w") as f:
+            f.write(toml)
+        self.log_path = os.path.join(work, name + ".log")
+        self.proc = subprocess.Popen(
+            [binary, "--config", config, "--mqtt-listen", "127.0.0.1", "--http-listen",
+             "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--data-dir",
+             os.path.join(work, name + "-data"), "--io-threads", "1", "--shards", "2"],
+            stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+
+        def ports():
+            if self.proc.poll() is not None:
+                fail("citygate exited: " + open(self.log_path).read())
+            text = open(self.log_path).read()
+            if "http listening on 127.0.0.1:" not in text:
+                return None
+            http = int(text.split("http listening on 127.0.0.1:")[1].split()[0])
+            mqtt = int(text.split("mqtt listening on 127.0.0.1:")[1].split()[0])
+            return http, mqtt
+        http_port, self.mqtt_port = wait_until("citygate to listen", ports)
+        self.base = "http://127.0.0.1:%d" % http_port
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+
+def check_tls(binary, work, procs):
+    openssl = shutil.which("openssl")
+    if not openssl:
+        print("skipped mqtts://: openssl not installed")
+        return
+    tls = os.path.join(work, "tls")
+    os.makedirs(tls)
+
+    def run(*args):
+        subprocess.run([openssl] + list(args), check=True, capture_output=True, cwd=tls)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=citygate test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(tls, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    for name in os.listdir(tls):  # mosquitto may drop to its own user
+        os.chmod(os.path.join(tls, name), 0o644)
+    os.chmod(tls, 0o755)
+    os.chmod(work, 0o755)
+    broker = Broker(work, free_port(), "cafile %s/ca.pem\ncertfile %s/server.pem\n"
+                    "keyfile %s/server.key\n" % (tls, tls, tls))
+    broker.start()
+    procs.append(broker)
+    options = '[export.mqtt]\nurl = "mqtts://127.0.0.1:%d"\ntopic_prefix = "%s"\n' \
+        'interval = "2s"\n' % (broker.port, PREFIX)
+    trusted = Citygate(binary, work, "tls", options + 'tls_ca_file = "%s/ca.pem"\n' % tls)
+    procs.append(trusted)
+    untrusted = Citygate(binary, work, "tls-untrusted", options)
+    procs.append(untrusted)
+    sensors = Sensors(trusted.mqtt_port)
+    procs.append(sensors)
+
+    def published():
+        sensors.send_round()
+        return metric(trusted.base, "citygate_export_mqtt_published_total") >= 4
+    wait_until("aggregates published over mqtts://", published, interval=0.15)
+    if metric(untrusted.base, "citygate_export_mqtt_connected") != 0:
+        fail("connected over mqtts:// to a broker whose CA it was not given")
+    if "export.mqtt cannot connect" not in open(untrusted.log_path).read():
+        fail("no log line for the refused certificate")
+    print("ok: mqtts:// with tls_ca_file publishes; without it the certificate is refused")
+
+
 def main(binary):
     work = tempfile.mkdtemp(prefix="citygate-aggmqtt-")
     broker = Broker(work, free_port())
     broker.start()
-    config = os.path.join(work, "citygate.toml")
-    with open(config, "w") as f:
-        f.write("""[export.mqtt]
+    citygate = Citygate(binary, work, "plain", """[export.mqtt]
 url = "mqtt://127.0.0.1:%d"
 topic_prefix = "%s"
 client_id = "citygate-agg-test-{host}"
@@ -204,23 +284,10 @@ retain = true
 interval = "2s"
 max_buffered = %d
 """ % (broker.port, PREFIX, MAX_BUFFERED))
-    log_path = os.path.join(work, "citygate.log")
-    citygate = subprocess.Popen(
-        [binary, "--config", config, "--mqtt-listen", "127.0.0.1", "--http-listen", "127.0.0.1",
-         "--mqtt-port", "0", "--http-port", "0", "--data-dir", os.path.join(work, "data"),
-         "--io-threads", "1", "--shards", "2"], stdout=open(log_path, "w"),
-        stderr=subprocess.STDOUT)
-    procs = []
+    log_path = citygate.log_path
+    procs = [citygate]
     try:
-        def ports():
-            text = open(log_path).read()
-            if "http listening on 127.0.0.1:" not in text:
-                return None
-            http = int(text.split("http listening on 127.0.0.1:")[1].split()[0])
-            mqtt = int(text.split("mqtt listening on 127.0.0.1:")[1].split()[0])
-            return http, mqtt
-        http_port, mqtt_port = wait_until("citygate to listen", ports)
-        base = "http://127.0.0.1:%d" % http_port
+        base, mqtt_port = citygate.base, citygate.mqtt_port
         wait_until("the export to connect",
                    lambda: metric(base, "citygate_export_mqtt_connected") == 1)
 
@@ -296,17 +363,23 @@ max_buffered = %d
               "all matching the HTTP API" % len(old))
         if metric(base, "citygate_export_mqtt_failed_total") != 0:
             fail("failed_total is not 0")
+        sensors.stop()
+        procs.remove(sensors)
+        citygate.stop()
+        broker.stop()
+
+        check_tls(binary, work, procs)
     except BaseException:
-        sys.stdout.write("--- citygate log\n" + open(log_path).read())
+        for p in procs:
+            if isinstance(p, Citygate):
+                sys.stdout.write("--- citygate log %s\n" % p.log_path + open(p.log_path).read())
         raise
     finally:
-        for p in procs:
+        for p in reversed(procs):
             try:
                 p.stop()
             except Exception:  # noqa: BLE001 - best effort cleanup
                 pass
-        citygate.terminate()
-        citygate.wait(timeout=15)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
     print("PASS")
