@@ -45,11 +45,16 @@ prometheus::Gauge& gauge(prometheus::Registry& registry, const char* name, const
 // Paho has written it (QoS 0), or when delivery fails.
 class AggregateExporter::DeliveryListener : public ::mqtt::iaction_listener {
   public:
-    DeliveryListener(prometheus::Counter& published, prometheus::Counter& failed)
-        : published_(published), failed_(failed) {}
-    void on_success(const ::mqtt::token&) override { published_.Increment(); }
+    DeliveryListener(prometheus::Counter& published, prometheus::Counter& failed,
+                     prometheus::Gauge& buffered)
+        : published_(published), failed_(failed), buffered_(buffered) {}
+    void on_success(const ::mqtt::token&) override {
+        published_.Increment();
+        buffered_.Decrement();
+    }
     void on_failure(const ::mqtt::token& token) override {
         failed_.Increment();
+        buffered_.Decrement();
         // What a stop discards is counted and logged once, by stop().
         if (closing.load(std::memory_order_relaxed)) return;
         CG_LOG_LIMITED(failures_, warn)
@@ -62,6 +67,7 @@ class AggregateExporter::DeliveryListener : public ::mqtt::iaction_listener {
   private:
     prometheus::Counter& published_;
     prometheus::Counter& failed_;
+    prometheus::Gauge& buffered_;
     log::RateLimit failures_{std::chrono::seconds(10)};
 };
 
@@ -114,7 +120,7 @@ AggregateExporter::AggregateExporter(const Config::ExportMqtt& options,
         throw ConfigError("export.mqtt.url: the MQTT client refused \"" + options_.url +
                           "\" with client id \"" + client_id + "\": " + e.what());
     }
-    delivery_ = std::make_unique<DeliveryListener>(published_, failed_);
+    delivery_ = std::make_unique<DeliveryListener>(published_, failed_, buffered_);
     connecting_ = std::make_unique<ConnectListener>(options_.url);
     client_->set_connected_handler([this](const std::string&) {
         connected_.Set(1);
@@ -207,7 +213,6 @@ void AggregateExporter::run() {
     while (!stopping_) {
         std::int64_t now = wall_ms();
         std::int64_t next = (now - delay) / interval * interval + interval + delay;
-        update_buffered();
         // Wall-clock deadline: windows are wall-clock windows. Wakes early only to stop.
         if (wake_.wait_for(lock, std::chrono::milliseconds(next - now),
                            [this] { return stopping_; })) {
@@ -221,6 +226,7 @@ void AggregateExporter::run() {
 }
 
 std::size_t AggregateExporter::publish_closed_window(std::int64_t now_ms) {
+    update_buffered();  // a window after the last publish: what is left is really pending
     ingest::CitySnapshot snapshot = city_.snapshot(now_ms);
     std::size_t handed = 0, dropped = 0, failed = 0;
     for (const ingest::CityAverage& pair : snapshot.pairs) {
@@ -238,9 +244,12 @@ std::size_t AggregateExporter::publish_closed_window(std::int64_t now_ms) {
             aggregate_topic(options_.topic_prefix, pair.district, pair.measurement), payload.data(),
             payload.size(), options_.qos, options_.retain);
         try {
+            // Before publish(): the listener may run (and decrement) before it returns.
+            buffered_.Increment();
             client_->publish(message, nullptr, *delivery_);
             ++handed;
         } catch (const ::mqtt::exception& e) {
+            buffered_.Decrement();
             if (e.get_return_code() == MQTTASYNC_MAX_BUFFERED_MESSAGES) {
                 dropped_.Increment();
                 ++dropped;
@@ -255,11 +264,12 @@ std::size_t AggregateExporter::publish_closed_window(std::int64_t now_ms) {
                      << dropped << " messages dropped (" << options_.max_buffered
                      << " already buffered while disconnected), " << failed << " refused";
     }
-    update_buffered();
     return handed;
 }
 
 void AggregateExporter::update_buffered() {
+    // The listener keeps the gauge up to date; this corrects it, once a window, for a message
+    // whose token Paho dropped without calling back.
     buffered_.Set(static_cast<double>(client_->get_pending_delivery_tokens().size()));
 }
 

@@ -350,6 +350,8 @@ max_buffered = %d
         wait_until("new windows after the broker returns", republished, interval=0.15)
         if metric(base, "citygate_export_mqtt_connected") != 1:
             fail("published but not connected?")
+        wait_until("the buffer to empty",
+                   lambda: metric(base, "citygate_export_mqtt_buffered") == 0)
         if metric(base, "citygate_export_mqtt_published_total") < published_before + 1:
             fail("published_total did not grow after the broker returned")
         # The window the broker went down in closed while it was down: Paho buffered its four.
