@@ -414,6 +414,12 @@ void validate_export_mqtt(const Config& config) {
     if (config.city.max_pairs == 0) {
         fail("export.mqtt.url", "publishes the city aggregates: needs city.max_pairs above 0");
     }
+    // Paho bounds its queue whether connected or not, and a window's messages enter it at once.
+    if (e.max_buffered < config.city.max_pairs) {
+        fail("export.mqtt.max_buffered",
+             "must be at least city.max_pairs (" + std::to_string(config.city.max_pairs) +
+                 "): a window publishes up to that many messages at once through Paho's buffer");
+    }
 }
 
 void apply(const toml::table& table, const std::string& prefix, Config& config) {

@@ -109,7 +109,7 @@ TEST_CASE("[export.mqtt] is off by default and takes every documented key") {
         qos = 2
         retain = false
         interval = "30s"
-        max_buffered = 500
+        max_buffered = 5000
         username = "gw"
         password = "secret"
         tls_ca_file = "/etc/citygate/ca.pem"
@@ -124,7 +124,7 @@ TEST_CASE("[export.mqtt] is off by default and takes every documented key") {
     CHECK(e.qos == 2);
     CHECK_FALSE(e.retain);
     CHECK(e.interval == 30s);
-    CHECK(e.max_buffered == 500);
+    CHECK(e.max_buffered == 5000);
     CHECK(e.username == "gw");
     CHECK(e.password == "secret");
     CHECK(e.tls_ca_file == "/etc/citygate/ca.pem");
@@ -170,6 +170,8 @@ TEST_CASE("bad [export.mqtt] values are refused with the option named") {
     CHECK_THAT(message_of("client_id = \"\""), Catch::Contains("export.mqtt.client_id"));
     CHECK_THAT(message_of("tls_ca_file = \"ca.pem\""), Catch::Contains("needs an mqtts:// url"));
     CHECK_THAT(message_of("[city]\nmax_pairs = 0"), Catch::Contains("city.max_pairs"));
+    CHECK_THAT(message_of("max_buffered = 100"), Catch::Contains("at least city.max_pairs (4096)"));
+    CHECK(message_of("max_buffered = 100\n[city]\nmax_pairs = 100") == "accepted");
     auto url_message = [](const std::string& url) {
         try {
             validate(parse_config("[export.mqtt]\nurl = \"" + url + "\"", "test"));

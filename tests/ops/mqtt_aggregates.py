@@ -283,7 +283,9 @@ qos = 1
 retain = true
 interval = "2s"
 max_buffered = %d
-""" % (broker.port, PREFIX, MAX_BUFFERED))
+[city]
+max_pairs = %d  # max_buffered must hold a whole window
+""" % (broker.port, PREFIX, MAX_BUFFERED, MAX_BUFFERED))
     log_path = citygate.log_path
     procs = [citygate]
     try:
