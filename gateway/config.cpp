@@ -410,6 +410,64 @@ Config::Upstream parse_upstream(const toml::table& table, const std::string& opt
     }
     return upstream;
 }
+// [export.mqtt], a table two levels down, with its own options.
+void apply_export_mqtt(const toml::table& table, Config& config) {
+    using Option = std::function<void(const toml::node&, Config::ExportMqtt&, std::string_view)>;
+    static const std::map<std::string, Option, std::less<>> options = {
+        {"url", [](auto& n, auto& e, auto o) { e.url = string(n, o); }},
+        {"topic_prefix", [](auto& n, auto& e, auto o) { e.topic_prefix = string(n, o); }},
+        {"client_id", [](auto& n, auto& e, auto o) { e.client_id = string(n, o); }},
+        {"qos", [](auto& n, auto& e, auto o) { e.qos = integer<int>(n, o, 0, 2); }},
+        {"retain", [](auto& n, auto& e, auto o) { e.retain = boolean(n, o); }},
+        {"interval", [](auto& n, auto& e, auto o) { e.interval = duration(n, o); }},
+        {"max_buffered",
+         [](auto& n, auto& e, auto o) {
+             e.max_buffered = integer<std::size_t>(n, o, 1, 10'000'000);
+         }},
+        {"username", [](auto& n, auto& e, auto o) { e.username = string(n, o); }},
+        {"password", [](auto& n, auto& e, auto o) { e.password = string(n, o); }},
+        {"tls_ca_file", [](auto& n, auto& e, auto o) { e.tls_ca_file = string(n, o); }},
+    };
+    for (const auto& [key, node] : table) {
+        std::string name = "export.mqtt." + std::string(key.str());
+        auto option = options.find(key.str());
+        if (option == options.end()) fail(name, "unknown option");
+        option->second(node, config.export_mqtt, name);
+    }
+}
+
+// export.mqtt's cross-field rules.
+void validate_export_mqtt(const Config& config) {
+    const Config::ExportMqtt& e = config.export_mqtt;
+    if (!e.enabled()) return;
+    std::string_view url = e.url;
+    bool tls = url.starts_with("mqtts://");
+    if (!tls && !url.starts_with("mqtt://")) {
+        fail("export.mqtt.url", "must start with mqtt:// or mqtts://, got \"" + e.url + "\"");
+    }
+    std::string_view host = url.substr(url.find("://") + 3);
+    if (host.empty() || host.front() == ':' || host.find('/') != std::string_view::npos) {
+        fail("export.mqtt.url", "expected mqtt://host[:port], got \"" + e.url + "\"");
+    }
+    if (!e.tls_ca_file.empty() && !tls) fail("export.mqtt.tls_ca_file", "needs an mqtts:// url");
+    if (e.topic_prefix.find_first_of("+#") != std::string::npos) {
+        fail("export.mqtt.topic_prefix", "must not hold the wildcards + or #");
+    }
+    if (e.client_id.empty()) fail("export.mqtt.client_id", "must not be empty");
+    if (e.interval < std::chrono::seconds(1) || e.interval > std::chrono::hours(1) ||
+        e.interval % std::chrono::seconds(1) != std::chrono::milliseconds(0)) {
+        fail("export.mqtt.interval", "must be whole seconds, from \"1s\" to \"1h\"");
+    }
+    if (config.city.max_pairs == 0) {
+        fail("export.mqtt.url", "publishes the city aggregates: needs city.max_pairs above 0");
+    }
+    // Paho bounds its queue whether connected or not, and a window's messages enter it at once.
+    if (e.max_buffered < config.city.max_pairs) {
+        fail("export.mqtt.max_buffered",
+             "must be at least city.max_pairs (" + std::to_string(config.city.max_pairs) +
+                 "): a window publishes up to that many messages at once through Paho's buffer");
+    }
+}
 
 void apply(const toml::table& table, const std::string& prefix, Config& config) {
     for (const auto& [key, node] : table) {
@@ -428,6 +486,11 @@ void apply(const toml::table& table, const std::string& prefix, Config& config) 
         }
         if (const toml::table* section = node.as_table(); section && prefix.empty()) {
             apply(*section, name, config);
+            continue;
+        }
+        if (name == "export.mqtt") {
+            if (!node.as_table()) fail(name, "expected a table [export.mqtt]");
+            apply_export_mqtt(*node.as_table(), config);
             continue;
         }
         auto setter = setters().find(name);
@@ -676,6 +739,7 @@ void validate(const Config& config) {
             fail(option + ".tls_cert_file", "tls_cert_file and tls_key_file go together");
         }
     }
+    validate_export_mqtt(config);
 }
 
 }  // namespace citygate::gateway

@@ -202,6 +202,23 @@ struct Config {
         bool tls_insecure = false;  // do not verify the broker (tests only)
     };
     std::vector<Upstream> upstreams;
+    // [export.mqtt]: the city aggregates of each closed window published upstream over MQTT
+    // (gateway/export/aggregate_exporter.hpp). Off while url is empty.
+    struct ExportMqtt {
+        std::string url;                                // mqtt://host[:port] or mqtts://host[:port]
+        std::string topic_prefix = "citygate/agg";      // <prefix>/<district>/<measurement>
+        std::string client_id = "citygate-agg-{host}";  // {host}: the host name
+        int qos = 1;
+        bool retain = true;
+        // Window length and publishing period; windows are aligned to multiples of it since the
+        // epoch. Whole seconds; the city aggregates (/metrics/city) then use it too.
+        std::chrono::milliseconds interval = std::chrono::minutes(1);
+        std::size_t max_buffered = 10'000;  // Paho's offline buffer; beyond: dropped, counted
+        std::string username;
+        std::string password;
+        std::filesystem::path tls_ca_file;  // mqtts: the CA bundle; empty: the system's
+        bool enabled() const { return !url.empty(); }
+    } export_mqtt;
 
     struct Server {
         unsigned io_threads = 0;  // 0: one per core

@@ -327,7 +327,14 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     ingest_options.max_series_per_identity = config_.ingest.max_series_per_identity;
     ingest_options.max_new_series_per_minute = config_.ingest.max_new_series_per_minute;
     if (config_.city.max_pairs > 0) {
-        city_ = std::make_unique<ingest::CityAggregates>(config_.city.max_pairs);
+        // The MQTT export publishes the city aggregates' windows, so they take its length.
+        std::int64_t window_ms =
+            config_.export_mqtt.enabled() ? config_.export_mqtt.interval.count() : 60'000;
+        city_ = std::make_unique<ingest::CityAggregates>(config_.city.max_pairs, window_ms);
+    }
+    if (config_.export_mqtt.enabled()) {  // validate() made sure city_ is there
+        export_mqtt_ =
+            std::make_unique<AggregateExporter>(config_.export_mqtt, *city_, *metrics_.registry());
     }
     ingest_metrics_ = std::make_unique<ingest::IngestMetrics>(*metrics_.registry());
     ingest_ = std::make_unique<ingest::IngestUnit>(std::move(ingest_options), *engine_, *access_,
@@ -478,6 +485,7 @@ Gateway::~Gateway() {
     signal_io_.stop();
     if (signal_thread_.joinable()) signal_thread_.join();
     if (query_pool_) query_pool_->stop();
+    if (export_mqtt_) export_mqtt_->stop();
     for (auto& worker : workers_)
         worker->io().stop();
     http_io_.stop();
@@ -553,6 +561,7 @@ void Gateway::run() {
         << (http_tls_ ? " (https)" : "")
         << (http_auth_->has_tokens() ? " (bearer tokens)" : " (admin from http.admin_from)");
     CG_LOG(info) << "data directory " << config_.storage.data_dir.string();
+    if (export_mqtt_) export_mqtt_->start();
     ready_ = true;
 
     {
@@ -626,6 +635,7 @@ void Gateway::drain() {
 
     // 4. Stop the threads, then close storage (its destructor drains what is left). Queries
     // still running are cancelled (they answer 503) before the engine goes.
+    if (export_mqtt_) export_mqtt_->stop();
     query_pool_->stop();
     http_->stop();
     for (auto& worker : workers_)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gateway/config.hpp"
+#include "gateway/export/aggregate_exporter.hpp"
 #include "gateway/http/http_api.hpp"
 #include "gateway/http/http_server.hpp"
 #include "gateway/http/query_pool.hpp"
@@ -55,6 +56,7 @@ class Gateway {
     Config config_;
     Metrics metrics_;
     std::unique_ptr<ingest::CityAggregates> city_;  // before workers_: outlives their accumulators
+    std::unique_ptr<AggregateExporter> export_mqtt_;  // after city_, which it reads; null: off
     std::unique_ptr<ingest::AccessControl> access_;
     std::unique_ptr<ingest::IngestMetrics> ingest_metrics_;
     // Before engine_: the engine's last completions, fired as it closes, run through the unit.

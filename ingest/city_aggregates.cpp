@@ -8,11 +8,11 @@
 namespace citygate::ingest {
 namespace {
 
-constexpr std::int64_t minute_ms = 60'000;
 std::atomic<std::uint64_t> next_generation{0};
 
-std::int64_t minute_of(std::int64_t ms) {
-    return ms >= 0 ? ms / minute_ms : (ms - minute_ms + 1) / minute_ms;
+// The window holding `ms`, counted from the epoch (floor division).
+std::int64_t window_of(std::int64_t ms, std::int64_t window_ms) {
+    return ms >= 0 ? ms / window_ms : (ms - window_ms + 1) / window_ms;
 }
 
 // Prometheus label values escape backslash, quote and newline.
@@ -50,8 +50,9 @@ CityAccumulator::~CityAccumulator() {
 
 void CityAccumulator::add(std::string_view district, std::string_view measurement,
                           std::int64_t timestamp_ms, double value, std::int64_t now_ms) {
-    std::int64_t minute = minute_of(timestamp_ms);
-    std::int64_t now_minute = minute_of(now_ms);
+    const std::int64_t window_ms = owner_.window_ms();
+    std::int64_t minute = window_of(timestamp_ms, window_ms);
+    std::int64_t now_minute = window_of(now_ms, window_ms);
     if (minute < now_minute - 1 || minute > now_minute + 1) return;
 
     key_.assign(district);
@@ -83,40 +84,46 @@ void CityAccumulator::add(std::string_view district, std::string_view measuremen
         bucket.minute.store(minute, std::memory_order_relaxed);
         bucket.count.store(1, std::memory_order_relaxed);
         bucket.sum.store(value, std::memory_order_relaxed);
+        bucket.min.store(value, std::memory_order_relaxed);
+        bucket.max.store(value, std::memory_order_relaxed);
     } else {
         bucket.count.store(bucket.count.load(std::memory_order_relaxed) + 1,
                            std::memory_order_relaxed);
         bucket.sum.store(bucket.sum.load(std::memory_order_relaxed) + value,
                          std::memory_order_relaxed);
+        if (value < bucket.min.load(std::memory_order_relaxed)) {
+            bucket.min.store(value, std::memory_order_relaxed);
+        }
+        if (value > bucket.max.load(std::memory_order_relaxed)) {
+            bucket.max.store(value, std::memory_order_relaxed);
+        }
     }
     bucket.sequence.store(sequence + 2, std::memory_order_release);
 }
 
-void CityAccumulator::read(std::size_t id, std::int64_t minute, std::uint64_t& count,
-                           double& sum) const {
-    count = 0;
-    sum = 0;
+CityAccumulator::Reading CityAccumulator::read(std::size_t id, std::int64_t minute) const {
     const Chunk* chunk = chunks_[id / slots_per_chunk].load(std::memory_order_acquire);
-    if (!chunk) return;
+    if (!chunk) return {};
     const Bucket& bucket = chunk->slots[id % slots_per_chunk].buckets[minute & 1];
     for (;;) {
         std::uint32_t before = bucket.sequence.load(std::memory_order_acquire);
         if (before & 1) continue;  // the owner is mid-update: a few instructions
         std::int64_t held = bucket.minute.load(std::memory_order_relaxed);
-        std::uint64_t held_count = bucket.count.load(std::memory_order_relaxed);
-        double held_sum = bucket.sum.load(std::memory_order_relaxed);
+        Reading reading;
+        reading.count = bucket.count.load(std::memory_order_relaxed);
+        reading.sum = bucket.sum.load(std::memory_order_relaxed);
+        reading.min = bucket.min.load(std::memory_order_relaxed);
+        reading.max = bucket.max.load(std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_acquire);
         if (bucket.sequence.load(std::memory_order_relaxed) != before) continue;
-        if (held == minute) {
-            count = held_count;
-            sum = held_sum;
-        }
-        return;
+        return held == minute ? reading : Reading{};
     }
 }
 
-CityAggregates::CityAggregates(std::size_t max_pairs)
-    : max_pairs_(max_pairs), generation_(next_generation.fetch_add(1) + 1) {
+CityAggregates::CityAggregates(std::size_t max_pairs, std::int64_t window_ms)
+    : max_pairs_(max_pairs),
+      window_ms_(window_ms > 0 ? window_ms : 60'000),
+      generation_(next_generation.fetch_add(1) + 1) {
     full_ = max_pairs == 0;
 }
 
@@ -166,8 +173,9 @@ bool CityAggregates::pair_id(const std::string& key, std::string_view district,
 
 CitySnapshot CityAggregates::snapshot(std::int64_t now_ms) const {
     CitySnapshot snapshot;
-    std::int64_t current = minute_of(now_ms);
-    snapshot.minute_start_ms = (current - 1) * minute_ms;
+    std::int64_t current = window_of(now_ms, window_ms_);
+    snapshot.minute_start_ms = (current - 1) * window_ms_;
+    snapshot.window_ms = window_ms_;
     snapshot.readings_dropped = dropped_.load(std::memory_order_relaxed);
 
     std::lock_guard lock(mutex_);
@@ -176,14 +184,16 @@ CitySnapshot CityAggregates::snapshot(std::int64_t now_ms) const {
         CityAverage average{pairs_[id].first, pairs_[id].second};
         double sum = 0, current_sum = 0;
         for (const auto& accumulator : accumulators_) {
-            std::uint64_t count = 0;
-            double part = 0;
-            accumulator->read(id, current - 1, count, part);
-            average.samples += count;
-            sum += part;
-            accumulator->read(id, current, count, part);
-            average.current_samples += count;
-            current_sum += part;
+            CityAccumulator::Reading last = accumulator->read(id, current - 1);
+            if (last.count) {
+                average.minimum = average.samples ? std::min(average.minimum, last.min) : last.min;
+                average.maximum = average.samples ? std::max(average.maximum, last.max) : last.max;
+            }
+            average.samples += last.count;
+            sum += last.sum;
+            CityAccumulator::Reading now = accumulator->read(id, current);
+            average.current_samples += now.count;
+            current_sum += now.sum;
         }
         if (average.samples == 0 && average.current_samples == 0) continue;
         if (average.samples) average.average = sum / static_cast<double>(average.samples);
@@ -226,6 +236,26 @@ std::string CityAggregates::serialize(const CitySnapshot& snapshot) {
         out += std::to_string(pair.samples);
         out += '\n';
     }
+    auto extreme = [&](const char* name, const char* help, double CityAverage::*field) {
+        out += "# HELP ";
+        out += name;
+        out += help;
+        out += "\n# TYPE ";
+        out += name;
+        out += " gauge\n";
+        for (const CityAverage& pair : snapshot.pairs) {
+            if (!pair.samples) continue;
+            series(name, pair);
+            append_number(out, pair.*field);
+            out += '\n';
+        }
+    };
+    extreme("citygate_city_min_1m",
+            " Smallest reading of the last complete minute, by district and measurement",
+            &CityAverage::minimum);
+    extreme("citygate_city_max_1m",
+            " Largest reading of the last complete minute, by district and measurement",
+            &CityAverage::maximum);
     out +=
         "# HELP citygate_city_minute_start_seconds Start of the minute the city averages cover\n"
         "# TYPE citygate_city_minute_start_seconds gauge\ncitygate_city_minute_start_seconds ";

@@ -193,6 +193,15 @@ std::string StatusPage::json(std::int64_t now_ms) const {
         } else {
             out += "null";
         }
+        for (auto [name, value] :
+             {std::pair{",\"min_1m\":", pair.minimum}, std::pair{",\"max_1m\":", pair.maximum}}) {
+            out += name;
+            if (pair.samples) {
+                append_number(out, value);
+            } else {
+                out += "null";
+            }
+        }
         out += ",\"samples_1m\":" + std::to_string(pair.samples) + ",\"current_avg\":";
         if (pair.current_samples) {
             append_number(out, pair.current_average);

@@ -176,3 +176,91 @@ TEST_CASE("bad [[upstream]] sections are refused with the option named") {
     CHECK_THAT(message_of(ok + "tls_cert_file = \"c.pem\""), Catch::Contains("go together"));
     CHECK_THAT(message_of("upstream = 3"), Catch::Contains("expected [[upstream]]"));
 }
+
+TEST_CASE("[export.mqtt] is off by default and takes every documented key") {
+    CHECK_FALSE(Config{}.export_mqtt.enabled());
+    Config config = parse_config(R"(
+        [export.mqtt]
+        url = "mqtts://broker.example:8883"
+        topic_prefix = "city/agg"
+        client_id = "agg-{host}"
+        qos = 2
+        retain = false
+        interval = "30s"
+        max_buffered = 5000
+        username = "gw"
+        password = "secret"
+        tls_ca_file = "/etc/citygate/ca.pem"
+    )",
+                                 "test");
+    REQUIRE_NOTHROW(validate(config));
+    const Config::ExportMqtt& e = config.export_mqtt;
+    CHECK(e.enabled());
+    CHECK(e.url == "mqtts://broker.example:8883");
+    CHECK(e.topic_prefix == "city/agg");
+    CHECK(e.client_id == "agg-{host}");
+    CHECK(e.qos == 2);
+    CHECK_FALSE(e.retain);
+    CHECK(e.interval == 30s);
+    CHECK(e.max_buffered == 5000);
+    CHECK(e.username == "gw");
+    CHECK(e.password == "secret");
+    CHECK(e.tls_ca_file == "/etc/citygate/ca.pem");
+
+    SECTION("defaults for what is not set") {
+        Config minimal = parse_config("[export.mqtt]\nurl = \"mqtt://127.0.0.1:1883\"", "test");
+        REQUIRE_NOTHROW(validate(minimal));
+        Config::ExportMqtt defaults;
+        CHECK(minimal.export_mqtt.topic_prefix == "citygate/agg");
+        CHECK(minimal.export_mqtt.client_id == "citygate-agg-{host}");
+        CHECK(minimal.export_mqtt.qos == 1);
+        CHECK(minimal.export_mqtt.retain);
+        CHECK(minimal.export_mqtt.interval == 1min);
+        CHECK(minimal.export_mqtt.max_buffered == 10'000);
+        CHECK(defaults.url.empty());
+    }
+    SECTION("an empty url is off and needs nothing else") {
+        Config off = parse_config("[export.mqtt]\nurl = \"\"\ninterval = \"1500ms\"", "test");
+        CHECK_FALSE(off.export_mqtt.enabled());
+        CHECK_NOTHROW(validate(off));
+    }
+}
+
+TEST_CASE("bad [export.mqtt] values are refused with the option named") {
+    auto message_of = [](const std::string& keys) {
+        try {
+            validate(parse_config("[export.mqtt]\nurl = \"mqtt://127.0.0.1\"\n" + keys, "test"));
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    CHECK(message_of("") == "accepted");
+    CHECK(message_of("interval = \"2s\"") == "accepted");  // sub-minute, for tests
+    CHECK_THAT(message_of("urll = \"x\""), Catch::Contains("export.mqtt.urll: unknown option"));
+    CHECK_THAT(message_of("qos = 3"), Catch::Contains("export.mqtt.qos"));
+    CHECK_THAT(message_of("retain = 1"), Catch::Contains("export.mqtt.retain"));
+    CHECK_THAT(message_of("max_buffered = 0"), Catch::Contains("export.mqtt.max_buffered"));
+    CHECK_THAT(message_of("interval = \"1500ms\""), Catch::Contains("export.mqtt.interval"));
+    CHECK_THAT(message_of("interval = \"0s\""), Catch::Contains("export.mqtt.interval"));
+    CHECK_THAT(message_of("interval = \"2h\""), Catch::Contains("export.mqtt.interval"));
+    CHECK_THAT(message_of("topic_prefix = \"a/+\""), Catch::Contains("export.mqtt.topic_prefix"));
+    CHECK_THAT(message_of("client_id = \"\""), Catch::Contains("export.mqtt.client_id"));
+    CHECK_THAT(message_of("tls_ca_file = \"ca.pem\""), Catch::Contains("needs an mqtts:// url"));
+    CHECK_THAT(message_of("[city]\nmax_pairs = 0"), Catch::Contains("city.max_pairs"));
+    CHECK_THAT(message_of("max_buffered = 100"), Catch::Contains("at least city.max_pairs (4096)"));
+    CHECK(message_of("max_buffered = 100\n[city]\nmax_pairs = 100") == "accepted");
+    auto url_message = [](const std::string& url) {
+        try {
+            validate(parse_config("[export.mqtt]\nurl = \"" + url + "\"", "test"));
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    CHECK_THAT(url_message("tcp://127.0.0.1:1883"), Catch::Contains("mqtt:// or mqtts://"));
+    CHECK_THAT(url_message("mqtt://"), Catch::Contains("export.mqtt.url"));
+    CHECK_THAT(url_message("mqtt://host/path"), Catch::Contains("export.mqtt.url"));
+    CHECK_THROWS_WITH(parse_config("[export]\nmqtt = 1", "test"),
+                      Catch::Contains("export.mqtt: expected a table"));
+}

@@ -147,3 +147,48 @@ TEST_CASE("the exposition has the gauges of the last minute with escaped labels"
     CHECK_THAT(text, Catch::Contains("citygate_city_dropped_total 0\n"));
     CHECK_FALSE(text.find("xuhui") != std::string::npos);
 }
+
+TEST_CASE("the last complete minute has its minimum and maximum, merged across threads") {
+    CityAggregates city(16);
+    CityAccumulator& one = city.add_accumulator();
+    CityAccumulator& two = city.add_accumulator();
+    one.add("pudong", "pm25", last_minute + 1'000, 10, now);
+    one.add("pudong", "pm25", last_minute + 2'000, -3, now);
+    two.add("pudong", "pm25", last_minute + 3'000, 42, now);
+    two.add("pudong", "pm25", now - 1'000, 1000, now);  // current minute: not in them
+    CitySnapshot snapshot = city.snapshot(now);
+    const CityAverage* pair = find(snapshot, "pudong", "pm25");
+    REQUIRE(pair);
+    CHECK(pair->samples == 3);
+    CHECK(pair->minimum == -3);
+    CHECK(pair->maximum == 42);
+    CHECK(pair->average == Approx(49.0 / 3));
+    std::string text = CityAggregates::serialize(snapshot);
+    CHECK_THAT(text, Catch::Contains(
+                         "citygate_city_min_1m{district=\"pudong\",measurement=\"pm25\"} -3\n"));
+    CHECK_THAT(text, Catch::Contains(
+                         "citygate_city_max_1m{district=\"pudong\",measurement=\"pm25\"} 42\n"));
+}
+
+TEST_CASE("another window length: windows aligned to multiples of it") {
+    constexpr std::int64_t window = 2'000;
+    CityAggregates city(16, window);
+    CHECK(city.window_ms() == window);
+    CityAccumulator& accumulator = city.add_accumulator();
+    const std::int64_t at = 1'763'800'000'500;  // 0.5 s into a 2 s window
+    const std::int64_t last = at / window * window - window;
+    accumulator.add("d", "m", last, 1, at);
+    accumulator.add("d", "m", last + window - 1, 5, at);
+    accumulator.add("d", "m", last - 1, 100, at);  // two windows ago: not aggregated
+    CitySnapshot snapshot = city.snapshot(at);
+    CHECK(snapshot.minute_start_ms == last);
+    CHECK(snapshot.window_ms == window);
+    const CityAverage* pair = find(snapshot, "d", "m");
+    REQUIRE(pair);
+    CHECK(pair->samples == 2);
+    CHECK(pair->average == 3);
+    CHECK(pair->minimum == 1);
+    CHECK(pair->maximum == 5);
+    // Two windows later the bucket is free again.
+    CHECK(city.snapshot(at + 2 * window).pairs.empty());
+}
