@@ -464,6 +464,11 @@ RemoteWriteSender::RemoteWriteSender(RemoteWriteOptions options, const storage::
     s.lag_seconds = &lag.Add({{"source", "raw"}});
     s.rollup_lag_seconds = &lag.Add({{"source", "rollup_1m"}});
 
+    auto loaded = load_cursor(s.options.cursor_file, error);
+    if (!loaded) throw std::runtime_error("remote write cursor: " + error);
+    s.cursor = *loaded;
+    if (s.cursor.raw_ms) s.raw_cursor_view = *s.cursor.raw_ms;
+
     auto slice = std::max<std::int64_t>(1000, s.options.batch_age.count());
     auto steady = std::chrono::steady_clock::now();
     if (s.options.raw) s.streams.push_back({"raw", false, slice, steady, steady});
@@ -479,11 +484,6 @@ RemoteWriteSender::~RemoteWriteSender() {
 
 void RemoteWriteSender::start() {
     Impl& s = *impl_;
-    std::string error;
-    auto loaded = load_cursor(s.options.cursor_file, error);
-    if (!loaded) throw std::runtime_error("remote write cursor: " + error);
-    s.cursor = *loaded;
-    if (s.cursor.raw_ms) s.raw_cursor_view = *s.cursor.raw_ms;
     s.thread = std::thread([&s] { s.run(); });
 }
 

@@ -62,7 +62,8 @@ struct RemoteWriteOptions {
 
 class RemoteWriteSender {
   public:
-    // Checks the options (throws std::invalid_argument naming the problem) and registers the
+    // Checks the options (throws std::invalid_argument naming the problem), loads the cursor
+    // (throws std::runtime_error when its file exists but cannot be read) and registers the
     // citygate_remote_write_* metrics on `registry` (may be null). Sends nothing until start().
     RemoteWriteSender(RemoteWriteOptions options, const storage::Engine& engine,
                       prometheus::Registry* registry);
@@ -71,8 +72,7 @@ class RemoteWriteSender {
     RemoteWriteSender(const RemoteWriteSender&) = delete;
     RemoteWriteSender& operator=(const RemoteWriteSender&) = delete;
 
-    // Loads the cursor and starts the sender thread. Throws std::runtime_error when the cursor
-    // file exists but cannot be read.
+    // Starts the sender thread.
     void start();
     // Stops the thread: a request in flight is abandoned (its batch is sent again next time),
     // the cursor keeps what was acknowledged. The engine must outlive this call.
