@@ -52,7 +52,7 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
     std::string text(value);
     char weekday[4] = {}, month[4] = {}, zone[4] = {};
     int day = 0, year = 0, hour = 0, minute = 0, second = 0;
-    if (std::sscanf(text.c_str(), "%3s %d %3s %d %d:%d:%d %3s", weekday, &day, month, &year, &hour,
+    if (std::sscanf(text.c_str(), "%3s, %d %3s %d %d:%d:%d %3s", weekday, &day, month, &year, &hour,
                     &minute, &second, zone) != 8 ||
         std::string_view(zone) != "GMT") {
         return std::nullopt;
