@@ -55,6 +55,10 @@ class Receiver {
         std::lock_guard lock(mutex_);
         return samples_;
     }
+    std::map<std::string, std::map<std::int64_t, double>> values() const {
+        std::lock_guard lock(mutex_);
+        return values_;
+    }
     int requests() const { return requests_; }
     std::size_t largest_batch() const { return largest_; }
     std::map<std::string, std::string> last_headers() const {
@@ -109,8 +113,10 @@ class Receiver {
             std::string name;
             for (const auto& label : series.labels)
                 name += std::string(label.name) + "=" + std::string(label.value) + ",";
-            for (const auto& sample : series.samples)
+            for (const auto& sample : series.samples) {
                 ++samples_[name][sample.timestamp_ms];
+                values_[name][sample.timestamp_ms] = sample.value;
+            }
         }
     }
 
@@ -122,6 +128,7 @@ class Receiver {
     std::atomic<int> requests_{0};
     mutable std::mutex mutex_;
     std::map<std::string, std::map<std::int64_t, int>> samples_;
+    std::map<std::string, std::map<std::int64_t, double>> values_;
     std::map<std::string, std::string> headers_;
     std::vector<std::chrono::steady_clock::time_point> times_;
     std::size_t largest_ = 0;
@@ -360,4 +367,42 @@ TEST_CASE("data older than max_backlog is skipped and counted") {
     sender.stop();
     CHECK(sender.figures().samples_skipped_backlog == 50);  // stamped before now - 10 min
     CHECK(sender.figures().samples_sent == 9);  // now-10min .. now-2min, before now - settle
+}
+
+TEST_CASE("rollup_1m sends complete minutes as name:avg_1m, :min_1m, :max_1m and :count_1m") {
+    test::TempDir dir;
+    auto engine = open_engine(dir);
+    // Three whole minutes ending 5 minutes ago, two samples in each minute m: m*10 and
+    // m*10 + 4, so avg m*10 + 2, min m*10, max m*10 + 4, count 2.
+    std::int64_t first_minute = kNow - 8 * 60'000;
+    std::vector<storage::Point> points;
+    for (int m = 0; m < 3; ++m) {
+        points.push_back({"pm25{device=\"a\"}", first_minute + m * 60'000 + 1000, m * 10.0});
+        points.push_back({"pm25{device=\"a\"}", first_minute + m * 60'000 + 31'000, m * 10.0 + 4});
+    }
+    write(*engine, std::move(points));
+    Receiver receiver([](int) { return Receiver::Answer{}; });
+    auto options = options_for(receiver, dir, kNow);
+    options.raw = false;
+    options.rollup_1m = true;
+    exports::RemoteWriteSender sender(options, *engine, nullptr);
+    sender.start();
+    REQUIRE(eventually([&] { return sender.figures().samples_sent == 12; }));
+    sender.stop();
+    auto got = receiver.samples();
+    REQUIRE(got.size() == 4);
+    for (const char* suffix : {":avg_1m", ":min_1m", ":max_1m", ":count_1m"}) {
+        std::string name = std::string("__name__=pm25") + suffix + ",device=a,";
+        REQUIRE(got.count(name));
+        CHECK(got[name].size() == 3);
+        CHECK(got[name].begin()->first == first_minute);  // stamped at the minute's start
+    }
+    auto values = receiver.values();
+    for (int m = 0; m < 3; ++m) {
+        std::int64_t at = first_minute + m * 60'000;
+        CHECK(values["__name__=pm25:avg_1m,device=a,"][at] == m * 10.0 + 2);
+        CHECK(values["__name__=pm25:min_1m,device=a,"][at] == m * 10.0);
+        CHECK(values["__name__=pm25:max_1m,device=a,"][at] == m * 10.0 + 4);
+        CHECK(values["__name__=pm25:count_1m,device=a,"][at] == 2);
+    }
 }
