@@ -85,13 +85,14 @@ struct RemoteWriteSender::Impl {
     prometheus::Counter* bytes_sent;
     prometheus::Counter* samples_rejected;
     prometheus::Counter* samples_skipped;
+    prometheus::Counter* samples_late;
     prometheus::Gauge* lag_seconds;
     prometheus::Gauge* rollup_lag_seconds;
     prometheus::Counter* read_errors;
     prometheus::Counter* cursor_errors;
 
     std::atomic<std::uint64_t> n_samples{0}, n_batches{0}, n_failed{0}, n_retries{0}, n_bytes{0},
-        n_skipped{0};
+        n_skipped{0}, n_late{0};
     std::atomic<std::int64_t> raw_cursor_view{0};
 
     // The sender thread's own state.
@@ -105,6 +106,12 @@ struct RemoteWriteSender::Impl {
     };
     std::vector<Stream> streams;
     std::chrono::steady_clock::time_point last_failure_log{};
+    std::chrono::steady_clock::time_point last_late_log{};
+    // Late-sample accounting of the raw stream: samples sent (or refused by the receiver) per
+    // minute, from the first whole minute after the start; minutes before `judged_until` are
+    // judged. Bounded: minutes are judged out_of_order_window after they end.
+    std::map<std::int64_t, std::uint64_t> accounted;
+    std::optional<std::int64_t> judged_until;
     bool failing = false;
 
     std::thread thread;
@@ -234,6 +241,67 @@ struct RemoteWriteSender::Impl {
                    (selectors.size() > 1 ? " (selectors counted separately)" : ""));
     }
 
+    void account(const std::vector<ExportSeries>& batch) {
+        for (const ExportSeries& one : batch) {
+            for (std::int64_t ts : one.timestamps_ms) {
+                std::int64_t minute = floor_to(ts, kMinute);
+                if (judged_until && minute >= *judged_until) ++accounted[minute];
+            }
+        }
+    }
+
+    // Minutes wholly behind the cursor and older than out_of_order_window: what storage holds
+    // for them beyond what was sent arrived too late to be sent.
+    void judge_late(std::int64_t cursor_ms, std::int64_t now) {
+        std::int64_t final_before = std::min(
+            cursor_ms, now - options.out_of_order_window.count() - options.settle_delay.count());
+        final_before = floor_to(final_before, kMinute);
+        if (final_before <= *judged_until) return;
+        std::int64_t from = *judged_until;
+        final_before = std::min(final_before, from + 60 * kMinute);  // an hour a step at most
+        // Per-minute counts from the 1-minute rollups (start and step on whole minutes).
+        std::map<std::string, bool> seen;
+        std::map<std::int64_t, std::uint64_t> stored;
+        for (const storage::Selector& selector : selectors) {
+            storage::AggregateQuery query;
+            query.selector = selector;
+            query.start_ms = from;
+            query.end_ms = final_before;
+            query.step_ms = kMinute;
+            query.function = storage::Aggregation::count;
+            auto result = engine.query_aggregate(query, limits(true));
+            if (!result.is_ok()) {
+                read_errors->Increment();
+                log(2, "remote write: counting late samples failed: " + result.status().message());
+                return;  // tried again next step
+            }
+            for (const storage::AggregatedSeries& series : result.value()) {
+                if (!seen.emplace(series.key, true).second) continue;  // matched twice
+                for (std::size_t i = 0; i < series.timestamps_ms.size(); ++i)
+                    stored[series.timestamps_ms[i]] += static_cast<std::uint64_t>(series.values[i]);
+            }
+        }
+        std::uint64_t late = 0;
+        for (const auto& [minute, count] : stored) {
+            auto sent = accounted.find(minute);
+            std::uint64_t was = sent == accounted.end() ? 0 : sent->second;
+            if (count > was) late += count - was;
+        }
+        accounted.erase(accounted.begin(), accounted.lower_bound(final_before));
+        judged_until = final_before;
+        if (late == 0) return;
+        samples_late->Increment(static_cast<double>(late));
+        n_late += late;
+        auto steady = std::chrono::steady_clock::now();
+        if (steady - last_late_log > std::chrono::minutes(1)) {
+            last_late_log = steady;
+            log(1, "remote write: " + std::to_string(late) +
+                       " samples were stored after the cursor had passed their timestamp (more "
+                       "than settle_delay late) and were not sent; a longer settle_delay sends "
+                       "them, at that much lag");
+        }
+    }
+
     enum class Sent { acknowledged, dropped, expired, stopped };
 
     Sent send(const Stream& s, std::int64_t batch_start, const std::vector<ExportSeries>& batch) {
@@ -311,6 +379,12 @@ struct RemoteWriteSender::Impl {
             at = oldest;
             save();
         }
+        if (!s.rollup) {
+            // Minutes from the first whole one after the start are judged for late samples.
+            if (!judged_until) judged_until = floor_to(*at + kMinute - 1, kMinute);
+            judged_until = std::max(*judged_until, floor_to(oldest + kMinute - 1, kMinute));
+            judge_late(*at, now);
+        }
         if (!s.rollup) raw_cursor_view = *at;
         update_lag(s, *at, now);
         if (*at >= horizon) return false;
@@ -365,6 +439,7 @@ struct RemoteWriteSender::Impl {
                 case Sent::dropped:
                     break;
             }
+            if (!s.rollup) account(batch);
         }
         s.last_send = steady;
         at = end;
@@ -451,6 +526,7 @@ RemoteWriteSender::RemoteWriteSender(RemoteWriteOptions options, const storage::
                         .Register(*registry);
     s.samples_rejected = &dropped.Add({{"reason", "rejected"}});
     s.samples_skipped = &dropped.Add({{"reason", "backlog"}});
+    s.samples_late = &dropped.Add({{"reason", "late"}});
     s.read_errors = counter("citygate_remote_write_read_errors_total",
                             "Storage reads of the remote-write sender that failed");
     s.cursor_errors = counter("citygate_remote_write_cursor_save_errors_total",
@@ -500,8 +576,16 @@ void RemoteWriteSender::stop() {
 
 RemoteWriteSender::Figures RemoteWriteSender::figures() const {
     const Impl& s = *impl_;
-    return {s.n_samples.load(), s.n_batches.load(), s.n_failed.load(),       s.n_retries.load(),
-            s.n_bytes.load(),   s.n_skipped.load(), s.raw_cursor_view.load()};
+    Figures f;
+    f.samples_sent = s.n_samples.load();
+    f.batches_sent = s.n_batches.load();
+    f.batches_failed = s.n_failed.load();
+    f.retries = s.n_retries.load();
+    f.bytes_sent = s.n_bytes.load();
+    f.samples_skipped_backlog = s.n_skipped.load();
+    f.samples_late = s.n_late.load();
+    f.raw_cursor_ms = s.raw_cursor_view.load();
+    return f;
 }
 
 }  // namespace citygate::exports

@@ -9,7 +9,12 @@
 //   skipped). An outage costs no memory: nothing is queued, the data stays in storage.
 // - Late samples: storage takes a sample up to out_of_order_window behind its series' newest.
 //   A sample that arrives after the cursor passed its timestamp (more than settle_delay late)
-//   is not sent; settle_delay = out_of_order_window sends everything, at that much lag.
+//   is not sent; settle_delay = out_of_order_window sends everything, at that much lag. Such
+//   samples are not lost silently: once a minute of raw data is older than out_of_order_window
+//   (storage takes no more for it from a series that is still reporting), the sender counts what
+//   storage holds for it against what it sent and counts the difference as dropped, reason
+//   "late" (from the sender's start on; a series silent for longer than the window may still
+//   take readings in it later, which go uncounted).
 // - Restarts: the cursor file says where to go on; a crash between an acknowledgement and the
 //   cursor's save resends that one batch (at most batch_samples duplicates, same values).
 // - max_backlog: data older than now - max_backlog that was never sent is skipped (counted),
@@ -50,6 +55,8 @@ struct RemoteWriteOptions {
     std::chrono::milliseconds max_backlog = std::chrono::hours(24);
     // Samples stamped within this of now are not sent yet: the room late samples have.
     std::chrono::milliseconds settle_delay = std::chrono::seconds(10);
+    // storage's: when a minute of raw data is final, for counting the late samples not sent.
+    std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
     std::string bearer_token;
     std::string username;  // basic auth when set
     std::string password;
@@ -85,6 +92,7 @@ class RemoteWriteSender {
         std::uint64_t retries = 0;
         std::uint64_t bytes_sent = 0;
         std::uint64_t samples_skipped_backlog = 0;
+        std::uint64_t samples_late = 0;  // stored behind the cursor, never sent
         std::int64_t raw_cursor_ms = 0;
     };
     Figures figures() const;

@@ -210,6 +210,7 @@ exports::RemoteWriteOptions remote_write_options(const Config& config) {
     options.timeout = rw.timeout;
     options.max_backlog = rw.max_backlog;
     options.settle_delay = rw.settle_delay;
+    options.out_of_order_window = config.storage.out_of_order_window;
     options.bearer_token = rw.bearer_token;
     options.username = rw.username;
     options.password = rw.password;

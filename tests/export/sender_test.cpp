@@ -406,3 +406,26 @@ TEST_CASE("rollup_1m sends complete minutes as name:avg_1m, :min_1m, :max_1m and
         CHECK(values["__name__=pm25:count_1m,device=a,"][at] == 2);
     }
 }
+
+TEST_CASE("samples stored after the cursor passed them are counted as late, once final") {
+    test::TempDir dir;
+    auto engine = open_engine(dir);
+    std::size_t written = write_city(*engine, kNow, 1, 30);
+    Receiver receiver([](int) { return Receiver::Answer{}; });
+    std::atomic<std::int64_t> now{kNow};
+    auto options = options_for(receiver, dir, kNow);
+    options.clock = [&now] { return now.load(); };
+    options.out_of_order_window = 5min;
+    exports::RemoteWriteSender sender(options, *engine, nullptr);
+    sender.start();
+    REQUIRE(eventually([&] { return sender.figures().raw_cursor_ms == kNow - 60'000; }));
+    CHECK(sender.figures().samples_sent == written);
+    // Two readings stamped 3 minutes ago arrive now: behind the cursor (now - 1 min).
+    std::string key = storage::format_series_key("pm25", {{"device", "late"}});
+    write(*engine, {{key, kNow - 180'000, 1}, {key, kNow - 179'000, 2}});
+    now = kNow + 10 * 60'000;  // their minute is out of the out-of-order window now
+    REQUIRE(eventually([&] { return sender.figures().samples_late == 2; }));
+    sender.stop();
+    CHECK(sender.figures().samples_sent == written);
+    CHECK(receiver.samples().count("__name__=pm25,device=late,") == 0);
+}
