@@ -78,7 +78,8 @@ struct RemoteWriteSender::Impl {
     std::vector<std::pair<std::string, std::string>> headers;
     std::shared_ptr<prometheus::Registry> own_registry;  // when none was given
 
-    prometheus::Counter* samples_sent;
+    prometheus::Counter* samples_sent;  // source="raw"
+    prometheus::Counter* rollups_sent;  // source="rollup_1m"
     prometheus::Counter* batches_sent;
     prometheus::Counter* batches_failed;
     prometheus::Counter* retries;
@@ -319,7 +320,8 @@ struct RemoteWriteSender::Impl {
                         log(0, "remote write: the receiver takes batches again");
                         failing = false;
                     }
-                    samples_sent->Increment(static_cast<double>(samples));
+                    (s.rollup ? rollups_sent : samples_sent)
+                        ->Increment(static_cast<double>(samples));
                     batches_sent->Increment();
                     n_samples += samples;
                     n_batches += 1;
@@ -507,8 +509,14 @@ RemoteWriteSender::RemoteWriteSender(RemoteWriteOptions options, const storage::
                        std::map<std::string, std::string> labels = {}) {
         return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add(labels);
     };
-    s.samples_sent = counter("citygate_remote_write_samples_sent_total",
-                             "Samples the remote-write receiver acknowledged (2xx)");
+    auto& sent = prometheus::BuildCounter()
+                     .Name("citygate_remote_write_samples_sent_total")
+                     .Help(
+                         "Samples the remote-write receiver acknowledged (2xx), by source: raw, "
+                         "rollup_1m (each bucket is four samples: avg, min, max, count)")
+                     .Register(*registry);
+    s.samples_sent = &sent.Add({{"source", "raw"}});
+    s.rollups_sent = &sent.Add({{"source", "rollup_1m"}});
     s.batches_sent = counter("citygate_remote_write_batches_sent_total",
                              "Remote-write requests the receiver acknowledged (2xx)");
     s.batches_failed = counter("citygate_remote_write_batches_failed_total",

@@ -86,7 +86,7 @@ class RemoteWriteSender {
     void stop();
 
     struct Figures {
-        std::uint64_t samples_sent = 0;
+        std::uint64_t samples_sent = 0;  // raw and rollup together
         std::uint64_t batches_sent = 0;
         std::uint64_t batches_failed = 0;  // refused for good (4xx)
         std::uint64_t retries = 0;

@@ -52,6 +52,7 @@ MOSQUITTO_PUB = shutil.which("mosquitto_pub")
 OUTAGE_S = float(os.environ.get("CITYGATE_RW_OUTAGE_S", "30"))
 BENCH_SAMPLES = int(os.environ.get("CITYGATE_RW_BENCH_SAMPLES", "200000"))
 DEADLINE = time.monotonic() + 60 + OUTAGE_S + (60 if BENCH_SAMPLES else 0)
+RAW = 'source="raw"'
 DEVICES = 4
 FIELDS = ("pm25", "pm10", "no2")
 RATE = 50  # messages per second per device
@@ -177,11 +178,12 @@ class Citygate:
                 self.proc.wait()
         return self.proc.returncode
 
-    def metric(self, name):
+    def metric(self, name, labels=""):
+        """Sum of the samples of `name` whose label text contains `labels`."""
         status, body = request(self.url + "/metrics")
         total = 0.0
         for line in body.decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
+            if (line.startswith(name + " ") or line.startswith(name + "{")) and labels in line:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
@@ -276,6 +278,31 @@ def compare(gate, vm, what):
     return expected
 
 
+def check_rollups(gate, vm):
+    """Each 1-minute bucket VictoriaMetrics got (name:count_1m, :min_1m, :max_1m, :avg_1m at the
+    minute's start) agrees with citygate's raw samples of that minute."""
+    mine = gate.series('{__name__=~"pm25|pm10|no2"}')
+    theirs = vm.series('{__name__=~"(pm25|pm10|no2):(count|min|max|avg)_1m"}')
+    buckets = 0
+    for key, samples in mine.items():
+        name, labels = key.split("{", 1)
+        per_minute = {}
+        for ts, value in samples:
+            per_minute.setdefault(ts // 60000 * 60000, []).append(value)
+        for function in ("count", "min", "max", "avg"):
+            for minute, value in theirs.get("%s:%s_1m{%s" % (name, function, labels), []):
+                values = per_minute.get(minute, [])
+                want = {"count": len(values), "min": min(values, default=None),
+                        "max": max(values, default=None),
+                        "avg": sum(values) / len(values) if values else None}[function]
+                if want is None or abs(want - value) > 1e-9 * max(1, abs(want)):
+                    fail("%s:%s_1m at %d: VictoriaMetrics %s, citygate's raw samples %s"
+                         % (key, function, minute, value, want))
+                buckets += 1
+    print("ok: %d rollup buckets in VictoriaMetrics (source = \"both\") agree with the raw "
+          "samples" % buckets)
+
+
 def bench(binary, work, vm):
     """Drain rate of a stored backlog into VictoriaMetrics: a citygate without the export stores
     it, then restarts with the export on and no cursor yet, so it sends all it holds."""
@@ -312,11 +339,11 @@ max_write_body = 16777216
                 fail("bench write into citygate: %d %s" % (status, reply[:200]))
         gate.stop()
         total = series_n * per_series
-        gate.toml = plain + EXPORT % vm.url
+        gate.toml = plain + EXPORT % (vm.url, "raw")
         started = time.monotonic()
         gate.start()
         wait_until("the sender to drain the bench backlog",
-                   lambda: gate.metric("citygate_remote_write_samples_sent_total") >= total,
+                   lambda: gate.metric("citygate_remote_write_samples_sent_total", RAW) >= total,
                    interval=0.05)
         elapsed = time.monotonic() - started
     finally:
@@ -334,6 +361,7 @@ EXPORT = """
 [export.remote_write]
 url = "%s/api/v1/write"
 select = ['{__name__=~".+"}']
+source = "%s"
 batch_samples = 10000
 batch_age = "500ms"
 settle_delay = "2s"
@@ -354,12 +382,12 @@ def main():
     try:
         vm = Victoria(work)
         gate = Citygate(binary, work, "[ingest]\nmax_new_series_per_minute = 1000000\n" +
-                        EXPORT % vm.url)
+                        EXPORT % (vm.url, "both"))
 
         # 1. Readings flow through to VictoriaMetrics.
         sensors = Sensors(gate, "a")
         wait_until("samples to reach VictoriaMetrics",
-                   lambda: gate.metric("citygate_remote_write_samples_sent_total") > 100)
+                   lambda: gate.metric("citygate_remote_write_samples_sent_total", RAW) > 100)
         print("ok: readings reach VictoriaMetrics")
 
         # 2. VictoriaMetrics down for OUTAGE_S while readings keep coming.
@@ -367,7 +395,7 @@ def main():
         retries_before = gate.metric("citygate_remote_write_retries_total")
         time.sleep(OUTAGE_S)
         retries = gate.metric("citygate_remote_write_retries_total") - retries_before
-        lag = gate.metric("citygate_remote_write_lag_seconds")
+        lag = gate.metric("citygate_remote_write_lag_seconds", RAW)
         if retries < 1:
             fail("no retries during a %.0f s outage" % OUTAGE_S)
         if lag < OUTAGE_S - 5:
@@ -376,7 +404,7 @@ def main():
         vm.start()
         back = time.monotonic()
         wait_until("the sender to catch up after the outage",
-                   lambda: gate.metric("citygate_remote_write_lag_seconds") < 5, interval=0.1)
+                   lambda: gate.metric("citygate_remote_write_lag_seconds", RAW) < 5, interval=0.1)
         print("ok: caught up %.1f s after VictoriaMetrics came back" % (time.monotonic() - back))
         time.sleep(2)
         sensors.stop()
@@ -384,7 +412,7 @@ def main():
         compare(gate, vm, "after a %.0f s outage" % OUTAGE_S)
 
         # 3. A citygate restart: the cursor is kept.
-        sent_before = gate.metric("citygate_remote_write_samples_sent_total")
+        sent_before = gate.metric("citygate_remote_write_samples_sent_total", RAW)
         if gate.stop() != 0:
             fail("citygate did not stop cleanly")
         cursor = open(os.path.join(work, "data", "export", "remote_write.cursor")).read()
@@ -395,7 +423,7 @@ def main():
         time.sleep(3)
         sensors.stop()
         n = compare(gate, vm, "after a citygate restart")
-        sent_after = gate.metric("citygate_remote_write_samples_sent_total")
+        sent_after = gate.metric("citygate_remote_write_samples_sent_total", RAW)
         print("ok: the restarted citygate sent %d samples (counted from its start), %d before; "
               "%d readings x fields published in all" % (sent_after, sent_before,
                                                          first + sensors.published))
@@ -405,6 +433,8 @@ def main():
         dropped = gate.metric("citygate_remote_write_samples_dropped_total")
         if dropped:
             fail("%d samples dropped" % dropped)
+
+        check_rollups(gate, vm)
 
         if BENCH_SAMPLES:
             gate.stop()
