@@ -6,9 +6,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 namespace citygate::exports {
 
@@ -17,15 +19,17 @@ namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
 
 std::optional<HttpUrl> HttpUrl::parse(std::string_view url, std::string& error) {
-    constexpr std::string_view scheme = "http://";
-    if (url.substr(0, scheme.size()) != scheme) {
-        error =
-            "must start with http:// (https is not supported yet: put a TLS proxy on "
-            "loopback in front of the receiver)";
+    HttpUrl out;
+    if (url.substr(0, 7) == "http://") {
+        url.remove_prefix(7);
+    } else if (url.substr(0, 8) == "https://") {
+        url.remove_prefix(8);
+        out.tls = true;
+        out.port = "443";
+    } else {
+        error = "must start with http:// or https://";
         return std::nullopt;
     }
-    url.remove_prefix(scheme.size());
-    HttpUrl out;
     auto slash = url.find('/');
     std::string_view authority = url.substr(0, slash);
     if (slash != std::string_view::npos) out.target = std::string(url.substr(slash));
@@ -68,12 +72,23 @@ std::optional<HttpUrl> HttpUrl::parse(std::string_view url, std::string& error) 
 }
 
 struct HttpPost::Impl {
+    using TlsStream = beast::ssl_stream<beast::tcp_stream>;
     HttpUrl url;
     std::chrono::milliseconds timeout;
     boost::asio::io_context io{1};
-    std::optional<beast::tcp_stream> stream;
+    std::optional<boost::asio::ssl::context> tls;  // https only
+    // One of the two while connected.
+    std::optional<beast::tcp_stream> plain;
+    std::optional<TlsStream> secure;
     beast::flat_buffer buffer;
     std::atomic<bool> cancelled{false};
+
+    bool connected() const { return plain || secure; }
+    beast::tcp_stream& lowest() { return secure ? beast::get_lowest_layer(*secure) : *plain; }
+    void disconnect() {
+        plain.reset();
+        secure.reset();
+    }
 
     // Runs the started operations until they finish (each has set its result). On cancel():
     // `abort` cancels them and their handlers run (with operation_aborted) before this returns,
@@ -91,11 +106,11 @@ struct HttpPost::Impl {
     bool run_stream() {
         return run([this] {
             boost::system::error_code ignored;
-            if (stream) stream->socket().close(ignored);
+            if (connected()) lowest().socket().close(ignored);
         });
     }
 
-    boost::system::error_code connect() {
+    boost::system::error_code connect(std::chrono::steady_clock::time_point deadline) {
         boost::system::error_code result;
         tcp::resolver resolver(io);
         tcp::resolver::results_type endpoints;
@@ -106,20 +121,82 @@ struct HttpPost::Impl {
                                });
         if (!run([&] { resolver.cancel(); })) return boost::asio::error::operation_aborted;
         if (result) return result;
-        stream.emplace(io);
-        stream->expires_after(timeout);
-        stream->async_connect(
+        if (tls) {
+            secure.emplace(io, *tls);
+            // SNI, and the certificate must name the host.
+            if (!SSL_set_tlsext_host_name(secure->native_handle(), url.host.c_str())) {
+                disconnect();
+                return boost::asio::error::invalid_argument;
+            }
+            secure->set_verify_callback(boost::asio::ssl::host_name_verification(url.host));
+        } else {
+            plain.emplace(io);
+        }
+        lowest().expires_at(deadline);
+        lowest().async_connect(
             endpoints, [&](const boost::system::error_code& ec, const auto&) { result = ec; });
         if (!run_stream()) result = boost::asio::error::operation_aborted;
-        if (result) stream.reset();
+        if (!result && secure) {
+            secure->async_handshake(boost::asio::ssl::stream_base::client,
+                                    [&](const boost::system::error_code& ec) { result = ec; });
+            if (!run_stream()) result = boost::asio::error::operation_aborted;
+        }
+        if (result) disconnect();
         return result;
+    }
+
+    template <typename Message>
+    boost::system::error_code write(Message& message) {
+        boost::system::error_code ec;
+        auto done = [&](const boost::system::error_code& e, std::size_t) { ec = e; };
+        if (secure) {
+            http::async_write(*secure, message, done);
+        } else {
+            http::async_write(*plain, message, done);
+        }
+        if (!run_stream()) ec = boost::asio::error::operation_aborted;
+        return ec;
+    }
+
+    template <typename Parser>
+    boost::system::error_code read(Parser& parser) {
+        boost::system::error_code ec;
+        auto done = [&](const boost::system::error_code& e, std::size_t) { ec = e; };
+        buffer.clear();
+        if (secure) {
+            http::async_read(*secure, buffer, parser, done);
+        } else {
+            http::async_read(*plain, buffer, parser, done);
+        }
+        if (!run_stream()) ec = boost::asio::error::operation_aborted;
+        return ec;
     }
 };
 
-HttpPost::HttpPost(HttpUrl url, std::chrono::milliseconds timeout)
+HttpPost::HttpPost(HttpUrl url, std::chrono::milliseconds timeout,
+                   const std::filesystem::path& ca_file)
     : impl_(std::make_unique<Impl>()) {
     impl_->url = std::move(url);
     impl_->timeout = timeout;
+    if (impl_->url.tls) {
+        auto& tls = impl_->tls.emplace(boost::asio::ssl::context::tls_client);
+        tls.set_options(boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
+                        boost::asio::ssl::context::no_tlsv1 |
+                        boost::asio::ssl::context::no_tlsv1_1);
+        tls.set_verify_mode(boost::asio::ssl::verify_peer);
+        boost::system::error_code ec;
+        if (ca_file.empty()) {
+            tls.set_default_verify_paths(ec);
+        } else {
+            tls.load_verify_file(ca_file.string(), ec);
+        }
+        if (ec) {
+            throw std::invalid_argument(
+                "cannot load CA certificates" +
+                (ca_file.empty() ? std::string(" (system default)") : " from " + ca_file.string()) +
+                ": " + ec.message());
+        }
+    }
 }
 
 HttpPost::~HttpPost() = default;
@@ -135,6 +212,7 @@ HttpReply HttpPost::post(const std::string& body,
         request.set(name, value);
     request.body() = body;
     request.prepare_payload();
+    auto deadline = std::chrono::steady_clock::now() + s.timeout;  // the whole exchange
 
     // A kept-alive connection the receiver closed meanwhile fails the write or the read at once:
     // try once more on a fresh connection before calling it a failure.
@@ -143,33 +221,25 @@ HttpReply HttpPost::post(const std::string& body,
             reply.error = "cancelled";
             return reply;
         }
-        bool reused = s.stream.has_value();
+        bool reused = s.connected();
         if (!reused) {
-            if (auto ec = s.connect()) {
+            if (auto ec = s.connect(deadline)) {
                 reply.error = "connect: " + ec.message();
                 return reply;
             }
         }
-        s.stream->expires_after(s.timeout);
-        boost::system::error_code ec;
-        http::async_write(*s.stream, request,
-                          [&](const boost::system::error_code& e, std::size_t) { ec = e; });
-        if (!s.run_stream()) ec = boost::asio::error::operation_aborted;
+        s.lowest().expires_at(deadline);
+        boost::system::error_code ec = s.write(request);
         http::response_parser<http::string_body> parser;
         parser.body_limit(1 << 20);
-        if (!ec) {
-            s.buffer.clear();
-            http::async_read(*s.stream, s.buffer, parser,
-                             [&](const boost::system::error_code& e, std::size_t) { ec = e; });
-            if (!s.run_stream()) ec = boost::asio::error::operation_aborted;
-        }
+        if (!ec) ec = s.read(parser);
         if (s.cancelled) {
-            s.stream.reset();
+            s.disconnect();
             reply.error = "cancelled";
             return reply;
         }
         if (ec) {
-            s.stream.reset();
+            s.disconnect();
             if (reused && ec != beast::error::timeout) continue;
             reply.error = (ec == beast::error::timeout ? "timed out: " : "") + ec.message();
             return reply;
@@ -180,7 +250,7 @@ HttpReply HttpPost::post(const std::string& body,
             reply.retry_after = std::string(found->value());
         }
         reply.body = response.body().substr(0, 1024);
-        if (!response.keep_alive()) s.stream.reset();
+        if (!response.keep_alive()) s.disconnect();
         return reply;
     }
     return reply;

@@ -1,10 +1,12 @@
 // A small synchronous HTTP/1.1 client for the remote-write sender: one keep-alive connection,
-// every step (resolve, connect, write, read) bounded by a timeout. Blocking: it runs on the
-// sender's own thread, never on an I/O thread. Not thread safe. Plain HTTP only.
+// the whole exchange (resolve aside: connect, TLS handshake, write, read) bounded by a timeout.
+// Blocking: it runs on the sender's own thread, never on an I/O thread. Not thread safe. https
+// verifies the receiver's certificate (chain and host name) against the system's CAs or a file.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,8 +15,9 @@
 
 namespace citygate::exports {
 
-// http://host[:port][/path]. Nothing, with `error` set, for anything else (https included).
+// http://host[:port][/path] or https://... Nothing, with `error` set, for anything else.
 struct HttpUrl {
+    bool tls = false;
     std::string host;
     std::string port = "80";
     std::string target = "/";
@@ -30,7 +33,10 @@ struct HttpReply {
 
 class HttpPost {
   public:
-    HttpPost(HttpUrl url, std::chrono::milliseconds timeout);
+    // `ca_file` (PEM) for https; empty: the system's CAs. Throws std::invalid_argument when the
+    // CA certificates cannot be loaded.
+    HttpPost(HttpUrl url, std::chrono::milliseconds timeout,
+             const std::filesystem::path& ca_file = {});
     ~HttpPost();
     HttpPost(const HttpPost&) = delete;
     HttpPost& operator=(const HttpPost&) = delete;

@@ -108,6 +108,7 @@ struct RemoteWriteSender::Impl {
     std::vector<Stream> streams;
     std::chrono::steady_clock::time_point last_failure_log{};
     std::chrono::steady_clock::time_point last_late_log{};
+    std::chrono::steady_clock::time_point last_read_error_log{};
     // Late-sample accounting of the raw stream: samples sent (or refused by the receiver) per
     // minute, from the first whole minute after the start; minutes before `judged_until` are
     // judged. Bounded: minutes are judged out_of_order_window after they end.
@@ -123,7 +124,7 @@ struct RemoteWriteSender::Impl {
     Impl(RemoteWriteOptions o, const storage::Engine& e, HttpUrl url)
         : options(std::move(o)),
           engine(e),
-          poster(std::move(url), options.timeout),
+          poster(std::move(url), options.timeout, options.tls_ca_file),
           backoff(options.min_backoff, options.max_backoff,
                   static_cast<std::uint64_t>(
                       std::chrono::steady_clock::now().time_since_epoch().count())) {}
@@ -208,38 +209,50 @@ struct RemoteWriteSender::Impl {
     }
 
     // Samples never sent that max_backlog gives up: counted (best effort, it is a query).
-    void skip_backlog(const Stream& s, std::int64_t from, std::int64_t to) {
-        std::uint64_t skipped = 0;
-        bool known = true;
+    // Selected samples stamped in [from, to), all series of a selector together: raw points
+    // for the partial minutes at either end, 1-minute rollups for the whole minutes between.
+    std::optional<std::uint64_t> count_stored(std::int64_t from, std::int64_t to) {
+        std::int64_t first_minute = std::min(to, floor_to(from + kMinute - 1, kMinute));
+        std::int64_t last_minute = std::max(first_minute, floor_to(to, kMinute));
+        std::pair<std::int64_t, std::int64_t> parts[] = {
+            {from, first_minute}, {first_minute, last_minute}, {last_minute, to}};
+        std::uint64_t total = 0;
         for (const storage::Selector& selector : selectors) {
-            storage::AggregateQuery query;
-            query.selector = selector;
-            query.start_ms = from;
-            query.end_ms = to;
-            query.step_ms = std::max<std::int64_t>(1, to - from);
-            query.function = storage::Aggregation::count;
-            query.group_by = std::vector<std::string>{};
-            storage::QueryLimits l = limits(false);
-            l.max_points = 100'000'000;
-            auto result = engine.query_aggregate(query, l);
-            if (!result.is_ok()) {
-                known = false;
-                break;
-            }
-            for (const auto& group : result.value()) {
-                for (double v : group.values)
-                    skipped += static_cast<std::uint64_t>(v);
+            for (const auto& [start, end] : parts) {
+                if (end <= start) continue;
+                storage::AggregateQuery query;
+                query.selector = selector;
+                query.start_ms = start;
+                query.end_ms = end;
+                query.step_ms = end - start;  // whole minutes in the middle: rollups are read
+                query.function = storage::Aggregation::count;
+                query.group_by = std::vector<std::string>{};
+                storage::QueryLimits l = limits(false);
+                l.max_points = 100'000'000;
+                auto result = engine.query_aggregate(query, l);
+                if (!result.is_ok()) return std::nullopt;
+                for (const auto& group : result.value()) {
+                    for (double v : group.values)
+                        total += static_cast<std::uint64_t>(v);
+                }
             }
         }
-        if (!s.rollup && known) {
-            samples_skipped->Increment(static_cast<double>(skipped));
-            n_skipped += skipped;
+        return total;
+    }
+
+    // Samples never sent that max_backlog gives up: counted (best effort, it is a query).
+    void skip_backlog(const Stream& s, std::int64_t from, std::int64_t to) {
+        auto skipped = count_stored(from, to);
+        if (!s.rollup && skipped) {
+            samples_skipped->Increment(static_cast<double>(*skipped));
+            n_skipped += *skipped;
         }
         log(1, std::string("remote write: ") + s.name + " data older than max_backlog (" +
                    std::to_string(options.max_backlog.count() / 1000) +
                    " s) was never sent and is skipped: " +
-                   (known ? std::to_string(skipped) + " samples" : "an unknown number of samples") +
-                   (selectors.size() > 1 ? " (selectors counted separately)" : ""));
+                   (skipped ? std::to_string(*skipped) + " raw samples"
+                            : "an unknown number of samples (too many to count)") +
+                   (selectors.size() > 1 ? " (each selector counted on its own)" : ""));
     }
 
     void account(const std::vector<ExportSeries>& batch) {
@@ -402,8 +415,12 @@ struct RemoteWriteSender::Impl {
                 return true;
             }
             read_errors->Increment();
-            log(2, std::string("remote write: reading ") + s.name +
-                       " samples failed: " + status.message());
+            auto steady = std::chrono::steady_clock::now();
+            if (steady - last_read_error_log > std::chrono::seconds(30)) {
+                last_read_error_log = steady;
+                log(2, std::string("remote write: reading ") + s.name +
+                           " samples failed (tried again): " + status.message());
+            }
             return false;
         }
         std::size_t samples = sample_count(batch);

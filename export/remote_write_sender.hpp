@@ -42,7 +42,8 @@ class Registry;
 namespace citygate::exports {
 
 struct RemoteWriteOptions {
-    std::string url;  // http://host:port/path
+    std::string url;                    // http://host:port/path or https://...
+    std::filesystem::path tls_ca_file;  // https: CAs to verify the receiver by; empty: system's
     std::vector<std::string> select{"{__name__=~\".+\"}"};
     bool raw = true;         // send raw samples
     bool rollup_1m = false;  // send 1-minute rollups as name:avg_1m, :min_1m, :max_1m, :count_1m

@@ -370,6 +370,7 @@ const std::map<std::string, Setter, std::less<>>& remote_write_setters() {
     auto rw = [](Config& c) -> RW& { return c.export_remote_write; };
     static const std::map<std::string, Setter, std::less<>> table = {
         {"url", [rw](auto& n, Config& c, auto o) { rw(c).url = string(n, o); }},
+        {"tls_ca_file", [rw](auto& n, Config& c, auto o) { rw(c).tls_ca_file = string(n, o); }},
         {"select",
          [rw](auto& n, Config& c, auto o) {
              const toml::array* array = n.as_array();
@@ -517,7 +518,11 @@ void validate_export_remote_write(const Config& config) {
     const Config::ExportRemoteWrite& rw = config.export_remote_write;
     if (rw.url.empty()) return;  // off
     std::string error;
-    if (!exports::HttpUrl::parse(rw.url, error)) fail("export.remote_write.url", error);
+    auto url = exports::HttpUrl::parse(rw.url, error);
+    if (!url) fail("export.remote_write.url", error);
+    if (!rw.tls_ca_file.empty() && !url->tls) {
+        fail("export.remote_write.tls_ca_file", "needs an https:// url");
+    }
     if (rw.select.empty()) fail("export.remote_write.select", "needs at least one selector");
     for (const std::string& text : rw.select) {
         auto parsed = storage::Selector::parse(text);

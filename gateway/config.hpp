@@ -175,7 +175,8 @@ struct Config {
     // [export.remote_write]: stored samples to a Prometheus remote-write receiver, from a durable
     // cursor (export/remote_write_sender.hpp says what is sent when).
     struct ExportRemoteWrite {
-        std::string url;  // http://host:port/path; empty: off
+        std::string url;                    // http://host:port/path or https://...; empty: off
+        std::filesystem::path tls_ca_file;  // https: CAs (PEM) for the receiver; empty: system's
         std::vector<std::string> select{"{__name__=~\".+\"}"};
         std::string source = "raw";  // raw, rollup_1m or both
         std::size_t batch_samples = 10'000;

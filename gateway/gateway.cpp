@@ -200,6 +200,7 @@ exports::RemoteWriteOptions remote_write_options(const Config& config) {
     const Config::ExportRemoteWrite& rw = config.export_remote_write;
     exports::RemoteWriteOptions options;
     options.url = rw.url;
+    options.tls_ca_file = rw.tls_ca_file;
     options.select = rw.select;
     options.raw = rw.source == "raw" || rw.source == "both";
     options.rollup_1m = rw.source == "rollup_1m" || rw.source == "both";

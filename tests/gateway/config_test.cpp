@@ -166,8 +166,10 @@ TEST_CASE("[export.remote_write] bad values are refused with the option named") 
     CHECK_THAT(message_of("password = \"p\""), Catch::Contains("needs username"));
     CHECK_THAT(message_of("settle_delay = \"2d\""),
                Catch::Contains("export.remote_write.settle_delay"));
-    CHECK_THAT(plain_message("[export.remote_write]\nurl = \"https://tsdb/w\""),
-               Catch::Contains("https"));
+    CHECK(plain_message("[export.remote_write]\nurl = \"https://tsdb/w\"") == "accepted");
+    CHECK_THAT(plain_message("[export.remote_write]\nurl = \"ftp://tsdb/w\""),
+               Catch::Contains("must start with http:// or https://"));
+    CHECK_THAT(message_of("tls_ca_file = \"/ca.pem\""), Catch::Contains("needs an https:// url"));
     CHECK_THAT(plain_message("[export.remote_write]\nurl = \"http://:80/w\""),
                Catch::Contains("no host"));
     CHECK_THAT(plain_message("[export]\nmqtt_thing = 1"), Catch::Contains("export.mqtt_thing"));
