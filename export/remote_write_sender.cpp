@@ -104,6 +104,7 @@ struct RemoteWriteSender::Impl {
         std::int64_t slice_ms;
         std::chrono::steady_clock::time_point last_send;
         std::chrono::steady_clock::time_point last_save;
+        std::uint64_t written_at_send = 0;  // EngineStats::points_written at the last send
     };
     std::vector<Stream> streams;
     std::chrono::steady_clock::time_point last_failure_log{};
@@ -407,6 +408,14 @@ struct RemoteWriteSender::Impl {
         std::int64_t start = *at;
         std::int64_t end = std::min(horizon, start + s.slice_ms);
         bool caught_up = end == horizon;
+        auto steady = std::chrono::steady_clock::now();
+        // Caught up and young: no read until batch_age, unless storage took enough points since
+        // the last send to fill a batch (all series count, so this never reads later).
+        std::uint64_t written = engine.stats().points_written;
+        if (caught_up && steady - s.last_send < options.batch_age &&
+            written - s.written_at_send < options.batch_samples) {
+            return false;
+        }
         std::vector<ExportSeries> batch;
         if (auto status = read(s, start, end, batch); !status.is_ok()) {
             if (status.code() == storage::Status::Code::limit_exceeded &&
@@ -424,7 +433,6 @@ struct RemoteWriteSender::Impl {
             return false;
         }
         std::size_t samples = sample_count(batch);
-        auto steady = std::chrono::steady_clock::now();
         if (caught_up && samples < options.batch_samples &&
             steady - s.last_send < options.batch_age) {
             return false;  // wait for a full batch or its age
@@ -461,6 +469,7 @@ struct RemoteWriteSender::Impl {
             if (!s.rollup) account(batch);
         }
         s.last_send = steady;
+        s.written_at_send = written;
         at = end;
         if (!s.rollup) raw_cursor_view = end;
         // Empty stretches move the cursor too, saved now and then: a restart rereads them.
