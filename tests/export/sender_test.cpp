@@ -237,7 +237,7 @@ TEST_CASE("every stored sample arrives once, in batches of at most batch_samples
     CHECK(headers["X-Prometheus-Remote-Write-Version"] == "0.1.0");
 }
 
-TEST_CASE("5xx and 429 are retried with back-off; Retry-After is honoured") {
+TEST_CASE("5xx and 429 are retried with back-off, and Retry-After is honoured") {
     test::TempDir dir;
     auto engine = open_engine(dir);
     std::size_t written = write_city(*engine, kNow, 2, 10);
@@ -307,7 +307,7 @@ TEST_CASE("after a restart the sender goes on from its cursor: no duplicates, no
     CHECK(duplicates == 0);
 }
 
-TEST_CASE("an unreachable receiver costs retries, not data; it all arrives once it is back") {
+TEST_CASE("an unreachable receiver costs retries, not data: it all arrives once it is back") {
     test::TempDir dir;
     auto engine = open_engine(dir);
     std::size_t written = write_city(*engine, kNow, 2, 30);
@@ -428,4 +428,27 @@ TEST_CASE("samples stored after the cursor passed them are counted as late, once
     sender.stop();
     CHECK(sender.figures().samples_sent == written);
     CHECK(receiver.samples().count("__name__=pm25,device=late,") == 0);
+}
+
+TEST_CASE("credentials go in the Authorization header: basic auth or a bearer token") {
+    test::TempDir dir;
+    auto engine = open_engine(dir);
+    write_city(*engine, kNow, 1, 3);
+    Receiver receiver([](int) { return Receiver::Answer{}; });
+    auto options = options_for(receiver, dir, kNow);
+    std::string expected;
+    SECTION("basic") {
+        options.username = "Aladdin";
+        options.password = "open sesame";
+        expected = "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==";  // RFC 7617's example
+    }
+    SECTION("bearer") {
+        options.bearer_token = "s3cr3t";
+        expected = "Bearer s3cr3t";
+    }
+    exports::RemoteWriteSender sender(options, *engine, nullptr);
+    sender.start();
+    REQUIRE(eventually([&] { return sender.figures().samples_sent == 3; }));
+    sender.stop();
+    CHECK(receiver.last_headers()["Authorization"] == expected);
 }

@@ -99,7 +99,7 @@ TEST_CASE("storage.min_free_space takes auto, bytes or a size with a unit") {
     CHECK_THROWS_WITH(reserve("\"99999999999TiB\""), Catch::Contains("storage.min_free_space"));
 }
 
-TEST_CASE("[export.remote_write] parses every option; empty url is off") {
+TEST_CASE("[export.remote_write] parses every option, and an empty url is off") {
     Config off = parse_config("", "test");
     CHECK(off.export_remote_write.url.empty());
     REQUIRE_NOTHROW(validate(off));
