@@ -110,6 +110,7 @@ struct RemoteWriteSender::Impl {
     std::chrono::steady_clock::time_point last_failure_log{};
     std::chrono::steady_clock::time_point last_late_log{};
     std::chrono::steady_clock::time_point last_read_error_log{};
+    std::chrono::steady_clock::time_point last_save_error_log{};
     // Late-sample accounting of the raw stream: samples sent (or refused by the receiver) per
     // minute, from the first whole minute after the start; minutes before `judged_until` are
     // judged. Bounded: minutes are judged out_of_order_window after they end.
@@ -154,7 +155,14 @@ struct RemoteWriteSender::Impl {
             // The batch was acknowledged: going on is right, a restart resends from the older
             // cursor (duplicates, no loss).
             cursor_errors->Increment();
-            log(2, "remote write: cannot save the cursor: " + error);
+            auto steady = std::chrono::steady_clock::now();
+            if (steady - last_save_error_log > std::chrono::seconds(30)) {
+                last_save_error_log = steady;
+                log(2,
+                    "remote write: cannot save the cursor (a restart now resends from the last "
+                    "saved one): " +
+                        error);
+            }
         }
     }
 
