@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 #include <boost/asio/ip/address.hpp>
 
+#include "export/http_post.hpp"
 #include "gateway/http/http_auth.hpp"
 #include "protocols/payload/topic_template.hpp"
 
@@ -468,6 +469,54 @@ void validate_export_mqtt(const Config& config) {
                  "): a window publishes up to that many messages at once through Paho's buffer");
     }
 }
+// [export.remote_write]: a section two levels deep, with its own table.
+const std::map<std::string, Setter, std::less<>>& remote_write_setters() {
+    using RW = Config::ExportRemoteWrite;
+    auto rw = [](Config& c) -> RW& { return c.export_remote_write; };
+    static const std::map<std::string, Setter, std::less<>> table = {
+        {"url", [rw](auto& n, Config& c, auto o) { rw(c).url = string(n, o); }},
+        {"tls_ca_file", [rw](auto& n, Config& c, auto o) { rw(c).tls_ca_file = string(n, o); }},
+        {"select",
+         [rw](auto& n, Config& c, auto o) {
+             const toml::array* array = n.as_array();
+             if (!array) fail(o, "expected an array of series selectors");
+             rw(c).select.clear();
+             for (const toml::node& item : *array)
+                 rw(c).select.push_back(string(item, o));
+         }},
+        {"source",
+         [rw](auto& n, Config& c, auto o) {
+             std::string text = string(n, o);
+             if (text != "raw" && text != "rollup_1m" && text != "both") {
+                 fail(o, "must be \"raw\", \"rollup_1m\" or \"both\", got \"" + text + "\"");
+             }
+             rw(c).source = text;
+         }},
+        {"batch_samples",
+         [rw](auto& n, Config& c, auto o) {
+             rw(c).batch_samples = integer<std::size_t>(n, o, 1, 10'000'000);
+         }},
+        {"batch_age", [rw](auto& n, Config& c, auto o) { rw(c).batch_age = duration(n, o); }},
+        {"min_backoff", [rw](auto& n, Config& c, auto o) { rw(c).min_backoff = duration(n, o); }},
+        {"max_backoff", [rw](auto& n, Config& c, auto o) { rw(c).max_backoff = duration(n, o); }},
+        {"timeout", [rw](auto& n, Config& c, auto o) { rw(c).timeout = duration(n, o); }},
+        {"max_backlog", [rw](auto& n, Config& c, auto o) { rw(c).max_backlog = duration(n, o); }},
+        {"settle_delay", [rw](auto& n, Config& c, auto o) { rw(c).settle_delay = duration(n, o); }},
+        {"bearer_token", [rw](auto& n, Config& c, auto o) { rw(c).bearer_token = string(n, o); }},
+        {"username", [rw](auto& n, Config& c, auto o) { rw(c).username = string(n, o); }},
+        {"password", [rw](auto& n, Config& c, auto o) { rw(c).password = string(n, o); }},
+    };
+    return table;
+}
+
+void apply_export_remote_write(const toml::table& table, Config& config) {
+    for (const auto& [key, node] : table) {
+        std::string name = "export.remote_write." + std::string(key.str());
+        auto setter = remote_write_setters().find(key.str());
+        if (setter == remote_write_setters().end()) fail(name, "unknown option");
+        setter->second(node, config, name);
+    }
+}
 
 void apply(const toml::table& table, const std::string& prefix, Config& config) {
     for (const auto& [key, node] : table) {
@@ -482,6 +531,11 @@ void apply(const toml::table& table, const std::string& prefix, Config& config) 
                 if (!fields) fail(option, "expected a table");
                 config.upstreams.push_back(parse_upstream(*fields, option));
             }
+            continue;
+        }
+        if (const toml::table* section = node.as_table();
+            section && name == "export.remote_write") {
+            apply_export_remote_write(*section, config);
             continue;
         }
         if (const toml::table* section = node.as_table(); section && prefix.empty()) {
@@ -625,6 +679,46 @@ std::optional<BrokerAddress> parse_broker_url(std::string_view url, std::string*
     return address;
 }
 
+namespace {
+
+void validate_export_remote_write(const Config& config) {
+    const Config::ExportRemoteWrite& rw = config.export_remote_write;
+    if (rw.url.empty()) return;  // off
+    std::string error;
+    auto url = exports::HttpUrl::parse(rw.url, error);
+    if (!url) fail("export.remote_write.url", error);
+    if (!rw.tls_ca_file.empty() && !url->tls) {
+        fail("export.remote_write.tls_ca_file", "needs an https:// url");
+    }
+    if (rw.select.empty()) fail("export.remote_write.select", "needs at least one selector");
+    for (const std::string& text : rw.select) {
+        auto parsed = storage::Selector::parse(text);
+        if (!parsed.is_ok()) {
+            fail("export.remote_write.select", "\"" + text + "\": " + parsed.status().message());
+        }
+    }
+    if (rw.batch_age.count() == 0) fail("export.remote_write.batch_age", "must be positive");
+    if (rw.timeout.count() == 0) fail("export.remote_write.timeout", "must be positive");
+    if (rw.min_backoff.count() == 0) fail("export.remote_write.min_backoff", "must be positive");
+    if (rw.max_backoff < rw.min_backoff) {
+        fail("export.remote_write.max_backoff", "must be at least min_backoff");
+    }
+    if (rw.max_backlog < std::chrono::minutes(1)) {
+        fail("export.remote_write.max_backlog", "must be at least 1m");
+    }
+    if (rw.settle_delay >= rw.max_backlog) {
+        fail("export.remote_write.settle_delay", "must be shorter than max_backlog");
+    }
+    if (!rw.bearer_token.empty() && !rw.username.empty()) {
+        fail("export.remote_write.bearer_token", "set bearer_token or username/password, not both");
+    }
+    if (rw.username.empty() && !rw.password.empty()) {
+        fail("export.remote_write.password", "needs username");
+    }
+}
+
+}  // namespace
+
 void validate(const Config& config) {
     auto address = [](const std::string& text, const char* option) {
         if (text.empty()) fail(option, "must not be empty");
@@ -740,6 +834,7 @@ void validate(const Config& config) {
         }
     }
     validate_export_mqtt(config);
+    validate_export_remote_write(config);
 }
 
 }  // namespace citygate::gateway

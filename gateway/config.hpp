@@ -219,6 +219,26 @@ struct Config {
         std::filesystem::path tls_ca_file;  // mqtts: the CA bundle; empty: the system's
         bool enabled() const { return !url.empty(); }
     } export_mqtt;
+    // [export.remote_write]: stored samples to a Prometheus remote-write receiver, from a durable
+    // cursor (export/remote_write_sender.hpp says what is sent when).
+    struct ExportRemoteWrite {
+        std::string url;                    // http://host:port/path or https://...; empty: off
+        std::filesystem::path tls_ca_file;  // https: CAs (PEM) for the receiver; empty: system's
+        std::vector<std::string> select{"{__name__=~\".+\"}"};
+        std::string source = "raw";  // raw, rollup_1m or both
+        std::size_t batch_samples = 10'000;
+        std::chrono::milliseconds batch_age = std::chrono::seconds(5);
+        std::chrono::milliseconds min_backoff = std::chrono::milliseconds(500);
+        std::chrono::milliseconds max_backoff = std::chrono::minutes(1);
+        std::chrono::milliseconds timeout = std::chrono::seconds(30);
+        std::chrono::milliseconds max_backlog = std::chrono::hours(24);
+        // Samples younger than this are not sent yet: how late a sample may arrive and still be
+        // sent (up to storage.out_of_order_window; more delay, more lag).
+        std::chrono::milliseconds settle_delay = std::chrono::minutes(1);
+        std::string bearer_token;
+        std::string username;  // basic auth
+        std::string password;
+    } export_remote_write;
 
     struct Server {
         unsigned io_threads = 0;  // 0: one per core

@@ -195,6 +195,39 @@ void fit_descriptor_limit(Config::Mqtt& mqtt) {
     mqtt.max_connections = usable;
 }
 
+// [export.remote_write] as the sender's options; its cursor lives beside the shards.
+exports::RemoteWriteOptions remote_write_options(const Config& config) {
+    const Config::ExportRemoteWrite& rw = config.export_remote_write;
+    exports::RemoteWriteOptions options;
+    options.url = rw.url;
+    options.tls_ca_file = rw.tls_ca_file;
+    options.select = rw.select;
+    options.raw = rw.source == "raw" || rw.source == "both";
+    options.rollup_1m = rw.source == "rollup_1m" || rw.source == "both";
+    options.batch_samples = rw.batch_samples;
+    options.batch_age = rw.batch_age;
+    options.min_backoff = rw.min_backoff;
+    options.max_backoff = rw.max_backoff;
+    options.timeout = rw.timeout;
+    options.max_backlog = rw.max_backlog;
+    options.settle_delay = rw.settle_delay;
+    options.out_of_order_window = config.storage.out_of_order_window;
+    options.bearer_token = rw.bearer_token;
+    options.username = rw.username;
+    options.password = rw.password;
+    options.cursor_file = config.storage.data_dir / "export" / "remote_write.cursor";
+    options.log = [](int level, const std::string& message) {
+        if (level >= 2) {
+            CG_LOG(error).with("export", "remote_write") << message;
+        } else if (level == 1) {
+            CG_LOG(warn).with("export", "remote_write") << message;
+        } else {
+            CG_LOG(info).with("export", "remote_write") << message;
+        }
+    };
+    return options;
+}
+
 unsigned or_cores(unsigned configured) {
     return configured ? configured : std::max(1u, std::thread::hardware_concurrency());
 }
@@ -284,6 +317,14 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
                 << "shard " << r.shard << ": dropped the write-ahead log's " << r.problem << " ("
                 << r.dropped_bytes
                 << " bytes): a write in flight when the process died, never acknowledged";
+        }
+    }
+    if (!config_.export_remote_write.url.empty()) {
+        try {
+            remote_write_ = std::make_unique<exports::RemoteWriteSender>(
+                remote_write_options(config_), *engine_, metrics_.registry().get());
+        } catch (const std::invalid_argument& e) {
+            throw ConfigError(std::string("export.remote_write.") + e.what());
         }
     }
     metrics_.set_collector([engine = engine_.get()](auto& families) {
@@ -562,6 +603,11 @@ void Gateway::run() {
         << (http_auth_->has_tokens() ? " (bearer tokens)" : " (admin from http.admin_from)");
     CG_LOG(info) << "data directory " << config_.storage.data_dir.string();
     if (export_mqtt_) export_mqtt_->start();
+    if (remote_write_) {
+        remote_write_->start();
+        CG_LOG(info) << "remote write to " << config_.export_remote_write.url << " ("
+                     << config_.export_remote_write.source << ")";
+    }
     ready_ = true;
 
     {
@@ -644,6 +690,8 @@ void Gateway::drain() {
     for (auto& thread : threads_)
         thread.join();
     threads_.clear();
+    if (remote_write_) remote_write_->stop();  // a request in flight is abandoned, sent again later
+    remote_write_.reset();
     engine_.reset();
     CG_LOG(info) << "stopped";
 }

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "export/remote_write_sender.hpp"
 #include "gateway/config.hpp"
 #include "gateway/export/aggregate_exporter.hpp"
 #include "gateway/http/http_api.hpp"
@@ -68,6 +69,8 @@ class Gateway {
     std::vector<std::unique_ptr<IoWorker>> workers_;
     std::unique_ptr<UpstreamConsumers> consumers_;  // null without [[upstream]]; outlives engine_
     std::unique_ptr<storage::Engine> engine_;       // after workers_: destroyed first
+    // After engine_, which it reads: stopped and destroyed before it. Null when off.
+    std::unique_ptr<exports::RemoteWriteSender> remote_write_;
     std::unique_ptr<boost::asio::ssl::context> tls_context_;
     std::vector<std::shared_ptr<MqttListener>> listeners_;  // plain and TLS, any order
     // Run by http.threads threads, a strand per connection.

@@ -8,6 +8,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "export/http_post.hpp"
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/http/tokens.hpp"
@@ -50,6 +51,16 @@ void check_startup(const Config& config) {
                 {config.http.tls_cert_file, config.http.tls_key_file, {}, false});
         } catch (const ConfigError& e) {
             throw ConfigError(std::string("http.tls_cert_file/tls_key_file (") + e.what() + ")");
+        }
+    }
+    // The remote-write receiver's CAs must load (the sender's client does this at start).
+    if (const auto& rw = config.export_remote_write; !rw.url.empty()) {
+        std::string error;
+        auto url = citygate::exports::HttpUrl::parse(rw.url, error);
+        try {
+            if (url) citygate::exports::HttpPost check(*url, rw.timeout, rw.tls_ca_file);
+        } catch (const std::invalid_argument& e) {
+            throw ConfigError(std::string("export.remote_write.") + e.what());
         }
     }
     // The nearest directory that exists must let us create (or write) the data directory.

@@ -6,7 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SANITIZE_BUILD:-$root/build-asan}
 jobs=${SANITIZE_JOBS:-2}
-units=(protocols_tests city_tests storage_tests ingest_tests gateway_tests loadgen_tests promql_tests)
+units=(protocols_tests city_tests storage_tests ingest_tests export_tests gateway_tests loadgen_tests
+       promql_tests)
 
 launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
@@ -23,5 +24,5 @@ cd "$build"
 # The PromQL harness against a real Prometheus shares the "promql:" prefix but drives the
 # citygate binary, which this build does not make: not a unit test.
 ctest --output-on-failure --timeout 600 -j "$jobs" \
-    -R '^(protocols|city|storage|ingest|gateway|loadgen|promql)[:]' \
+    -R '^(protocols|city|storage|ingest|export|gateway|loadgen|promql)[:]' \
     -E '^promql: results match a real Prometheus$'

@@ -264,3 +264,79 @@ TEST_CASE("bad [export.mqtt] values are refused with the option named") {
     CHECK_THROWS_WITH(parse_config("[export]\nmqtt = 1", "test"),
                       Catch::Contains("export.mqtt: expected a table"));
 }
+
+TEST_CASE("[export.remote_write] parses every option, and an empty url is off") {
+    Config off = parse_config("", "test");
+    CHECK(off.export_remote_write.url.empty());
+    REQUIRE_NOTHROW(validate(off));
+    Config config = parse_config(R"(
+        [export.remote_write]
+        url = "http://127.0.0.1:8428/api/v1/write"
+        select = ['pm25{district="x"}', '{__name__=~"no2|pm10"}']
+        source = "both"
+        batch_samples = 5000
+        batch_age = "2s"
+        settle_delay = "30s"
+        min_backoff = "100ms"
+        max_backoff = "10s"
+        timeout = "3s"
+        max_backlog = "2h"
+        username = "u"
+        password = "p"
+    )",
+                                 "test");
+    REQUIRE_NOTHROW(validate(config));
+    const auto& rw = config.export_remote_write;
+    CHECK(rw.url == "http://127.0.0.1:8428/api/v1/write");
+    CHECK(rw.select.size() == 2);
+    CHECK(rw.source == "both");
+    CHECK(rw.batch_samples == 5000);
+    CHECK(rw.batch_age == 2s);
+    CHECK(rw.settle_delay == 30s);
+    CHECK(rw.min_backoff == 100ms);
+    CHECK(rw.max_backoff == 10s);
+    CHECK(rw.timeout == 3s);
+    CHECK(rw.max_backlog == std::chrono::hours(2));
+    CHECK(rw.username == "u");
+    CHECK(rw.password == "p");
+}
+
+TEST_CASE("[export.remote_write] bad values are refused with the option named") {
+    auto message_of = [](const std::string& toml) {
+        try {
+            validate(parse_config("[export.remote_write]\nurl = \"http://127.0.0.1:1/w\"\n" + toml,
+                                  "test"));
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    auto plain_message = [](const std::string& toml) {
+        try {
+            validate(parse_config(toml, "test"));
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    CHECK(message_of("") == "accepted");
+    CHECK_THAT(message_of("urll = 1"), Catch::Contains("export.remote_write.urll: unknown option"));
+    CHECK_THAT(message_of("source = \"cooked\""), Catch::Contains("export.remote_write.source"));
+    CHECK_THAT(message_of("select = ['{a']"), Catch::Contains("export.remote_write.select"));
+    CHECK_THAT(message_of("select = []"), Catch::Contains("at least one"));
+    CHECK_THAT(message_of("batch_samples = 0"),
+               Catch::Contains("export.remote_write.batch_samples"));
+    CHECK_THAT(message_of("min_backoff = \"2m\""),
+               Catch::Contains("export.remote_write.max_backoff"));
+    CHECK_THAT(message_of("bearer_token = \"t\"\nusername = \"u\""), Catch::Contains("not both"));
+    CHECK_THAT(message_of("password = \"p\""), Catch::Contains("needs username"));
+    CHECK_THAT(message_of("settle_delay = \"2d\""),
+               Catch::Contains("export.remote_write.settle_delay"));
+    CHECK(plain_message("[export.remote_write]\nurl = \"https://tsdb/w\"") == "accepted");
+    CHECK_THAT(plain_message("[export.remote_write]\nurl = \"ftp://tsdb/w\""),
+               Catch::Contains("must start with http:// or https://"));
+    CHECK_THAT(message_of("tls_ca_file = \"/ca.pem\""), Catch::Contains("needs an https:// url"));
+    CHECK_THAT(plain_message("[export.remote_write]\nurl = \"http://:80/w\""),
+               Catch::Contains("no host"));
+    CHECK_THAT(plain_message("[export]\nmqtt_thing = 1"), Catch::Contains("export.mqtt_thing"));
+}
