@@ -96,7 +96,7 @@ class Citygate:
         self.log = os.path.join(self.work, "citygate-%d.log" % self.starts)
         self.proc = subprocess.Popen(
             [self.binary, "--config", config, "--mqtt-listen", "127.0.0.1", "--http-listen",
-             "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--data-dir",
+             "127.0.0.1", "--mqtt-port", "0", "--http-port", str(getattr(self, "fixed_port", 0)), "--data-dir",
              os.path.join(self.work, "data"), "--io-threads", "1", "--shards", "2"],
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
 
