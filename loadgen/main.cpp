@@ -10,7 +10,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/program_options.hpp>
@@ -124,6 +126,21 @@ double cpu_seconds(const timeval& t) {
     return double(t.tv_sec) + double(t.tv_usec) / 1e6;
 }
 
+// An IP address as given, or the first address a host name resolves to (a broker's service name
+// in docker-compose or Kubernetes).
+boost::asio::ip::address broker_address(const std::string& host, boost::system::error_code& ec) {
+    auto address = boost::asio::ip::make_address(host, ec);
+    if (!ec) return address;
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::resolver resolver(io);
+    auto results = resolver.resolve(host, "", ec);
+    if (ec || results.empty()) {
+        if (!ec) ec = boost::asio::error::host_not_found;
+        return {};
+    }
+    return results.begin()->endpoint().address();
+}
+
 void raise_fd_limit() {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
@@ -150,7 +167,7 @@ int main(int argc, char** argv) {
     options.add_options()
         ("help,h", "show this help")
         ("scenario", po::value(&scenario_name), "preset: smoke, peak-hour, million-idle, connect-storm")
-        ("host", po::value(&host)->default_value(host), "broker IP address")
+        ("host", po::value(&host)->default_value(host), "broker IP address or host name")
         ("port", po::value(&port)->default_value(port), "broker MQTT port")
         ("bind", po::value<std::string>(), "source addresses: 127.0.0.2, 127.0.0.1-127.0.0.16, or a comma list")
         ("protocol", po::value(&protocol)->default_value(protocol), "MQTT version: 3.1.1 or 5")
@@ -224,12 +241,13 @@ int main(int argc, char** argv) {
     take("reconnect", sc.reconnect);
 
     boost::system::error_code ec;
-    auto address = boost::asio::ip::make_address(host, ec);
+    auto address = broker_address(host, ec);
     auto format = parse_payload_format(format_name);
     if (ec || sc.qos > 2 || (protocol != "3.1.1" && protocol != "5") || threads == 0 ||
         sc.inflight == 0 || sc.inflight > 65535 || port > 65535 || http_port > 65535 ||
         sc.keep_alive_s > 65535 || !format || sc.clients > 100'000'000) {
-        std::cerr << "citygate-loadgen: bad arguments (host must be an IP address, qos 0-2, "
+        std::cerr << "citygate-loadgen: bad arguments (host must be an IP address or a name that "
+                     "resolves, qos 0-2, "
                      "protocol 3.1.1 or 5, format json/senml/line, threads and inflight >= 1)\n";
         return 2;
     }

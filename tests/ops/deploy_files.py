@@ -52,6 +52,21 @@ def check_yaml():
     print(f"yaml: {len(paths)} files parse")
 
 
+def check_config(citygate, text, where):
+    """citygate --check-config accepts the TOML text."""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml") as toml:
+        toml.write(text)
+        toml.flush()
+        result = subprocess.run([citygate, "--config", toml.name, "--check-config"],
+                                capture_output=True, text=True, timeout=30)
+        check(result.returncode == 0, f"citygate --check-config refuses {where}: {result.stdout}{result.stderr}")
+
+
+def url_host_port(url):
+    match = re.match(r"^[a-z]+://([^/:]+):(\d+)", url)
+    return (match.group(1), int(match.group(2))) if match else (None, None)
+
+
 def check_kubernetes(citygate):
     k8s = os.path.join(DEPLOY, "kubernetes")
     kustomization = load_all(os.path.join(k8s, "kustomization.yaml"))[0]
@@ -63,42 +78,76 @@ def check_kubernetes(citygate):
     for obj in objects:
         check({"apiVersion", "kind", "metadata"} <= obj.keys(), f"object without apiVersion/kind/metadata: {obj}")
         by_kind.setdefault(obj["kind"], []).append(obj)
-    for kind in ("StatefulSet", "Service", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap"):
+    for kind in ("StatefulSet", "Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap"):
         check(kind in by_kind, f"no {kind} in deploy/kubernetes")
-    sts = by_kind["StatefulSet"][0]
+    workloads = {w["metadata"]["name"]: w for kind in ("StatefulSet", "Deployment") for w in by_kind.get(kind, [])}
+    check({"citygate", "emqx", "victoria-metrics", "prometheus-fleet"} <= workloads.keys(),
+          f"the scaled topology's workloads are not all there: {sorted(workloads)}")
+    services = {s["metadata"]["name"]: s for s in by_kind["Service"]}
+    config_maps = {c["metadata"]["name"]: c for c in by_kind["ConfigMap"]}
+
+    def pod_labels(workload):
+        return workload["spec"]["template"]["metadata"]["labels"]
+
+    def selects(selector, workload):
+        return all(pod_labels(workload).get(k) == v for k, v in selector.items())
+
+    def named_ports(workload):
+        return {p["name"]: p["containerPort"] for c in workload["spec"]["template"]["spec"]["containers"]
+                for p in c.get("ports", [])}
+
+    for name, workload in workloads.items():
+        spec, pod = workload["spec"], workload["spec"]["template"]["spec"]
+        check(selects(spec["selector"]["matchLabels"], workload), f"{name}: selector does not match its pods")
+        claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])}
+        volumes = {v["name"] for v in pod.get("volumes", [])} | claims
+        for container in pod["containers"]:
+            for mount in container.get("volumeMounts", []):
+                check(mount["name"] in volumes, f"{name}: volumeMount {mount['name']} has no volume")
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                if probe in container:
+                    check(container[probe]["httpGet"]["port"] in named_ports(workload),
+                          f"{name}: {probe} port is not a container port")
+        for volume in pod.get("volumes", []):
+            if "configMap" in volume:
+                check(volume["configMap"]["name"] in config_maps,
+                      f"{name}: volume {volume['name']} names no ConfigMap here")
+        if workload["kind"] == "StatefulSet":
+            check(spec["serviceName"] in services, f"{name}: serviceName {spec['serviceName']} is no Service")
+    for name, service in services.items():
+        targets = [w for w in workloads.values() if selects(service["spec"]["selector"], w)]
+        if check(len(targets) == 1, f"Service {name} selects {len(targets)} workloads, not one"):
+            for port in service["spec"]["ports"]:
+                check(port["targetPort"] in named_ports(targets[0]),
+                      f"Service {name} targets unknown port {port['targetPort']}")
+
+    def service_port(host, port):
+        """The Service a cluster URL names, if it serves that port."""
+        service = services.get(host.split(".")[0])
+        return service is not None and any(p["port"] == port for p in service["spec"]["ports"])
+
+    sts = workloads["citygate"]
     spec, pod = sts["spec"], sts["spec"]["template"]["spec"]
-    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
-    matches = lambda selector: all(pod_labels.get(k) == v for k, v in selector.items())
-    check(matches(spec["selector"]["matchLabels"]), "StatefulSet selector does not match its pods")
     claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])}
     check("data" in claims, "StatefulSet has no volumeClaimTemplate for the data volume")
-    services = {s["metadata"]["name"]: s for s in by_kind["Service"]}
-    check(spec["serviceName"] in services and services[spec["serviceName"]]["spec"].get("clusterIP") == "None",
+    check(services[spec["serviceName"]]["spec"].get("clusterIP") == "None",
           "StatefulSet serviceName is not a headless Service")
-    volumes = {v["name"] for v in pod.get("volumes", [])} | claims
     container = pod["containers"][0]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    ports = named_ports(sts)
     check(ports == {"mqtt": 1883, "mqtts": 8883, "http": 8080}, f"container ports {ports}")
-    for mount in container["volumeMounts"]:
-        check(mount["name"] in volumes, f"volumeMount {mount['name']} has no volume")
     check(any(m["mountPath"] == "/var/lib/citygate" and m["name"] in claims for m in container["volumeMounts"]),
           "the data directory is not on the claimed volume")
     check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness is not /readyz")
     check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness is not /healthz")
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        if probe in container:
-            check(container[probe]["httpGet"]["port"] in ports, f"{probe} port is not a container port")
     check(pod["securityContext"].get("runAsNonRoot") is True, "pod may run as root")
     check(container["securityContext"].get("allowPrivilegeEscalation") is False, "privilege escalation allowed")
     check(container["securityContext"]["capabilities"]["drop"] == ["ALL"], "capabilities not dropped")
-    for name, service in services.items():
-        check(matches(service["spec"]["selector"]), f"Service {name} selects no citygate pod")
-        for port in service["spec"]["ports"]:
-            check(port["targetPort"] in ports, f"Service {name} targets unknown port {port['targetPort']}")
+    check("cpu" in container["resources"].get("limits", {}),
+          "citygate has no CPU limit (shards = 0 and io_threads = 0 size the gateway from it)")
     exposed = {p["port"] for s in services.values() for p in s["spec"]["ports"]}
     check({1883, 8080} <= exposed, "no Service for MQTT and HTTP")
     pdb = by_kind["PodDisruptionBudget"][0]["spec"]
-    check(matches(pdb["selector"]["matchLabels"]), "PodDisruptionBudget selects no citygate pod")
+    check(selects(pdb["selector"]["matchLabels"], sts), "PodDisruptionBudget selects no citygate pod")
     monitor = by_kind["ServiceMonitor"][0]["spec"]
     monitored = [s for s in services.values()
                  if all(s["metadata"]["labels"].get(k) == v for k, v in monitor["selector"]["matchLabels"].items())]
@@ -107,22 +156,38 @@ def check_kubernetes(citygate):
         check(any(p["name"] == endpoint["port"] for s in monitored for p in s["spec"]["ports"]),
               f"ServiceMonitor endpoint port {endpoint['port']} is not on the Service")
     check("/metrics" in [e.get("path") for e in monitor["endpoints"]], "ServiceMonitor does not scrape /metrics")
-    config_maps = {c["metadata"]["name"]: c for c in by_kind["ConfigMap"]}
     config_volume = next(v for v in pod["volumes"] if v["name"] == "config")
     config_map = config_maps.get(config_volume["configMap"]["name"])
     if check(config_map is not None, "the config volume names no ConfigMap here"):
         check(f"/etc/citygate/citygate.toml" in container["args"] or "--config" in container["args"],
               "the container is not started with the ConfigMap's file")
-        with tempfile.NamedTemporaryFile("w", suffix=".toml") as toml:
-            toml.write(config_map["data"]["citygate.toml"])
-            toml.flush()
-            result = subprocess.run([citygate, "--config", toml.name, "--check-config"],
-                                    capture_output=True, text=True, timeout=30)
-            check(result.returncode == 0, f"citygate --check-config refuses the ConfigMap: {result.stdout}{result.stderr}")
+        text = config_map["data"]["citygate.toml"]
+        check_config(citygate, text, "the ConfigMap")
+        config = tomllib.loads(text)
+        check(config.get("storage", {}).get("shards") == 0, "the ConfigMap does not size shards from the CPU limit")
+        for upstream in config.get("upstream", []):
+            check(service_port(*url_host_port(upstream["url"])),
+                  f"[[upstream]] {upstream['url']} is not a Service and port here")
+        remote_write = config.get("export", {}).get("remote_write", {})
+        check(remote_write and service_port(*url_host_port(remote_write["url"])),
+              f"[export.remote_write] {remote_write.get('url')} is not a Service and port here")
+    # The fleet reader reads every citygate replica, by its stable pod name, and nothing else.
+    fleet = yaml.safe_load(config_maps["prometheus-fleet-config"]["data"]["prometheus.yml"])
+    want = [f"http://citygate-{i}.{spec['serviceName']}:{ports['http']}/api/v1/read" for i in range(spec["replicas"])]
+    check([r["url"] for r in fleet.get("remote_read", [])] == want,
+          f"prometheus-fleet reads {[r['url'] for r in fleet.get('remote_read', [])]}, want the replicas {want}")
+    check(all(r.get("read_recent") is True and r.get("filter_external_labels") is False for r in fleet["remote_read"]),
+          "prometheus-fleet remote_read needs read_recent: true and filter_external_labels: false")
+    if shutil.which("promtool"):
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            f.write(config_maps["prometheus-fleet-config"]["data"]["prometheus.yml"])
+            f.flush()
+            result = subprocess.run(["promtool", "check", "config", f.name], capture_output=True, text=True)
+            check(result.returncode == 0, f"promtool refuses prometheus-fleet-config: {result.stdout}{result.stderr}")
     print(f"kubernetes: {len(objects)} objects checked")
 
 
-def check_compose():
+def check_compose(citygate):
     compose = load_all(os.path.join(DEPLOY, "docker-compose.yml"))[0]
     services = compose["services"]
     check({"citygate", "prometheus", "grafana", "mosquitto"} <= services.keys(), f"compose services {list(services)}")
@@ -144,6 +209,25 @@ def check_compose():
     dashboard_dir = provider["providers"][0]["options"]["path"]
     check(any(v.startswith("./grafana:" + dashboard_dir) for v in services["grafana"]["volumes"]),
           "Grafana's dashboard provider path is not where compose mounts deploy/grafana")
+    scale = {name: service for name, service in services.items() if "scale" in service.get("profiles", [])}
+    consumers = sorted(name for name in scale if name.startswith("citygate-"))
+    check(len(consumers) >= 2 and {"broker", "victoria-metrics", "prometheus-fleet"} <= scale.keys(),
+          f"the compose profile scale lacks the scaled topology: {sorted(scale)}")
+    for name in consumers:
+        service = scale[name]
+        check(service.get("hostname") == name, f"compose {name}: hostname (its upstream client id) is not {name}")
+        check("cpus" in service, f"compose {name}: no CPU limit to size shards from")
+        config_arg = service["command"][service["command"].index("--config") + 1]
+        mounted = next((v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == config_arg), None)
+        if check(mounted is not None, f"compose {name}: {config_arg} is not mounted"):
+            text = open(os.path.join(DEPLOY, mounted)).read()
+            check_config(citygate, text, f"compose {name}'s {mounted}")
+            config = tomllib.loads(text)
+            for upstream in config.get("upstream", []):
+                host, _ = url_host_port(upstream["url"])
+                check(host in scale, f"compose {name}: upstream {upstream['url']} is no compose service")
+            host, _ = url_host_port(config.get("export", {}).get("remote_write", {}).get("url", ""))
+            check(host in scale, f"compose {name}: remote write goes to {host}, no compose service")
     bridge = open(os.path.join(DEPLOY, "mosquitto", "bridge.conf")).read()
     check(re.search(r"^address citygate:1883$", bridge, re.M) is not None, "mosquitto does not bridge to citygate")
     print(f"compose: {len(services)} services checked")
@@ -264,7 +348,7 @@ def main():
     citygate, loadgen = sys.argv[1:]
     check_yaml()
     check_kubernetes(citygate)
-    check_compose()
+    check_compose(citygate)
     check_dockerfile([citygate, loadgen])
     check_backup_location()
     check_systemd(citygate)

@@ -11,6 +11,7 @@ fi
 cd "$root/deploy/prometheus"
 promtool check config prometheus.yml
 promtool check config prometheus-compose.yml
+promtool check config prometheus-fleet.yml
 promtool check rules recording-rules.yml alert-rules.yml
 promtool test rules tests/*.yml
 
