@@ -74,6 +74,20 @@ session_expiry = "0s"
 """
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def acks(gates):
     return sum(g.metric("citygate_upstream_acks_total", 'upstream="broker"') for g in gates)
 
@@ -90,10 +104,16 @@ def consumer_run(args, consumers, receive_maximum, tag):
         for g in gates:
             wait_until("consumer connected", lambda g=g: g.metric("citygate_upstream_connected", 'upstream="broker"') == 2)
         before = acks(gates)
+        cpu_before = sum(cpu_seconds(g.proc.pid) for g in gates)
         t0 = time.monotonic()
         report = load(args, port, work, tag)
         elapsed = time.monotonic() - t0
         during = acks(gates) - before
+        cpu = sum(cpu_seconds(g.proc.pid) for g in gates) - cpu_before
+        rss = max(rss_bytes(g.proc.pid) for g in gates)
+        if during:
+            print(f"  {consumers} consumer(s): {cpu / during * 1e6:.1f} us consumer CPU per message, "
+                  f"largest RSS {rss / 2**20:.0f} MiB")
         refused = sum(g.metric("citygate_upstream_refused_total", 'upstream="broker"') for g in gates)
         if refused:
             print(f"  ({refused:.0f} messages refused by the consumers: see their logs)")
