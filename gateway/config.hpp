@@ -116,7 +116,7 @@ struct Config {
 
     struct Storage {
         std::filesystem::path data_dir = "./var";
-        unsigned shards = 0;  // 0: one per core
+        unsigned shards = 0;  // 0: one per usable CPU (storage/cpu_limit.hpp: cgroup limit)
         std::size_t queue_capacity = 65536;
         storage::FsyncPolicy fsync = storage::FsyncPolicy::none;
         // --recover: what a damaged write-ahead log does at start (a flag, not a file option:
@@ -241,7 +241,7 @@ struct Config {
     } export_remote_write;
 
     struct Server {
-        unsigned io_threads = 0;  // 0: one per core
+        unsigned io_threads = 0;  // 0: one per usable CPU (cgroup limit included)
         log::Level log_level = log::Level::info;
         log::Format log_format = log::Format::text;
         std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(10);

@@ -14,6 +14,7 @@
 #include "gateway/mqtt/mqtt_connection.hpp"
 #include "gateway/ops/log.hpp"
 #include "gateway/ops/process_metrics.hpp"
+#include "storage/cpu_limit.hpp"
 
 namespace citygate::gateway {
 namespace {
@@ -229,7 +230,7 @@ exports::RemoteWriteOptions remote_write_options(const Config& config) {
 }
 
 unsigned or_cores(unsigned configured) {
-    return configured ? configured : std::max(1u, std::thread::hardware_concurrency());
+    return configured ? configured : usable_cpus();  // a container's CPU limit included
 }
 
 }  // namespace

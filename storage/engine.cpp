@@ -15,6 +15,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "storage/cpu_limit.hpp"
 #include "storage/detail/disk_guard.hpp"
 #include "storage/detail/keys.hpp"
 #include "storage/detail/layout.hpp"
@@ -105,7 +106,7 @@ Result<unsigned> settle_shard_count(const std::filesystem::path& dir, unsigned w
         }
         return stored;
     }
-    unsigned count = wanted != 0 ? wanted : std::max(1u, std::thread::hardware_concurrency());
+    unsigned count = wanted != 0 ? wanted : usable_cpus();  // the cgroup's CPU limit included
     std::ofstream out(meta, std::ios::trunc);
     out << count << "\n";
     out.flush();
@@ -289,7 +290,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
     // Shards open in parallel: each loads its series index and replays its log, which is what a
     // start with millions of series waits for (4 M series, 2 shards: 25.7 s one after the other).
     std::vector<std::future<Result<std::unique_ptr<Shard>>>> opening;
-    const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+    const unsigned threads = usable_cpus();
     std::vector<Result<std::unique_ptr<Shard>>> opened;
     for (std::size_t first = 0; first < shard_options.size(); first += threads) {
         std::size_t last = std::min(shard_options.size(), first + threads);

@@ -24,6 +24,7 @@
 
 #include "gateway/ops/log.hpp"
 #include "protocols/mqtt/client_session.hpp"
+#include "storage/cpu_limit.hpp"
 
 namespace citygate::gateway {
 
@@ -663,8 +664,7 @@ UpstreamConsumers::UpstreamConsumers(const std::vector<Config::Upstream>& upstre
     unsigned total = 0;
     for (const auto& u : upstreams)
         total += u.connections;
-    const unsigned threads =
-        std::clamp<unsigned>(std::min(total, std::thread::hardware_concurrency()), 1, 8);
+    const unsigned threads = std::clamp<unsigned>(std::min(total, usable_cpus()), 1, 8);
     for (unsigned i = 0; i < threads; ++i)
         workers_.push_back(std::make_unique<UpstreamWorker>(ingest));
 
