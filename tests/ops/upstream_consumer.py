@@ -9,7 +9,9 @@ timestamp), on 127.0.0.1 only.
       (acknowledged) is missing, and a redelivered reading is stored once (its rollup counts it
       once);
   (c) stop the broker for a while (its persistence keeps the sessions): both consumers
-      reconnect and resume, and what was published afterwards arrives.
+      reconnect and resume, and what was published afterwards arrives;
+  (d) mqtts:// (when openssl is installed): a broker with a certificate from a test CA; a
+      consumer given the CA (tls_ca_file) connects and stores, one without it is refused.
 
   tests/ops/upstream_consumer.py build/gateway/citygate
 """
@@ -38,11 +40,11 @@ T0 = (int(time.time() * 1000) // 3600_000) * 3600_000 - 3600_000  # readings sta
 
 
 class Broker:
-    def __init__(self, work):
+    def __init__(self, work, tls=""):
         self.work, self.port = work, free_port()
         self.conf = os.path.join(work, "mosquitto.conf")
         with open(self.conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f.write(f"listener {self.port} 127.0.0.1\n{tls}allow_anonymous true\n"
                     f"user {getpass.getuser()}\n"  # root drops to `mosquitto`, which cannot write here
                     f"persistence true\npersistence_location {work}/\nautosave_interval 1\n"
                     "max_queued_messages 1000000\nmax_inflight_messages 0\n")
@@ -78,7 +80,7 @@ def publish(port, device, first, count):
         fail(f"mosquitto_pub {device}: {proc.returncode} {proc.stderr[-500:]!r}")
 
 
-def consumer_toml(broker_port, instance):
+def consumer_toml(broker_port, instance, url=None, extra=""):
     return f"""
 [ingest]
 default_format = "line"
@@ -89,7 +91,7 @@ max_new_series_per_minute = 0
 out_of_order_window = "3h"
 [[upstream]]
 name = "broker"
-url = "mqtt://127.0.0.1:{broker_port}"
+url = "{url or f'mqtt://127.0.0.1:{broker_port}'}"
 topics = ["city/#"]
 share_group = "cg"
 client_id = "cg{instance}-{{name}}-{{n}}"  # both run on this host: {{host}} would not tell them apart
@@ -99,7 +101,7 @@ session_expiry = "10m"
 keep_alive = "5s"
 reconnect_min = "100ms"
 reconnect_max = "1s"
-"""
+{extra}"""
 
 
 def stored(gates, device):
@@ -144,6 +146,56 @@ def check_exactly_once(gates, device, count, allow_copies):
     if rolled != raw:
         fail(f"{device}: rollups count {rolled} readings, raw points {raw}")
     return copies
+
+
+def check_tls(binary, work):
+    openssl = shutil.which("openssl")
+    if not openssl:
+        print("(d) skipped: openssl not installed")
+        return
+    tls = os.path.join(work, "tls")
+    os.makedirs(tls)
+
+    def run(*args):
+        subprocess.run([openssl] + list(args), check=True, capture_output=True, cwd=tls)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=citygate test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(tls, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    broker_dir = os.path.join(work, "tls-broker")
+    os.makedirs(broker_dir)
+    broker = Broker(broker_dir, f"cafile {tls}/ca.pem\ncertfile {tls}/server.pem\nkeyfile {tls}/server.key\n")
+    gates = []
+    try:
+        url = f"mqtts://127.0.0.1:{broker.port}"
+        for name, extra in (("trusted", f'tls_ca_file = "{tls}/ca.pem"\n'), ("untrusted", "")):
+            d = os.path.join(work, name)
+            os.makedirs(d)
+            gates.append(Citygate(binary, d, consumer_toml(broker.port, name, url, extra)))
+        trusted, untrusted = gates
+        wait_until("the consumer with the CA connected over mqtts://", lambda: trusted.metric(
+            "citygate_upstream_connected", 'upstream="broker"') == 2)
+        publish_tls = subprocess.run(
+            [PUB, "-h", "127.0.0.1", "-p", str(broker.port), "--cafile", f"{tls}/ca.pem", "-q", "1",
+             "-t", "city/d01/air/tls0", "-l", "-i", "pub-tls"],
+            input="".join(f"pm25 value={i} {T0 + i * 10}\n" for i in range(500)).encode(),
+            capture_output=True, timeout=60)
+        if publish_tls.returncode != 0:
+            fail(f"mosquitto_pub over TLS: {publish_tls.stderr[-300:]!r}")
+        check_exactly_once([trusted], "tls0", 500, allow_copies=False)
+        wait_until("the consumer without the CA to fail", lambda: untrusted.metric(
+            "citygate_upstream_connect_failures_total", 'upstream="broker"') > 0)
+        if untrusted.metric("citygate_upstream_connected", 'upstream="broker"') != 0:
+            fail("connected over mqtts:// to a broker whose CA it was not given")
+        print("(d) mqtts://: with tls_ca_file 500 readings stored; without it the certificate is refused")
+    finally:
+        for gate in gates:
+            gate.stop()
+        broker.stop()
 
 
 def main():
@@ -215,6 +267,7 @@ def main():
             fail(f"a consumer did not resume after the broker restart: acks {before} -> {after}")
         print("(c) broker stopped for 3 s: both consumers reconnected and resumed; 6000 more "
               "readings stored exactly once")
+        check_tls(binary, work)
         ok = True
         print("PASS")
     finally:
