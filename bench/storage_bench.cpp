@@ -29,6 +29,7 @@ struct Args {
     std::int64_t minutes = 60;
     unsigned shards = 2;
     std::size_t points_per_write = 1000;
+    std::int64_t jitter_ms = 0;  // each reading's timestamp moved by up to this, as devices do
     std::filesystem::path dir;
     bool quick = false;
     bool fsync_batch = true;  // also run the fsync=batch ingest
@@ -60,7 +61,7 @@ storage::StorageTuning::Compression compression(const std::string& name) {
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: citygate-storage-bench [--quick] [--sensors N] [--minutes M] "
-                 "[--shards N] [--points-per-write N] [--dir PATH] [--no-fsync-batch]\n"
+                 "[--shards N] [--jitter-ms N] [--points-per-write N] [--dir PATH] [--no-fsync-batch]\n"
                  "  [--head-flush-points N] [--compression none|lz4|zstd] "
                  "[--bottommost-compression none|lz4|zstd]\n"
                  "  [--bloom-bits N] [--no-prefix-bloom] [--write-buffer-mb N] "
@@ -86,6 +87,20 @@ std::vector<std::vector<std::string>> series_keys(const loadgen::CityModel& city
         }
     }
     return keys;
+}
+
+// A deterministic offset in [-jitter_ms, jitter_ms] per (sensor, nominal time): a device's clock
+// and network move each reading's timestamp a little, so deltas are never exactly the period.
+std::int64_t jitter(const Args& args, std::size_t sensor, std::int64_t t) {
+    if (args.jitter_ms == 0) return 0;
+    std::uint64_t h = (static_cast<std::uint64_t>(sensor) << 40) ^ static_cast<std::uint64_t>(t);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    auto span = static_cast<std::uint64_t>(2 * args.jitter_ms + 1);
+    return static_cast<std::int64_t>(h % span) - args.jitter_ms;
 }
 
 std::unique_ptr<storage::Engine> open_engine(const Args& args, const std::filesystem::path& dir,
@@ -128,7 +143,7 @@ IngestResult ingest(storage::Engine& engine, const loadgen::CityModel& city,
             readings.clear();
             city.readings(s, t, readings);
             for (std::size_t m = 0; m < readings.size(); ++m) {
-                batch.push_back({keys[s][m], t, readings[m].value});
+                batch.push_back({keys[s][m], t + jitter(args, s, t), readings[m].value});
             }
             if (batch.size() >= args.points_per_write) submit();
         }
@@ -195,6 +210,8 @@ int main(int argc, char** argv) {
             args.minutes = std::stol(next());
         } else if (a == "--shards") {
             args.shards = static_cast<unsigned>(std::stoul(next()));
+        } else if (a == "--jitter-ms") {
+            args.jitter_ms = std::stoll(next());
         } else if (a == "--points-per-write") {
             args.points_per_write = std::stoul(next());
         } else if (a == "--dir") {

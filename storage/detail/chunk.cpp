@@ -1,21 +1,132 @@
-// Chunk codec. Layout: varint count, svarint first_ts, varint (last_ts - first_ts), byte mode;
-// timestamps as a delta then delta-of-deltas (regular sensors cost one byte, which RocksDB's
-// block compression then squeezes further); values as mode 0: byte k, svarint deltas of the
-// mantissas m = v * 10^k, or mode 1: raw little-endian doubles.
+// Chunk codec. Layout: varint count, svarint first_ts, varint (last_ts - first_ts), byte mode.
+// Mode 2 (written since the packed codec; chunks of one point stay mode 0):
+//   svarint period P (the median delta), byte k (decimal exponent, or 0xff: raw doubles),
+//   then a bit stream: a Rice run of zigzag(delta_i - P) for the n-1 deltas (a device reporting
+//   every 10 s with its clock and network jitter costs about 6 bits a timestamp, where
+//   delta-of-delta doubles the jitter's spread), and for decimals a byte-aligned svarint first
+//   mantissa, a predictor bit (0: mantissa deltas, 1: delta-of-deltas, whichever is smaller) and
+//   a Rice run of their zigzags; raw doubles follow the bit stream as 8-byte little-endian.
+// Modes 0 and 1 (older chunks, still read): timestamps as a varint delta then svarint
+// delta-of-deltas; mode 0: byte k, svarint deltas of the mantissas m = v * 10^k; mode 1: raw
+// little-endian doubles.
 #include "storage/detail/chunk.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
+#include "storage/detail/bits.hpp"
 #include "storage/detail/coding.hpp"
 
 namespace citygate::storage::detail {
 namespace {
 
-enum : std::uint8_t { kModeDecimal = 0, kModeRaw = 1 };
+enum : std::uint8_t { kModeDecimal = 0, kModeRaw = 1, kModePacked = 2 };
+constexpr std::uint8_t kPackedRaw = 0xff;  // mode 2's exponent byte for raw doubles
 
 Status corrupt(const char* what) {
     return Status::error(Status::Code::corruption, std::string("chunk: ") + what);
+}
+
+std::int64_t header_last(std::int64_t first, std::uint64_t span) {
+    return static_cast<std::int64_t>(static_cast<std::uint64_t>(first) + span);
+}
+
+std::int64_t median_delta(const Sample* samples, std::size_t count) {
+    std::vector<std::int64_t> deltas(count - 1);
+    for (std::size_t i = 1; i < count; ++i)
+        deltas[i - 1] = samples[i].ts - samples[i - 1].ts;
+    auto middle = deltas.begin() + static_cast<std::ptrdiff_t>(deltas.size() / 2);
+    std::nth_element(deltas.begin(), middle, deltas.end());
+    return *middle;
+}
+
+// Bits of a Rice run with its best parameter.
+std::uint64_t rice_bits(const std::vector<std::uint64_t>& values) {
+    int k = rice_parameter(values);
+    std::uint64_t bits = 5;
+    for (std::uint64_t v : values) {
+        std::uint64_t q = v >> k;
+        bits += q >= kRiceEscape ? kRiceEscape + 64 : q + 1 + static_cast<std::uint64_t>(k);
+    }
+    return bits;
+}
+
+void encode_packed(const Sample* samples, std::size_t count, int k, std::string& out) {
+    std::int64_t period = median_delta(samples, count);
+    put_svarint(out, period);
+    out.push_back(static_cast<char>(k >= 0 ? static_cast<std::uint8_t>(k) : kPackedRaw));
+    std::vector<std::uint64_t> run(count - 1);
+    for (std::size_t i = 1; i < count; ++i)
+        run[i - 1] = zigzag(samples[i].ts - samples[i - 1].ts - period);
+    {
+        BitWriter bits(out);
+        put_rice(bits, run);
+    }
+    if (k < 0) {
+        for (std::size_t i = 0; i < count; ++i)
+            put_double(out, samples[i].value);
+        return;
+    }
+    std::vector<std::int64_t> m(count);
+    for (std::size_t i = 0; i < count; ++i)
+        (void)decimal_mantissa(samples[i].value, k, m[i]);  // known to succeed for this k
+    put_svarint(out, m[0]);
+    std::vector<std::uint64_t> deltas(count - 1), second(count - 1);
+    for (std::size_t i = 1; i < count; ++i) {
+        deltas[i - 1] = zigzag(m[i] - m[i - 1]);
+        // The first delta as is, then changes of the delta.
+        second[i - 1] = i == 1 ? deltas[0] : zigzag((m[i] - m[i - 1]) - (m[i - 1] - m[i - 2]));
+    }
+    bool dod = rice_bits(second) < rice_bits(deltas);
+    BitWriter bits(out);
+    bits.put(dod ? 1 : 0, 1);
+    put_rice(bits, dod ? second : deltas);
+}
+
+Status decode_packed(Reader& in, std::size_t count, Sample* s) {
+    std::int64_t period;
+    std::uint8_t k;
+    if (!in.svarint(period) || !in.byte(k) || (k > kMaxDecimalExponent && k != kPackedRaw)) {
+        return corrupt("bad packed header");
+    }
+    std::vector<std::uint64_t> run(count - 1);
+    {
+        std::string_view rest = in.rest();
+        BitReader bits(rest);
+        if (!get_rice(bits, count - 1, run.data())) return corrupt("bad timestamp");
+        in.skip(bits.bytes_used(rest.size()));
+    }
+    // Wrapping arithmetic: a corrupt run must not be undefined behaviour, only wrong data.
+    for (std::size_t i = 1; i < count; ++i) {
+        auto delta =
+            static_cast<std::uint64_t>(period) + static_cast<std::uint64_t>(unzigzag(run[i - 1]));
+        s[i].ts = static_cast<std::int64_t>(static_cast<std::uint64_t>(s[i - 1].ts) + delta);
+    }
+    if (k == kPackedRaw) {
+        for (std::size_t i = 0; i < count; ++i) {
+            if (!in.f64(s[i].value)) return corrupt("bad value");
+        }
+        return Status::ok();
+    }
+    std::int64_t first;
+    if (!in.svarint(first)) return corrupt("bad value");
+    std::string_view rest = in.rest();
+    BitReader bits(rest);
+    std::uint64_t dod;
+    if (!bits.get(1, dod) || !get_rice(bits, count - 1, run.data())) return corrupt("bad value");
+    in.skip(bits.bytes_used(rest.size()));
+    double scale = pow10(k);
+    auto m = static_cast<std::uint64_t>(first);
+    std::uint64_t delta = 0;
+    s[0].value = static_cast<double>(first) / scale;
+    for (std::size_t i = 1; i < count; ++i) {
+        auto d = static_cast<std::uint64_t>(unzigzag(run[i - 1]));
+        delta = dod && i > 1 ? delta + d : d;
+        m += delta;
+        s[i].value = static_cast<double>(static_cast<std::int64_t>(m)) / scale;
+    }
+    return Status::ok();
 }
 
 }  // namespace
@@ -53,6 +164,11 @@ std::string encode_chunk(const Sample* samples, std::size_t count) {
     for (std::size_t i = 0; i < count; ++i)
         exponent.add(samples[i].value);
     int k = exponent.exponent();
+    if (count > 1) {
+        out.push_back(static_cast<char>(kModePacked));
+        encode_packed(samples, count, k, out);
+        return out;
+    }
     out.push_back(static_cast<char>(k >= 0 ? kModeDecimal : kModeRaw));
 
     std::int64_t prev_delta = 0;
@@ -107,6 +223,15 @@ Status decode_chunk(std::string_view data, std::vector<Sample>& out) {
     out.resize(base + count);
     Sample* s = out.data() + base;
     s[0].ts = first;
+    if (mode == kModePacked) {
+        Status status = count > 1 ? decode_packed(in, count, s) : corrupt("packed single point");
+        if (status.is_ok() && !in.done()) status = corrupt("trailing bytes");
+        if (status.is_ok() && s[count - 1].ts != header_last(first, span)) {
+            status = corrupt("timestamps do not end at the header's last time");
+        }
+        if (!status.is_ok()) out.resize(base);
+        return status;
+    }
     std::int64_t delta = 0;
     for (std::size_t i = 1; i < count; ++i) {
         if (i == 1) {
