@@ -155,6 +155,12 @@ struct EngineOptions {
     std::chrono::milliseconds partition_window = std::chrono::hours(24);
     std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
     std::chrono::milliseconds retention = std::chrono::hours(24 * 30);  // 0: keep forever
+    // Sealing: once a window has ended and the out-of-order window after it has passed too (by
+    // `clock`), the flush thread rewrites it for its long life: its 1-minute rollup blocks are
+    // dropped (1-minute buckets are then computed from its chunks, with the same results) and
+    // the window is compacted into RocksDB's bottommost (ZSTD) level. Points still accepted for
+    // a sealed window (a series whose clock is behind) are written there as late data.
+    bool seal_windows = true;
     // Series limits: a point that would create a series beyond either is refused (counted,
     // WriteResult::rejected_series_limit); existing series keep being written. max_series is
     // all shards together, 0: only the per-shard limit.
@@ -221,6 +227,7 @@ struct EngineStats {
     std::uint64_t batches = 0;             // group commits
     std::uint64_t flushes = 0;             // head flushes into chunks
     std::uint64_t windows_dropped = 0;     // by retention
+    std::uint64_t windows_sealed = 0;      // sealed since open
     std::uint64_t head_points = 0;         // accepted, not yet in chunks
     std::vector<std::size_t> queue_depth;  // per shard, points waiting
     std::vector<std::uint64_t> points_written_per_shard;

@@ -211,7 +211,7 @@ Status Shard::open_db() {
             return Status::error(Status::Code::corruption, "unknown column family " + names[i]);
         }
     }
-    return Status::ok();
+    return load_sealed_windows();
 }
 
 Status Shard::recover() {

@@ -61,6 +61,10 @@ void Shard::drop_expired_windows() {
         for (auto it = windows_.begin();
              it != windows_.end() && it->first + options_.window_ms <= cutoff;) {
             expired.push_back(it->second);
+            {
+                std::unique_lock head(head_mutex_);
+                sealed_windows_.erase(it->first);
+            }
             it = windows_.erase(it);
         }
     }
