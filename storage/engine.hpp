@@ -227,7 +227,7 @@ struct EngineStats {
     std::uint64_t batches = 0;             // group commits
     std::uint64_t flushes = 0;             // head flushes into chunks
     std::uint64_t windows_dropped = 0;     // by retention
-    std::uint64_t windows_sealed = 0;      // sealed since open
+    std::uint64_t windows_sealed = 0;      // sealed windows held now, their rewrite done
     std::uint64_t head_points = 0;         // accepted, not yet in chunks
     std::vector<std::size_t> queue_depth;  // per shard, points waiting
     std::vector<std::uint64_t> points_written_per_shard;

@@ -63,7 +63,8 @@ void Shard::drop_expired_windows() {
             expired.push_back(it->second);
             {
                 std::unique_lock head(head_mutex_);
-                sealed_windows_.erase(it->first);
+                // Same thread as the seals, so a sealed window here is fully sealed.
+                if (sealed_windows_.erase(it->first) > 0) windows_sealed_.fetch_sub(1);
             }
             it = windows_.erase(it);
         }

@@ -45,6 +45,7 @@ Status Shard::load_sealed_windows() {
         }
     }
     std::unique_lock lock(head_mutex_);
+    windows_sealed_.store(sealed.size(), std::memory_order_relaxed);
     sealed_windows_ = std::move(sealed);
     return Status::ok();
 }
