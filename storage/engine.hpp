@@ -56,6 +56,10 @@ struct StorageTuning {
     std::size_t write_buffer_bytes = 32 << 20;  // memtable per window column family
     Compaction compaction = Compaction::level;
     std::size_t block_bytes = 32 << 10;
+    // L0 files of a window that start a compaction (RocksDB's default is 4). Each head flush
+    // rewrites every series' newest chunk and hour rollup block, so a memtable flushed during
+    // the hour leaves stale versions in L0 that only a compaction removes.
+    int level0_compaction_trigger = 2;
 };
 
 // The limit that refused a point because it would have created a series. Storage enforces
