@@ -150,8 +150,10 @@ std::vector<RollupBucket> bucketize(const Sample* samples, std::size_t count, st
     return out;
 }
 
-std::string encode_rollups(const std::vector<RollupBucket>& buckets, std::int64_t block_start,
-                           std::int64_t width) {
+namespace {
+
+// The decimal exponent a block is stored at, -1 for raw doubles.
+int block_exponent(const std::vector<RollupBucket>& buckets) {
     DecimalExponent exponent;
     for (const auto& b : buckets) {
         exponent.add(b.min);
@@ -164,6 +166,25 @@ std::string encode_rollups(const std::vector<RollupBucket>& buckets, std::int64_
     for (const auto& b : buckets) {
         if (k >= 0 && !sum_mantissa(b.sum, k, m)) k = -1;
     }
+    return k;
+}
+
+}  // namespace
+
+void round_like_codec(std::vector<RollupBucket>& buckets) {
+    const int k = block_exponent(buckets);
+    if (k < 0) return;
+    const double scale = pow10(k);
+    for (auto& b : buckets) {
+        std::int64_t m = 0;
+        (void)sum_mantissa(b.sum, k, m);  // known to succeed for this k
+        b.sum = static_cast<double>(m) / scale;
+    }
+}
+
+std::string encode_rollups(const std::vector<RollupBucket>& buckets, std::int64_t block_start,
+                           std::int64_t width) {
+    const int k = block_exponent(buckets);
     std::string out;
     out.reserve(8 + buckets.size() * 12);
     put_varint(out, buckets.size());

@@ -368,10 +368,7 @@ Status Shard::write_rollups(std::uint64_t id, std::int64_t window, const CfHandl
             }
         }
         if (sealed) {
-            // What a reader derives from the chunks: the block through its codec.
-            auto encoded = encode_rollups(block, hour, kMinute);
-            block.clear();
-            if (auto s = decode_rollups(encoded, hour, kMinute, block); !s.is_ok()) return s;
+            round_like_codec(block);  // what a reader computes from the chunks
         } else {
             auto p = batch.Put(cf.get(), key, encode_rollups(block, hour, kMinute));
             if (!p.ok()) return from_rocks(p, "batch");

@@ -126,15 +126,11 @@ Status Shard::derive_minutes(std::uint64_t id, std::int64_t start, std::int64_t 
         std::size_t j = i;
         while (j < raw.size() && raw[j].ts < hour + kHour)
             ++j;
-        auto minutes = bucketize(raw.data() + i, j - i, kMinute);
+        block = bucketize(raw.data() + i, j - i, kMinute);
         i = j;
-        // Through the codec, as the flush stored them: sums of decimals come back as the exact
-        // decimal sum, not the accumulated double.
-        block.clear();
-        if (auto s = decode_rollups(encode_rollups(minutes, hour, kMinute), hour, kMinute, block);
-            !s.is_ok()) {
-            return s;
-        }
+        // As the flush stored them: sums of decimals are the exact decimal sum, not the
+        // accumulated double.
+        round_like_codec(block);
         std::size_t n = 0;
         for (const auto& b : block)
             n += b.start >= start && b.start < end ? 1 : 0;

@@ -191,3 +191,34 @@ TEST_CASE("truncated or damaged packed rollup blocks fail cleanly") {
         (void)decode_rollups(damaged, 0, 60'000, out);  // refused or wrong, never out of bounds
     }
 }
+
+TEST_CASE("round_like_codec gives what a block's round trip gives") {
+    std::mt19937 rng(17);
+    for (int decimals : {0, 1, 2, -1}) {
+        std::vector<Sample> samples;
+        double v = 10;
+        for (int i = 0; i < 400; ++i) {
+            v += std::normal_distribution<double>(0, 0.7)(rng);
+            double value =
+                decimals < 0 ? v : std::round(v * std::pow(10, decimals)) / std::pow(10, decimals);
+            samples.push_back({i * 9'000 + static_cast<int>(rng() % 40), value});
+        }
+        for (std::size_t n : {std::size_t{3}, samples.size()}) {
+            auto buckets = bucketize(samples.data(), n, 60'000);
+            std::vector<RollupBucket> decoded;
+            REQUIRE(decode_rollups(encode_rollups(buckets, 0, 60'000), 0, 60'000, decoded).is_ok());
+            round_like_codec(buckets);
+            REQUIRE(decoded.size() == buckets.size());
+            for (std::size_t i = 0; i < buckets.size(); ++i) {
+                INFO(decimals << " decimals, bucket " << i);
+                CHECK(std::bit_cast<std::uint64_t>(decoded[i].sum) ==
+                      std::bit_cast<std::uint64_t>(buckets[i].sum));
+                CHECK(std::bit_cast<std::uint64_t>(decoded[i].min) ==
+                      std::bit_cast<std::uint64_t>(buckets[i].min));
+                CHECK(std::bit_cast<std::uint64_t>(decoded[i].last) ==
+                      std::bit_cast<std::uint64_t>(buckets[i].last));
+                CHECK(decoded[i].count == buckets[i].count);
+            }
+        }
+    }
+}
