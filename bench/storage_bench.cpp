@@ -3,6 +3,7 @@
 // after a full compaction and query latencies. The last line is one JSON object for scripts.
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,11 +30,16 @@ struct Args {
     std::int64_t minutes = 60;
     unsigned shards = 2;
     std::size_t points_per_write = 1000;
+    std::int64_t jitter_ms = 0;  // each reading's timestamp moved by up to this, as devices do
     std::filesystem::path dir;
     bool quick = false;
     bool fsync_batch = true;  // also run the fsync=batch ingest
     std::size_t head_flush_points = storage::EngineOptions{}.head_flush_points;
     storage::StorageTuning tuning;  // RocksDB options of the window column families, for A/B
+    // The engine's clock: the dataset's time, as if the city were reporting live (sealing and
+    // retention go by it). The ingest moves it along with the readings.
+    std::shared_ptr<std::atomic<std::int64_t>> now =
+        std::make_shared<std::atomic<std::int64_t>>(kStart);
 };
 
 struct IngestResult {
@@ -58,13 +64,14 @@ storage::StorageTuning::Compression compression(const std::string& name) {
 }
 
 [[noreturn]] void usage() {
-    std::fprintf(stderr,
-                 "usage: citygate-storage-bench [--quick] [--sensors N] [--minutes M] "
-                 "[--shards N] [--points-per-write N] [--dir PATH] [--no-fsync-batch]\n"
-                 "  [--head-flush-points N] [--compression none|lz4|zstd] "
-                 "[--bottommost-compression none|lz4|zstd]\n"
-                 "  [--bloom-bits N] [--no-prefix-bloom] [--write-buffer-mb N] "
-                 "[--compaction level|universal] [--block-kb N]\n");
+    std::fprintf(
+        stderr,
+        "usage: citygate-storage-bench [--quick] [--sensors N] [--minutes M] "
+        "[--shards N] [--jitter-ms N] [--points-per-write N] [--dir PATH] [--no-fsync-batch]\n"
+        "  [--head-flush-points N] [--compression none|lz4|zstd] "
+        "[--bottommost-compression none|lz4|zstd]\n"
+        "  [--bloom-bits N] [--no-prefix-bloom] [--write-buffer-mb N] "
+        "[--compaction level|universal] [--block-kb N] [--l0-trigger N]\n");
     std::exit(2);
 }
 
@@ -88,6 +95,20 @@ std::vector<std::vector<std::string>> series_keys(const loadgen::CityModel& city
     return keys;
 }
 
+// A deterministic offset in [-jitter_ms, jitter_ms] per (sensor, nominal time): a device's clock
+// and network move each reading's timestamp a little, so deltas are never exactly the period.
+std::int64_t jitter(const Args& args, std::size_t sensor, std::int64_t t) {
+    if (args.jitter_ms == 0) return 0;
+    std::uint64_t h = (static_cast<std::uint64_t>(sensor) << 40) ^ static_cast<std::uint64_t>(t);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    auto span = static_cast<std::uint64_t>(2 * args.jitter_ms + 1);
+    return static_cast<std::int64_t>(h % span) - args.jitter_ms;
+}
+
 std::unique_ptr<storage::Engine> open_engine(const Args& args, const std::filesystem::path& dir,
                                              storage::FsyncPolicy fsync) {
     storage::EngineOptions o;
@@ -97,6 +118,7 @@ std::unique_ptr<storage::Engine> open_engine(const Args& args, const std::filesy
     o.retention = std::chrono::milliseconds(0);  // the dataset is in 2024
     o.head_flush_points = args.head_flush_points;
     o.tuning = args.tuning;
+    o.clock = [now = args.now] { return now->load(std::memory_order_relaxed); };
     auto e = storage::Engine::open(std::move(o));
     check(e.status(), "open");
     return std::move(e.value());
@@ -124,16 +146,18 @@ IngestResult ingest(storage::Engine& engine, const loadgen::CityModel& city,
         batch.clear();
     };
     for (std::int64_t t = kStart; t < end; t += kInterval) {
+        args.now->store(t, std::memory_order_relaxed);
         for (std::size_t s = 0; s < city.sensors().size(); ++s) {
             readings.clear();
             city.readings(s, t, readings);
             for (std::size_t m = 0; m < readings.size(); ++m) {
-                batch.push_back({keys[s][m], t, readings[m].value});
+                batch.push_back({keys[s][m], t + jitter(args, s, t), readings[m].value});
             }
             if (batch.size() >= args.points_per_write) submit();
         }
     }
     if (!batch.empty()) submit();
+    args.now->store(end, std::memory_order_relaxed);
     while (acked_writes.load() < writes)
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     IngestResult r;
@@ -161,6 +185,73 @@ IngestResult ingest(storage::Engine& engine, const loadgen::CityModel& city,
     r.per_s_per_thread = sum / shards;
     r.per_s_per_thread_with_flush = sum_with_flush / shards;
     return r;
+}
+
+// Every file under `dir`: SST files, write-ahead logs, MANIFEST, as `du` sees them.
+std::uint64_t directory_bytes(const std::filesystem::path& dir) {
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+        std::error_code size_ec;
+        if (e.is_regular_file(size_ec)) {
+            auto n = e.file_size(size_ec);
+            if (!size_ec) total += n;
+        }
+    }
+    return total;
+}
+
+// What a reader sees, to compare before and after sealing: one series' raw points, and avg
+// PM2.5 by district at 1-minute steps (1-minute buckets) and 1-hour steps, over the hour.
+struct Answers {
+    std::vector<storage::RawSeries> raw;
+    std::vector<storage::AggregatedSeries> minutes, hours;
+    bool operator==(const Answers& o) const {
+        auto same_raw = [](const storage::RawSeries& a, const storage::RawSeries& b) {
+            return a.series == b.series && a.timestamps_ms == b.timestamps_ms &&
+                   same_values(a.values, b.values);
+        };
+        auto same_agg = [](const storage::AggregatedSeries& a, const storage::AggregatedSeries& b) {
+            return a.key == b.key && a.timestamps_ms == b.timestamps_ms &&
+                   same_values(a.values, b.values);
+        };
+        return std::equal(raw.begin(), raw.end(), o.raw.begin(), o.raw.end(), same_raw) &&
+               std::equal(minutes.begin(), minutes.end(), o.minutes.begin(), o.minutes.end(),
+                          same_agg) &&
+               std::equal(hours.begin(), hours.end(), o.hours.begin(), o.hours.end(), same_agg);
+    }
+    static bool same_values(const std::vector<double>& a, const std::vector<double>& b) {
+        return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](double x, double y) {
+            return std::bit_cast<std::uint64_t>(x) == std::bit_cast<std::uint64_t>(y);
+        });
+    }
+};
+
+Answers ask(const storage::Engine& engine, const std::vector<std::vector<std::string>>& keys,
+            std::int64_t minutes) {
+    Answers a;
+    for (std::size_t i = 0; i < keys.size(); i += keys.size() / 16 + 1) {
+        auto r = engine.query_raw(storage::Selector::parse(keys[i][0]).value(), kStart - 3'600'000,
+                                  kStart + minutes * 60'000 + 3'600'000);
+        check(r.status(), "query_raw");
+        for (auto& s : r.value())
+            a.raw.push_back(std::move(s));
+    }
+    storage::AggregateQuery q;
+    q.selector = storage::Selector::parse("pm25").value();
+    q.start_ms = kStart;
+    q.end_ms = kStart + minutes * 60'000;
+    q.function = storage::Aggregation::avg;
+    q.group_by = std::vector<std::string>{"district"};
+    q.step_ms = 60'000;
+    auto m = engine.query_aggregate(q);
+    check(m.status(), "query_aggregate");
+    a.minutes = m.value();
+    q.step_ms = 3'600'000;
+    auto h = engine.query_aggregate(q);
+    check(h.status(), "query_aggregate");
+    a.hours = h.value();
+    return a;
 }
 
 template <typename Fn>
@@ -195,6 +286,8 @@ int main(int argc, char** argv) {
             args.minutes = std::stol(next());
         } else if (a == "--shards") {
             args.shards = static_cast<unsigned>(std::stoul(next()));
+        } else if (a == "--jitter-ms") {
+            args.jitter_ms = std::stoll(next());
         } else if (a == "--points-per-write") {
             args.points_per_write = std::stoul(next());
         } else if (a == "--dir") {
@@ -218,6 +311,8 @@ int main(int argc, char** argv) {
             if (c != "level" && c != "universal") usage();
             args.tuning.compaction = c == "level" ? storage::StorageTuning::Compaction::level
                                                   : storage::StorageTuning::Compaction::universal;
+        } else if (a == "--l0-trigger") {
+            args.tuning.level0_compaction_trigger = std::stoi(next());
         } else if (a == "--block-kb") {
             args.tuning.block_bytes = std::stoul(next()) << 10;
         } else {
@@ -263,11 +358,32 @@ int main(int argc, char** argv) {
     IngestResult fast = ingest(*engine, city, keys, args);
     report("none", fast);
 
-    // Before any manual compaction, as a live shard looks: the head flushed, files in several
-    // levels, so the filters have files to skip. One raw-query per sensor's first series, a
-    // different series each time so the block cache does not answer them all.
+    // As a user finds the data after the hour, with no manual compaction. Live: every file of
+    // the data directory (SST files, and the write-ahead logs holding what is still in
+    // memtables). After the engine's own flushes: the head flushed (as its 5-minute interval
+    // does) and the engine closed and reopened (a clean close writes every memtable into SST
+    // files, as full memtables are), so the SST files are all there is.
+    const auto points = static_cast<double>(fast.points);
+    const auto engine_dir = args.dir / "fsync-none";
+    double bytes_per_point_live_dir = static_cast<double>(directory_bytes(engine_dir)) / points;
     check(engine->flush(), "flush");
+    engine.reset();
+    double bytes_per_point_closed_dir = static_cast<double>(directory_bytes(engine_dir)) / points;
+    engine = open_engine(args, engine_dir, storage::FsyncPolicy::none);
     double bytes_per_point_live =
+        static_cast<double>(engine->disk_bytes()) / static_cast<double>(fast.points);
+    // Then RocksDB's own compactions, once they are done (they start from what the flushes
+    // left: with level0_compaction_trigger files in a window's L0, their stale versions of
+    // rewritten chunks and rollup blocks go).
+    const auto settle_started = Clock::now();
+    for (int quiet = 0; quiet < 5 && Clock::now() - settle_started < std::chrono::minutes(2);) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        bool busy = false;
+        for (const auto& f : engine->rocksdb_figures())
+            busy = busy || f.running_compactions > 0 || f.pending_compaction_bytes > 0;
+        quiet = busy ? 0 : quiet + 1;
+    }
+    double bytes_per_point_settled =
         static_cast<double>(engine->disk_bytes()) / static_cast<double>(fast.points);
     std::size_t probe = 0;
     double one_series_live_ms = median_ms(args.quick ? 21 : 101, [&] {
@@ -277,8 +393,40 @@ int main(int argc, char** argv) {
         check(r.status(), "query_raw");
     });
     std::printf(
-        "before compaction: %.3f bytes/point on disk; query one series over a day %.3f ms\n",
-        bytes_per_point_live, one_series_live_ms);
+        "after the hour, no manual compaction: %.3f bytes/point in the live data directory "
+        "(WAL included), %.3f after the head flush and a clean close (directory), %.3f in SST "
+        "files, %.3f once RocksDB's own compactions are done; query one series over a day "
+        "%.3f ms\n",
+        bytes_per_point_live_dir, bytes_per_point_closed_dir, bytes_per_point_live,
+        bytes_per_point_settled, one_series_live_ms);
+
+    // Sealed: the clock moves past the window's end and the out-of-order window after it; the
+    // engine seals the window by itself (both windows: the jitter puts a few readings just
+    // before midnight, in the previous day's window). Readers must get the same answers.
+    Answers live_answers = ask(*engine, keys, args.minutes);
+    const auto seal_started = Clock::now();
+    args.now->store(kStart + 25 * 3'600'000, std::memory_order_relaxed);
+    const std::uint64_t expect_sealed = (args.jitter_ms > 0 ? 2ull : 1ull) * args.shards;
+    while (engine->stats().windows_sealed < expect_sealed &&
+           Clock::now() - seal_started < std::chrono::minutes(5)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    double seal_s = std::chrono::duration<double>(Clock::now() - seal_started).count();
+    const std::uint64_t sealed = engine->stats().windows_sealed;
+    double bytes_per_point_sealed =
+        static_cast<double>(engine->disk_bytes()) / static_cast<double>(fast.points);
+    Answers sealed_answers = ask(*engine, keys, args.minutes);
+    const bool same_answers = live_answers == sealed_answers;
+    std::printf(
+        "sealed (%llu windows in %.1f s): %.3f bytes/point in SST files; answers the same as "
+        "before sealing: %s (%zu raw series, %zu + %zu by-district series)\n",
+        static_cast<unsigned long long>(sealed), seal_s, bytes_per_point_sealed,
+        same_answers ? "yes" : "NO", live_answers.raw.size(), live_answers.minutes.size(),
+        live_answers.hours.size());
+    if (!same_answers) {
+        std::fprintf(stderr, "answers changed by sealing\n");
+        return 1;
+    }
 
     auto compact_started = Clock::now();
     check(engine->compact(), "compact");
@@ -334,7 +482,10 @@ int main(int argc, char** argv) {
         "{\"points\": %llu, \"shards\": %u, \"points_per_s_per_thread\": %.0f, "
         "\"points_per_s_per_thread_with_flush\": %.0f, \"ingest_wall_s\": %.3f, "
         "\"writer_cpu_s\": %.3f, \"flusher_cpu_s\": %.3f, "
-        "\"bytes_per_point_before_compaction\": %.3f, "
+        "\"bytes_per_point_before_compaction\": %.3f, \"bytes_per_point_live_dir\": %.3f, "
+        "\"bytes_per_point_closed_dir\": %.3f, \"bytes_per_point_settled\": %.3f, "
+        "\"bytes_per_point_sealed\": %.3f, "
+        "\"seal_s\": %.3f, \"same_answers_sealed\": %s, "
         "\"query_one_series_day_before_compaction_ms\": %.3f, "
         "\"points_per_s_total\": %.0f, \"points_per_s_per_thread_fsync_batch\": %.0f, "
         "\"points_per_s_total_fsync_batch\": %.0f, \"bytes_per_point\": %.3f, "
@@ -343,8 +494,9 @@ int main(int argc, char** argv) {
         "%.3f}\n",
         static_cast<unsigned long long>(fast.points), args.shards, fast.per_s_per_thread,
         fast.per_s_per_thread_with_flush, fast.seconds, fast.writer_cpu_s, fast.flusher_cpu_s,
-        bytes_per_point_live, one_series_live_ms, fast.per_s_total, synced.per_s_per_thread,
-        synced.per_s_total, bytes_per_point, one_series_ms, by_district_ms, by_district_5m_ms,
-        by_district_raw_ms);
+        bytes_per_point_live, bytes_per_point_live_dir, bytes_per_point_closed_dir,
+        bytes_per_point_settled, bytes_per_point_sealed, seal_s, same_answers ? "true" : "false",
+        one_series_live_ms, fast.per_s_total, synced.per_s_per_thread, synced.per_s_total,
+        bytes_per_point, one_series_ms, by_district_ms, by_district_5m_ms, by_district_raw_ms);
     return 0;
 }

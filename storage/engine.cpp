@@ -265,6 +265,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.window_ms = window;
         so.out_of_order_ms = options.out_of_order_window.count();
         so.retention_ms = options.retention.count();
+        so.seal_windows = options.seal_windows;
         so.max_series = options.max_series_per_shard;
         so.total_series = impl->total_series;
         so.max_total_series = options.max_series;
@@ -841,6 +842,7 @@ EngineStats Engine::stats() const {
         out.batches += s.batches;
         out.flushes += s.flushes;
         out.windows_dropped += s.windows_dropped;
+        out.windows_sealed += s.windows_sealed;
         out.head_points += s.head_points;
         out.queue_depth.push_back(s.queue_depth);
         out.points_written_per_shard.push_back(s.points_written);

@@ -56,6 +56,10 @@ struct StorageTuning {
     std::size_t write_buffer_bytes = 32 << 20;  // memtable per window column family
     Compaction compaction = Compaction::level;
     std::size_t block_bytes = 32 << 10;
+    // L0 files of a window that start a compaction (RocksDB's default is 4). Each head flush
+    // rewrites every series' newest chunk and hour rollup block, so a memtable flushed during
+    // the hour leaves stale versions in L0 that only a compaction removes.
+    int level0_compaction_trigger = 2;
 };
 
 // The limit that refused a point because it would have created a series. Storage enforces
@@ -155,6 +159,12 @@ struct EngineOptions {
     std::chrono::milliseconds partition_window = std::chrono::hours(24);
     std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
     std::chrono::milliseconds retention = std::chrono::hours(24 * 30);  // 0: keep forever
+    // Sealing: once a window has ended and the out-of-order window after it has passed too (by
+    // `clock`), the flush thread rewrites it for its long life: its 1-minute rollup blocks are
+    // dropped (1-minute buckets are then computed from its chunks, with the same results) and
+    // the window is compacted into RocksDB's bottommost (ZSTD) level. Points still accepted for
+    // a sealed window (a series whose clock is behind) are written there as late data.
+    bool seal_windows = true;
     // Series limits: a point that would create a series beyond either is refused (counted,
     // WriteResult::rejected_series_limit); existing series keep being written. max_series is
     // all shards together, 0: only the per-shard limit.
@@ -221,6 +231,7 @@ struct EngineStats {
     std::uint64_t batches = 0;             // group commits
     std::uint64_t flushes = 0;             // head flushes into chunks
     std::uint64_t windows_dropped = 0;     // by retention
+    std::uint64_t windows_sealed = 0;      // sealed windows held now, their rewrite done
     std::uint64_t head_points = 0;         // accepted, not yet in chunks
     std::vector<std::size_t> queue_depth;  // per shard, points waiting
     std::vector<std::uint64_t> points_written_per_shard;

@@ -98,6 +98,9 @@ class Reader {
         return true;
     }
     bool done() const { return p_ == end_; }
+    // What is left, for a bit reader; skip() moves past what it used.
+    std::string_view rest() const { return {p_, static_cast<std::size_t>(end_ - p_)}; }
+    void skip(std::size_t bytes) { p_ += bytes < rest().size() ? bytes : rest().size(); }
 
   private:
     const char* p_;

@@ -20,6 +20,9 @@ enum class RecordKind : char {
     chunk = 'c',      // compressed raw points; timestamp = first point of the chunk
     rollup_1m = 'm',  // the 1-minute buckets of one hour; timestamp = hour start
     rollup_1h = 'h',  // the 1-hour buckets of one window; timestamp = window start
+    // Present once the window is sealed (series id 0, timestamp = window start): its 1-minute
+    // blocks are gone, and 1-minute buckets are computed from its chunks (shard_seal.cpp).
+    sealed = 's',
 };
 
 constexpr std::size_t kRecordKeySize = 17;

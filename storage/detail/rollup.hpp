@@ -57,6 +57,12 @@ std::string encode_rollups(const std::vector<RollupBucket>& buckets, std::int64_
 [[nodiscard]] Status decode_rollups(std::string_view data, std::int64_t block_start,
                                     std::int64_t width, std::vector<RollupBucket>& out);
 
+// What decode_rollups(encode_rollups(buckets)) gives, without the bytes: when the block is
+// stored as decimals, sums become the exact decimal sum (the accumulated double's nearest
+// mantissa); everything else is kept bit for bit. Readers of sealed windows compute 1-minute
+// buckets with it, so they answer what the stored blocks did.
+void round_like_codec(std::vector<RollupBucket>& buckets);
+
 // Merges `update` into `base` (both sorted by start): buckets of `update` replace those of
 // `base` with the same start when `replace`, else are merged as later samples.
 void merge_buckets(std::vector<RollupBucket>& base, const std::vector<RollupBucket>& update,

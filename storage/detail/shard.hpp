@@ -14,8 +14,9 @@
 //
 // The implementation is split by job: shard_open.cpp (options, column families, recovery, close),
 // shard_writer.cpp (queue, writer loop, group commit), shard_flush.cpp (hand-off, flush thread,
-// chunks and rollups, late data), shard_retention.cpp (windows, retention) and shard_read.cpp
-// (reads, figures, checkpoints).
+// chunks and rollups, late data), shard_retention.cpp (windows, retention), shard_seal.cpp
+// (sealed windows: no 1-minute blocks, minutes computed from chunks) and shard_read.cpp (reads,
+// figures, checkpoints).
 #pragma once
 
 #include <rocksdb/db.h>
@@ -29,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 #include <vector>
@@ -50,6 +52,7 @@ struct ShardOptions {
     std::int64_t window_ms = 0;
     std::int64_t out_of_order_ms = 0;
     std::int64_t retention_ms = 0;
+    bool seal_windows = true;  // EngineOptions::seal_windows
     std::size_t max_series = 0;
     // Series of all shards together, shared by them; max_total_series bounds it (0: no bound).
     std::shared_ptr<std::atomic<std::uint64_t>> total_series;
@@ -88,6 +91,7 @@ struct ShardStats {
     std::uint64_t batches = 0;
     std::uint64_t flushes = 0;
     std::uint64_t windows_dropped = 0;
+    std::uint64_t windows_sealed = 0;
     std::size_t queue_depth = 0;
     std::size_t head_points = 0;
     std::uint64_t writer_busy_ns = 0;   // writer thread CPU time committing
@@ -239,8 +243,21 @@ class Shard {
     [[nodiscard]] Status flush_series(std::uint64_t id, const std::vector<Sample>& samples,
                                       bool sorted, ChunkState& state, rocksdb::WriteBatch& batch);
     [[nodiscard]] Status write_rollups(std::uint64_t id, std::int64_t window, const CfHandle& cf,
-                                       const std::vector<Sample>& raw, bool replace,
+                                       const std::vector<Sample>& raw, bool replace, bool sealed,
                                        rocksdb::WriteBatch& batch);
+    // Flush thread: seals every window due (EngineOptions::seal_windows), one at a time.
+    void seal_due_windows();
+    [[nodiscard]] Status seal_window(std::int64_t start, const CfHandle& cf);
+    // Whether window `start` is sealed. Any thread (takes the head lock shared).
+    bool window_sealed(std::int64_t start) const;
+    // Loads the sealed set from the windows' markers (open_db).
+    [[nodiscard]] Status load_sealed_windows();
+    // 1-minute buckets of one series with start <= bucket < end inside sealed window `ws`,
+    // computed from its chunks exactly as the dropped blocks held them (shard_seal.cpp).
+    [[nodiscard]] Status derive_minutes(std::uint64_t id, std::int64_t start, std::int64_t end,
+                                        std::int64_t ws, const CfHandle& cf,
+                                        const rocksdb::ReadOptions& ro, QueryBudget& budget,
+                                        std::vector<RollupBucket>& out) const;
     // One series' committed points in [start, end) from the chunks under `ro`'s snapshot, merged
     // with `head` (its head points, in arrival order); not counted as points.
     [[nodiscard]] Status read_series(std::uint64_t id, std::int64_t start, std::int64_t end,
@@ -278,6 +295,10 @@ class Shard {
 
     mutable std::shared_mutex windows_mutex_;
     std::map<std::int64_t, CfHandle> windows_;
+    // Starts of the sealed windows. Guarded by head_mutex_ (not windows_mutex_): a reader takes
+    // it with its snapshot, and a seal writes its batch and changes it under the exclusive lock,
+    // so a reader never looks for 1-minute blocks a seal in its snapshot has deleted.
+    std::set<std::int64_t> sealed_windows_;
 
     SeriesIndex index_;
     mutable std::shared_mutex head_mutex_;  // readers of pending vs the writer changing them
@@ -307,8 +328,8 @@ class Shard {
     std::atomic<std::size_t> reserved_{0};
 
     std::atomic<std::uint64_t> points_written_{0}, rejected_late_{0}, rejected_limit_{0},
-        rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0}, busy_ns_{0},
-        flusher_busy_ns_{0};
+        rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0}, windows_sealed_{0},
+        busy_ns_{0}, flusher_busy_ns_{0};
     std::atomic<std::size_t> head_points_visible_{0};  // pending plus handed off
 
     // The writer and the flush thread meet here.

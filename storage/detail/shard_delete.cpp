@@ -138,6 +138,7 @@ Status Shard::delete_series_points(std::uint64_t id, std::int64_t start, std::in
             if (!p.ok()) return from_rocks(p, "batch");
         }
         if (kept.empty()) continue;
+        const bool sealed = window_sealed(ws);
         auto minutes = bucketize(kept.data(), kept.size(), kMinute);
         std::vector<RollupBucket> hours;
         for (std::size_t i = 0; i < minutes.size();) {
@@ -148,9 +149,12 @@ Status Shard::delete_series_points(std::uint64_t id, std::int64_t start, std::in
             std::vector<RollupBucket> block(minutes.begin() + static_cast<std::ptrdiff_t>(i),
                                             minutes.begin() + static_cast<std::ptrdiff_t>(j));
             i = j;
-            auto p = batch.Put(cf.get(), record_key(RecordKind::rollup_1m, id, hour),
-                               encode_rollups(block, hour, kMinute));
-            if (!p.ok()) return from_rocks(p, "batch");
+            // A sealed window keeps no minute blocks (its minutes come from the chunks).
+            if (!sealed) {
+                auto p = batch.Put(cf.get(), record_key(RecordKind::rollup_1m, id, hour),
+                                   encode_rollups(block, hour, kMinute));
+                if (!p.ok()) return from_rocks(p, "batch");
+            }
             RollupBucket h;
             h.start = hour;
             for (const auto& m : block)

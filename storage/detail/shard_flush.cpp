@@ -148,6 +148,7 @@ void Shard::run_flusher() {
         for (auto& task : tasks)
             task();
         if (options_.retention_ms > 0) drop_expired_windows();
+        if (options_.seal_windows) seal_due_windows();
         flusher_busy_ns_.fetch_add(thread_cpu_ns() - woke, std::memory_order_relaxed);
         lock.lock();
     }
@@ -256,7 +257,10 @@ Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples,
         std::vector<Sample> chunk_points;  // what gets (re)written as chunks
         std::vector<Sample> rollup_points;
         bool replace_rollups = false;
-        if (part.front().ts > st.persisted_max_ts) {
+        // A sealed window keeps no 1-minute blocks to merge into: its hour buckets are
+        // recomputed from all of the touched hours' points, as for late data.
+        const bool sealed = window_sealed(ws);
+        if (part.front().ts > st.persisted_max_ts && !sealed) {
             // Append: extend the newest chunk while it is small, so chunks stay big enough to
             // compress well even when the head is flushed often.
             chunk_points = part;
@@ -322,7 +326,8 @@ Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples,
             }
         }
         st.persisted_max_ts = std::max(st.persisted_max_ts, chunk_points.back().ts);
-        if (auto s = write_rollups(id, ws, cf, rollup_points, replace_rollups, batch); !s.is_ok()) {
+        if (auto s = write_rollups(id, ws, cf, rollup_points, replace_rollups, sealed, batch);
+            !s.is_ok()) {
             return s;
         }
     }
@@ -332,9 +337,10 @@ Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples,
 
 // 1-minute buckets of each touched hour go into that hour's block (merged with what is there,
 // or replacing it when `raw` covers the hours completely); each touched hour's 1-hour bucket is
-// then recomputed from its minute block, so the two resolutions never disagree.
+// then recomputed from its minute block, so the two resolutions never disagree. A sealed window
+// (`sealed`, with `replace`) gets no minute blocks, only its hour buckets.
 Status Shard::write_rollups(std::uint64_t id, std::int64_t window, const CfHandle& cf,
-                            const std::vector<Sample>& raw, bool replace,
+                            const std::vector<Sample>& raw, bool replace, bool sealed,
                             rocksdb::WriteBatch& batch) {
     if (raw.empty()) return Status::ok();
     auto minutes = bucketize(raw.data(), raw.size(), kMinute);
@@ -361,8 +367,12 @@ Status Shard::write_rollups(std::uint64_t id, std::int64_t window, const CfHandl
                 return from_rocks(g, "read rollup");
             }
         }
-        auto p = batch.Put(cf.get(), key, encode_rollups(block, hour, kMinute));
-        if (!p.ok()) return from_rocks(p, "batch");
+        if (sealed) {
+            round_like_codec(block);  // what a reader computes from the chunks
+        } else {
+            auto p = batch.Put(cf.get(), key, encode_rollups(block, hour, kMinute));
+            if (!p.ok()) return from_rocks(p, "batch");
+        }
         RollupBucket h;
         h.start = hour;
         for (const auto& m : block)

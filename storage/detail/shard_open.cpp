@@ -118,6 +118,12 @@ Status Shard::open_db() {
     // for the window being written.
     window_options_.write_buffer_size = capped(tuning.write_buffer_bytes, 16, kMiB);
     window_options_.max_write_buffer_number = 3;
+    // Two L0 files start a compaction, not four: with head flushes every 5 minutes a window's
+    // memtable is flushed during the hour while later flushes still rewrite its series' newest
+    // chunks and rollup blocks, so L0 holds stale versions until a compaction. City bench with
+    // 5-minute heads (--head-flush-points 262144), after the hour, clean close and RocksDB's own
+    // compactions: 3.296 bytes/point at 4 (two L0 files: no compaction), 1.835 at 2.
+    window_options_.level0_file_num_compaction_trigger = tuning.level0_compaction_trigger;
     if (tuning.series_prefix_bloom) {
         window_options_.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(9));
         window_options_.memtable_prefix_bloom_size_ratio = 0.05;
@@ -211,7 +217,7 @@ Status Shard::open_db() {
             return Status::error(Status::Code::corruption, "unknown column family " + names[i]);
         }
     }
-    return Status::ok();
+    return load_sealed_windows();
 }
 
 Status Shard::recover() {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <iterator>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "storage/detail/keys.hpp"
@@ -281,9 +282,11 @@ Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution res
     std::vector<std::vector<Sample>> head(ids.size());
     std::vector<bool> late_head(ids.size(), false);
     std::optional<SnapshotGuard> snapshot;
+    std::set<std::int64_t> sealed;  // as of the snapshot (see sealed_windows_)
     {
         std::shared_lock lock(head_mutex_);
         snapshot.emplace(db_.get());
+        if (resolution == Resolution::minute) sealed = sealed_windows_;
         for (std::size_t i = 0; i < ids.size(); ++i) {
             const auto& st = states_[ids[i]];
             if (auto s = copy_head(st, start, end, budget, head[i]); !s.is_ok()) return s;
@@ -322,6 +325,13 @@ Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution res
         std::vector<RollupBucket> block;
         std::size_t block_charged = 0;
         for (auto& [ws, cf] : windows) {
+            if (sealed.contains(ws)) {
+                if (auto s = derive_minutes(id, start, end, ws, cf, ro, budget, buckets);
+                    !s.is_ok()) {
+                    return s;
+                }
+                continue;
+            }
             std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
             it->Seek(record_key(kind, id, floor_to(std::max(start, ws), block_width)));
             RecordKey key;
@@ -381,6 +391,7 @@ ShardStats Shard::stats() const {
     s.batches = batches_.load(std::memory_order_relaxed);
     s.flushes = flushes_.load(std::memory_order_relaxed);
     s.windows_dropped = windows_dropped_.load(std::memory_order_relaxed);
+    s.windows_sealed = windows_sealed_.load(std::memory_order_relaxed);
     s.queue_depth = reserved_.load(std::memory_order_relaxed);
     s.head_points = head_points_visible_.load(std::memory_order_relaxed);
     s.writer_busy_ns = busy_ns_.load(std::memory_order_relaxed);

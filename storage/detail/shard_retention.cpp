@@ -61,6 +61,11 @@ void Shard::drop_expired_windows() {
         for (auto it = windows_.begin();
              it != windows_.end() && it->first + options_.window_ms <= cutoff;) {
             expired.push_back(it->second);
+            {
+                std::unique_lock head(head_mutex_);
+                // Same thread as the seals, so a sealed window here is fully sealed.
+                if (sealed_windows_.erase(it->first) > 0) windows_sealed_.fetch_sub(1);
+            }
             it = windows_.erase(it);
         }
     }

@@ -117,3 +117,108 @@ TEST_CASE("rollup blocks round-trip in decimal and raw modes") {
         }
     }
 }
+
+namespace {
+void check_rollup_roundtrip(const std::vector<RollupBucket>& in, std::int64_t block_start,
+                            std::int64_t width) {
+    auto data = encode_rollups(in, block_start, width);
+    std::vector<RollupBucket> out;
+    REQUIRE(decode_rollups(data, block_start, width, out).is_ok());
+    REQUIRE(out.size() == in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        INFO("bucket " << i);
+        CHECK(out[i].start == in[i].start);
+        CHECK(out[i].count == in[i].count);
+        CHECK(out[i].min == in[i].min);
+        CHECK(out[i].max == in[i].max);
+        CHECK(out[i].first == in[i].first);
+        CHECK(out[i].last == in[i].last);
+        CHECK(out[i].sum == Approx(in[i].sum).epsilon(1e-12));
+    }
+}
+}  // namespace
+
+TEST_CASE("packed rollup blocks: jittered counts, gaps, negative and large values") {
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<int> jitter(-20, 20);
+    std::vector<Sample> samples;
+    double v = -3;
+    for (int i = 0; i < 360; ++i) {
+        if (i > 100 && i < 160) continue;  // a device offline for ten minutes
+        v += std::normal_distribution<double>(0, 0.5)(rng);
+        samples.push_back({3'600'000 + i * 10'000 + jitter(rng), std::round(v * 100) / 100});
+    }
+    auto buckets = bucketize(samples.data(), samples.size(), 60'000);
+    check_rollup_roundtrip(buckets, 3'600'000, 60'000);
+    auto data = encode_rollups(buckets, 3'600'000, 60'000);
+    CHECK(data[1] == 2);                      // packed
+    CHECK(data.size() < buckets.size() * 7);  // steps of 50 mantissas: ~8 bits a column
+    // Mantissas near 2^53 and counts far from the median.
+    std::vector<RollupBucket> big;
+    for (int i = 0; i < 10; ++i) {
+        RollupBucket b;
+        b.start = i * 60'000;
+        b.count = i == 3 ? 1'000'000 : 1;
+        b.first = b.last = b.min = b.max = (i % 2 ? 1 : -1) * 4503599627370495.0;
+        b.sum = b.first;
+        big.push_back(b);
+    }
+    big[3].sum = 0;
+    check_rollup_roundtrip(big, 0, 60'000);
+    // A short block stays mode 0.
+    std::vector<RollupBucket> few(buckets.begin(), buckets.begin() + 3);
+    CHECK(encode_rollups(few, 3'600'000, 60'000)[1] == 0);
+    check_rollup_roundtrip(few, 3'600'000, 60'000);
+}
+
+TEST_CASE("truncated or damaged packed rollup blocks fail cleanly") {
+    std::vector<Sample> samples;
+    for (int i = 0; i < 120; ++i)
+        samples.push_back({i * 10'000, std::round((20 + std::sin(i)) * 10) / 10});
+    auto buckets = bucketize(samples.data(), samples.size(), 60'000);
+    auto data = encode_rollups(buckets, 0, 60'000);
+    REQUIRE(data[1] == 2);
+    std::vector<RollupBucket> out;
+    for (std::size_t cut = 0; cut < data.size(); ++cut) {
+        out.clear();
+        CHECK_FALSE(decode_rollups(std::string_view(data).substr(0, cut), 0, 60'000, out).is_ok());
+        CHECK(out.empty());
+    }
+    for (std::size_t bit = 0; bit < data.size() * 8; ++bit) {
+        std::string damaged = data;
+        damaged[bit / 8] = static_cast<char>(damaged[bit / 8] ^ (1 << (bit % 8)));
+        out.clear();
+        (void)decode_rollups(damaged, 0, 60'000, out);  // refused or wrong, never out of bounds
+    }
+}
+
+TEST_CASE("round_like_codec gives what a block's round trip gives") {
+    std::mt19937 rng(17);
+    for (int decimals : {0, 1, 2, -1}) {
+        std::vector<Sample> samples;
+        double v = 10;
+        for (int i = 0; i < 400; ++i) {
+            v += std::normal_distribution<double>(0, 0.7)(rng);
+            double value =
+                decimals < 0 ? v : std::round(v * std::pow(10, decimals)) / std::pow(10, decimals);
+            samples.push_back({i * 9'000 + static_cast<int>(rng() % 40), value});
+        }
+        for (std::size_t n : {std::size_t{3}, samples.size()}) {
+            auto buckets = bucketize(samples.data(), n, 60'000);
+            std::vector<RollupBucket> decoded;
+            REQUIRE(decode_rollups(encode_rollups(buckets, 0, 60'000), 0, 60'000, decoded).is_ok());
+            round_like_codec(buckets);
+            REQUIRE(decoded.size() == buckets.size());
+            for (std::size_t i = 0; i < buckets.size(); ++i) {
+                INFO(decimals << " decimals, bucket " << i);
+                CHECK(std::bit_cast<std::uint64_t>(decoded[i].sum) ==
+                      std::bit_cast<std::uint64_t>(buckets[i].sum));
+                CHECK(std::bit_cast<std::uint64_t>(decoded[i].min) ==
+                      std::bit_cast<std::uint64_t>(buckets[i].min));
+                CHECK(std::bit_cast<std::uint64_t>(decoded[i].last) ==
+                      std::bit_cast<std::uint64_t>(buckets[i].last));
+                CHECK(decoded[i].count == buckets[i].count);
+            }
+        }
+    }
+}
