@@ -108,3 +108,23 @@ class Citygate:
             if line.startswith(want + " "):
                 return float(line.split()[-1])
         return 0.0
+
+
+def make_test_ca(openssl, directory):
+    """A test CA (ca.pem, ca.key) and a server certificate for 127.0.0.1 signed by it
+    (server.pem, server.key) in `directory`, readable by a broker that drops to its own user."""
+    os.makedirs(directory, exist_ok=True)
+
+    def run(*args):
+        subprocess.run([openssl] + list(args), check=True, capture_output=True, cwd=directory)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=citygate test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(directory, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    for name in os.listdir(directory):
+        os.chmod(os.path.join(directory, name), 0o644)
+    os.chmod(directory, 0o755)

@@ -31,6 +31,9 @@ import time
 import urllib.parse
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from citygate_process import fail, free_port, make_test_ca  # noqa: E402
+
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 SUB, PUB = shutil.which("mosquitto_sub"), shutil.which("mosquitto_pub")
@@ -45,16 +48,6 @@ MAX_BUFFERED = 4
 PREFIX = "test/agg"
 DISTRICTS = ["d01", "d02"]
 MEASUREMENTS = ["pm25", "no2"]  # 2 x 2 pairs: four messages a window
-
-
-def fail(message):
-    raise AssertionError(message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(what, check, interval=0.1):
@@ -231,21 +224,7 @@ def check_tls(binary, work, procs):
         print("skipped mqtts://: openssl not installed")
         return
     tls = os.path.join(work, "tls")
-    os.makedirs(tls)
-
-    def run(*args):
-        subprocess.run([openssl] + list(args), check=True, capture_output=True, cwd=tls)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=citygate test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1")
-    with open(os.path.join(tls, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
-    for name in os.listdir(tls):  # mosquitto may drop to its own user
-        os.chmod(os.path.join(tls, name), 0o644)
-    os.chmod(tls, 0o755)
+    make_test_ca(openssl, tls)
     os.chmod(work, 0o755)
     broker = Broker(work, free_port(), "cafile %s/ca.pem\ncertfile %s/server.pem\n"
                     "keyfile %s/server.key\n" % (tls, tls, tls))

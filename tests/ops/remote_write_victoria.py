@@ -32,6 +32,9 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from citygate_process import fail, free_port  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 try:
     import snappy  # noqa: F401  (the bench's writes into citygate)
@@ -56,16 +59,6 @@ RAW = 'source="raw"'
 DEVICES = 4
 FIELDS = ("pm25", "pm10", "no2")
 RATE = 50  # messages per second per device
-
-
-def fail(message):
-    raise AssertionError(message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(what, check, interval=0.2, deadline=None):

@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import citygate_process  # noqa: E402
-from citygate_process import Citygate, fail, free_port, request, wait_until  # noqa: E402
+from citygate_process import Citygate, fail, free_port, make_test_ca, request, wait_until  # noqa: E402
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 PUB = shutil.which("mosquitto_pub")
@@ -154,18 +154,7 @@ def check_tls(binary, work):
         print("(d) skipped: openssl not installed")
         return
     tls = os.path.join(work, "tls")
-    os.makedirs(tls)
-
-    def run(*args):
-        subprocess.run([openssl] + list(args), check=True, capture_output=True, cwd=tls)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=citygate test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1")
-    with open(os.path.join(tls, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    make_test_ca(openssl, tls)
     broker_dir = os.path.join(work, "tls-broker")
     os.makedirs(broker_dir)
     broker = Broker(broker_dir, f"cafile {tls}/ca.pem\ncertfile {tls}/server.pem\nkeyfile {tls}/server.key\n")
