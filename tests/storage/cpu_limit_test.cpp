@@ -36,7 +36,7 @@ TEST_CASE(
     CHECK(cpus_within_cgroup(root, "0::/bad\n", 16) == 16);
 }
 
-TEST_CASE("a cgroup v1 CFS quota bounds the CPUs; -1 is no quota") {
+TEST_CASE("a cgroup v1 CFS quota bounds the CPUs, and -1 is no quota") {
     TempDir dir;
     const auto root = dir.path();
     write(root / "cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "400000\n");
