@@ -63,6 +63,7 @@ void check_startup(const Config& config) {
             throw ConfigError(std::string("export.remote_write.") + e.what());
         }
     }
+    citygate::gateway::check_upstream_files(config.upstreams);
     // The nearest directory that exists must let us create (or write) the data directory.
     std::error_code ec;
     auto dir = std::filesystem::absolute(config.storage.data_dir, ec);

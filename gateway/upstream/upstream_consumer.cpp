@@ -106,6 +106,17 @@ std::shared_ptr<asio::ssl::context> client_tls(const Config::Upstream& u,
     return context;
 }
 
+// The upstream's password: the first line of password_file when set.
+std::string password_of(const Config::Upstream& u, const std::string& option) {
+    if (u.password_file.empty()) return u.password;
+    std::ifstream file(u.password_file);
+    std::string password;
+    if (!file || !std::getline(file, password)) {
+        throw ConfigError(option + ".password_file: cannot read " + u.password_file.string());
+    }
+    return password;
+}
+
 // The v5 reason a message the gateway will not store is acknowledged with (it is counted and
 // dropped: sent again it would be refused again).
 mqtt::reason_code refusal_reason(ingest::Verdict verdict) {
@@ -122,6 +133,15 @@ mqtt::reason_code refusal_reason(ingest::Verdict verdict) {
 }
 
 }  // namespace
+
+void check_upstream_files(const std::vector<Config::Upstream>& upstreams) {
+    for (std::size_t i = 0; i < upstreams.size(); ++i) {
+        const auto& u = upstreams[i];
+        const std::string option = "upstream[" + std::to_string(i) + "]";
+        password_of(u, option);
+        if (auto broker = parse_broker_url(u.url); broker && broker->tls) client_tls(u, option);
+    }
+}
 
 std::string upstream_client_id(const Config::Upstream& upstream, std::string_view host,
                                unsigned n) {
@@ -676,15 +696,7 @@ UpstreamConsumers::UpstreamConsumers(const std::vector<Config::Upstream>& upstre
         auto settings = std::make_shared<UpstreamSettings>();
         settings->config = u;
         settings->broker = *parse_broker_url(u.url);  // validate() checked it
-        settings->password = u.password;
-        if (!u.password_file.empty()) {
-            std::ifstream file(u.password_file);
-            if (!file) {
-                throw ConfigError(option + ".password_file: cannot read " +
-                                  u.password_file.string());
-            }
-            std::getline(file, settings->password);
-        }
+        settings->password = password_of(u, option);
         settings->identity.anonymous = false;
         settings->identity.user = u.username.empty() ? "upstream:" + u.name : u.username;
         for (const auto& topic : u.topics) {

@@ -58,6 +58,10 @@ class UpstreamConsumers {
     bool started_ = false;
 };
 
+// What a start would refuse in [[upstream]] sections: a password_file that cannot be read, TLS
+// files that do not load. Throws ConfigError naming the option (for --check-config).
+void check_upstream_files(const std::vector<Config::Upstream>& upstreams);
+
 // The client id of connection `n` of `upstream` on host `host` ({host}, {name}, {n} replaced).
 std::string upstream_client_id(const Config::Upstream& upstream, std::string_view host, unsigned n);
 

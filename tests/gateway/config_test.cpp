@@ -340,3 +340,23 @@ TEST_CASE("[export.remote_write] bad values are refused with the option named") 
                Catch::Contains("no host"));
     CHECK_THAT(plain_message("[export]\nmqtt_thing = 1"), Catch::Contains("export.mqtt_thing"));
 }
+
+TEST_CASE("--check-config reads [[upstream]] password and TLS files as a start would") {
+    citygate::test::TempDir dir;
+    const auto password = dir.path() / "password";
+    std::ofstream(password) << "s3cret\nignored\n";
+    Config config = parse_config(
+        "[[upstream]]\nname = \"a\"\nurl = \"mqtt://h\"\ntopics = [\"t\"]\n"
+        "password_file = \"" +
+            password.string() + "\"\n",
+        "test");
+    CHECK_NOTHROW(check_upstream_files(config.upstreams));
+    config.upstreams[0].password_file = dir.path() / "missing";
+    CHECK_THROWS_WITH(check_upstream_files(config.upstreams),
+                      Catch::Contains("upstream[0].password_file"));
+    config.upstreams[0].password_file.clear();
+    config.upstreams[0].url = "mqtts://h";
+    config.upstreams[0].tls_ca_file = dir.path() / "no-ca.pem";
+    CHECK_THROWS_WITH(check_upstream_files(config.upstreams),
+                      Catch::Contains("upstream[0].tls_ca_file"));
+}
