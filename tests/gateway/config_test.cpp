@@ -341,7 +341,7 @@ TEST_CASE("[export.remote_write] bad values are refused with the option named") 
     CHECK_THAT(plain_message("[export]\nmqtt_thing = 1"), Catch::Contains("export.mqtt_thing"));
 }
 
-TEST_CASE("--check-config reads [[upstream]] password and TLS files as a start would") {
+TEST_CASE("the configuration check reads [[upstream]] password and TLS files as a start would") {
     citygate::test::TempDir dir;
     const auto password = dir.path() / "password";
     std::ofstream(password) << "s3cret\nignored\n";
