@@ -56,8 +56,10 @@ def load(args, port, work, tag):
         return json.load(f)
 
 
-def consumer_toml(port, index, receive_maximum):
+def consumer_toml(port, index, receive_maximum, fsync):
     return f"""
+[storage]
+fsync = "{fsync}"
 [ingest]
 max_future = "0s"  # the load generator stamps reading n at start + n x 10 s
 max_new_series_per_minute = 0
@@ -100,7 +102,7 @@ def consumer_run(args, consumers, receive_maximum, tag):
         for i in range(consumers):
             d = os.path.join(work, f"cg{i}")
             os.makedirs(d)
-            gates.append(Citygate(args.citygate, d, consumer_toml(port, i, receive_maximum)))
+            gates.append(Citygate(args.citygate, d, consumer_toml(port, i, receive_maximum, args.fsync)))
         for g in gates:
             wait_until("consumer connected", lambda g=g: g.metric("citygate_upstream_connected", 'upstream="broker"') == 2)
         before = acks(gates)
@@ -161,13 +163,15 @@ def main():
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--inflight", type=int, default=16)
     parser.add_argument("--consumers", default="1,2,3")
+    parser.add_argument("--fsync", default="none", choices=["none", "batch"],
+                        help="the consumers' storage.fsync: batch acknowledges only what survives a power loss")
     args = parser.parse_args()
     if not os.path.exists(MOSQUITTO) or not SUB:
         print("SKIP: mosquitto / mosquitto-clients not installed")
         return 77
     citygate_process.DEADLINE = time.monotonic() + 3600
     print(f"load: {args.clients} QoS 1 publishers, inflight {args.inflight}, {args.seconds} s per run, "
-          f"{os.cpu_count()} cores shared by broker, publishers and consumers")
+          f"{os.cpu_count()} cores shared by broker, publishers and consumers, consumers' fsync {args.fsync}")
     fan, fan_pub = fanout_run(args)
     print(f"fan-out    mosquitto -> mosquitto_sub (QoS 1): {fan:10.0f} msg/s (publishers acked {fan_pub:.0f}/s)")
     one, one_pub = consumer_run(args, 1, 1, "one")
