@@ -183,6 +183,10 @@ struct EngineOptions {
     // it waits for the flush only when a second full head is waiting behind a running one.
     std::size_t head_flush_points = 1 << 21;
     std::chrono::milliseconds head_flush_interval = std::chrono::minutes(5);
+    // A shard that took no write for this long, its head already in chunks, flushes RocksDB's
+    // memtables into SST files (without waiting), so an idle gateway gives their memory back and
+    // its write-ahead log files go. 0: memtables flush only when full (and at close).
+    std::chrono::milliseconds memtable_idle_flush = std::chrono::minutes(2);
     // Chunks are extended up to this many points (then split at twice it): bigger chunks
     // compress better, smaller ones cost less to rewrite for late data.
     std::size_t target_chunk_points = 360;

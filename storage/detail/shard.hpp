@@ -59,6 +59,7 @@ struct ShardOptions {
     std::size_t max_total_series = 0;
     std::size_t head_flush_points = 0;
     std::chrono::milliseconds head_flush_interval{};
+    std::chrono::milliseconds memtable_idle_flush{};
     std::size_t target_chunk_points = 0;
     std::function<std::int64_t()> clock;
     std::function<void(const BatchReport&)> on_batch;
@@ -238,6 +239,8 @@ class Shard {
     [[nodiscard]] Status flush_sync();
     // Writer thread, at close: every column family's memtable into SST files.
     [[nodiscard]] Status flush_memtables();
+    // Writer thread: flushes the memtables when the shard has been idle (memtable_idle_flush).
+    void flush_idle_memtables(std::chrono::steady_clock::time_point now);
     void run_flusher();
     [[nodiscard]] Status write_job(const FlushJob& job);
     [[nodiscard]] Status flush_series(std::uint64_t id, const std::vector<Sample>& samples,
@@ -308,6 +311,10 @@ class Shard {
     std::uint64_t next_log_sequence_ = 0;
     std::uint64_t first_log_sequence_ = 0;
     std::chrono::steady_clock::time_point last_flush_;
+    // Writer only: the last committed write, and whether anything was written to RocksDB since
+    // the memtables were last flushed for being idle.
+    std::chrono::steady_clock::time_point last_write_;
+    bool memtables_dirty_ = false;
     // Reused by every commit (writer only): fresh multi-megabyte buffers per batch cost page
     // faults that showed up as 8% of the bench's time.
     rocksdb::WriteBatch commit_batch_;

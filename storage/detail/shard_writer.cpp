@@ -83,6 +83,8 @@ void Shard::run() {
                                                 "its free-space reserve: not written"));
             } else {
                 commit(work);
+                last_write_ = std::chrono::steady_clock::now();
+                memtables_dirty_ = true;
             }
             work.clear();
         }
@@ -110,6 +112,7 @@ void Shard::run() {
                 hand_off();
             }
         }
+        if (may_flush && !held) flush_idle_memtables(now);
         busy_ns_.fetch_add(thread_cpu_ns() - woke, std::memory_order_relaxed);
         if (stopping) {
             std::lock_guard lock(queue_mutex_);
@@ -127,6 +130,30 @@ void Shard::run() {
     if (flush_sync().is_ok()) {
         if (auto s = flush_memtables(); !s.is_ok()) fail(s);
     }
+}
+
+void Shard::flush_idle_memtables(std::chrono::steady_clock::time_point now) {
+    if (options_.memtable_idle_flush.count() <= 0 || !memtables_dirty_ || head_points_ > 0 ||
+        now - last_write_ < options_.memtable_idle_flush) {
+        return;
+    }
+    {
+        // The head flush writes chunks and rollups: wait until it has.
+        std::lock_guard lock(flush_mutex_);
+        if (flush_job_) return;
+    }
+    memtables_dirty_ = false;
+    std::vector<rocksdb::ColumnFamilyHandle*> families{default_cf_.get(), index_cf_.get()};
+    {
+        std::shared_lock lock(windows_mutex_);
+        for (const auto& [start, cf] : windows_)
+            families.push_back(cf.get());
+    }
+    rocksdb::FlushOptions options;
+    options.wait = false;  // RocksDB's background threads write the SST files
+    options.allow_write_stall = true;
+    auto status = db_->Flush(options, families);
+    if (!status.ok()) memtables_dirty_ = true;  // tried again at the next idle check
 }
 
 Status Shard::flush_memtables() {

@@ -209,3 +209,57 @@ TEST_CASE("new series appear in listings and queries while readers run, never ha
     REQUIRE(listed.is_ok());
     CHECK(listed.value().size() == 2000);
 }
+
+TEST_CASE("an idle shard flushes its head and then its memtables, and its log files go") {
+    TempDir dir;
+    EngineOptions o;
+    o.directory = dir.path();
+    o.shards = 2;
+    o.retention = std::chrono::milliseconds(0);
+    o.seal_windows = false;
+    o.head_flush_interval = std::chrono::milliseconds(300);
+    o.memtable_idle_flush = std::chrono::milliseconds(500);
+    auto engine = open_engine(o);
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    std::vector<Point> points;
+    for (int d = 0; d < 200; ++d) {
+        for (int i = 0; i < 50; ++i)
+            points.push_back({key("pm25", "idle-" + std::to_string(d)), now - 600'000 + i * 10'000,
+                              static_cast<double>(i)});
+    }
+    REQUIRE(all_accepted(write_sync(*engine, points)));
+    auto memtables = [&] {
+        std::uint64_t bytes = 0;
+        for (const auto& f : engine->rocksdb_figures())
+            bytes += f.memtable_bytes;
+        return bytes;
+    };
+    auto wal = [&] {
+        std::uint64_t bytes = 0;
+        for (const auto& f : engine->rocksdb_figures())
+            bytes += f.wal_bytes;
+        return bytes;
+    };
+    const auto busy_memtables = memtables();
+    const auto busy_wal = wal();
+    REQUIRE(busy_memtables > 0);
+    REQUIRE(busy_wal > 0);
+    // Nothing is written now: within seconds the head is in chunks and the memtables in SSTs.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while ((memtables() * 4 > busy_memtables || wal() * 4 > busy_wal) &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    INFO("memtables " << busy_memtables << " -> " << memtables() << ", WAL " << busy_wal << " -> "
+                      << wal());
+    CHECK(memtables() * 4 <= busy_memtables);
+    CHECK(wal() * 4 <= busy_wal);
+    auto read = engine->query_raw(sel("pm25"), now - 700'000, now);
+    REQUIRE(read.is_ok());
+    std::size_t n = 0;
+    for (const auto& s : read.value())
+        n += s.timestamps_ms.size();
+    CHECK(n == points.size());
+}
