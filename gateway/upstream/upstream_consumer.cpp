@@ -629,57 +629,40 @@ UpstreamConsumers::UpstreamConsumers(const std::vector<Config::Upstream>& upstre
     using prometheus::BuildCounter;
     using prometheus::BuildGauge;
     using prometheus::BuildHistogram;
-    auto& connected = BuildGauge()
-                          .Name("citygate_upstream_connected")
-                          .Help("Connections to the upstream broker that are up")
-                          .Register(registry);
-    auto& connects = BuildCounter()
-                         .Name("citygate_upstream_connects_total")
-                         .Help("Connections the upstream broker accepted (CONNACK success)")
-                         .Register(registry);
+    auto counter = [&registry](const char* name, const char* help) -> auto& {
+        return BuildCounter().Name(name).Help(help).Register(registry);
+    };
+    auto gauge = [&registry](const char* name, const char* help) -> auto& {
+        return BuildGauge().Name(name).Help(help).Register(registry);
+    };
+    auto& connected =
+        gauge("citygate_upstream_connected", "Connections to the upstream broker that are up");
+    auto& connects = counter("citygate_upstream_connects_total",
+                             "Connections the upstream broker accepted (CONNACK success)");
     auto& connect_failures =
-        BuildCounter()
-            .Name("citygate_upstream_connect_failures_total")
-            .Help("Connection attempts to the upstream broker that failed before CONNACK")
-            .Register(registry);
-    auto& messages = BuildCounter()
-                         .Name("citygate_upstream_messages_total")
-                         .Help("Messages received from the upstream broker")
-                         .Register(registry);
-    auto& redelivered = BuildCounter()
-                            .Name("citygate_upstream_redelivered_total")
-                            .Help("Messages the upstream broker sent again (DUP set)")
-                            .Register(registry);
-    auto& acknowledged = BuildCounter()
-                             .Name("citygate_upstream_acks_total")
-                             .Help(
+        counter("citygate_upstream_connect_failures_total",
+                "Connection attempts to the upstream broker that failed before CONNACK");
+    auto& messages =
+        counter("citygate_upstream_messages_total", "Messages received from the upstream broker");
+    auto& redelivered = counter("citygate_upstream_redelivered_total",
+                                "Messages the upstream broker sent again (DUP set)");
+    auto& acknowledged = counter("citygate_upstream_acks_total",
                                  "Messages acknowledged upstream after their samples reached "
-                                 "the WAL")
-                             .Register(registry);
-    auto& refused = BuildCounter()
-                        .Name("citygate_upstream_refused_total")
-                        .Help(
+                                 "the WAL");
+    auto& refused = counter("citygate_upstream_refused_total",
                             "Messages acknowledged upstream with an error reason and dropped "
-                            "(ACL, topic, payload, timestamp)")
-                        .Register(registry);
-    auto& withheld = BuildCounter()
-                         .Name("citygate_upstream_withheld_total")
-                         .Help(
+                            "(ACL, topic, payload, timestamp)");
+    auto& withheld = counter("citygate_upstream_withheld_total",
                              "Messages left unacknowledged for the broker to send again "
-                             "(storage failure, series limit)")
-                         .Register(registry);
-    auto& inflight = BuildGauge()
-                         .Name("citygate_upstream_inflight_messages")
-                         .Help("Messages received and not yet acknowledged upstream")
-                         .Register(registry);
+                             "(storage failure, series limit)");
+    auto& inflight = gauge("citygate_upstream_inflight_messages",
+                           "Messages received and not yet acknowledged upstream");
     auto& ack_latency = BuildHistogram()
                             .Name("citygate_upstream_ack_latency_seconds")
                             .Help("Time from a message's arrival to its acknowledgement upstream")
                             .Register(registry);
-    auto& lag = BuildGauge()
-                    .Name("citygate_upstream_lag_seconds")
-                    .Help("How long the oldest unacknowledged message of a connection has waited")
-                    .Register(registry);
+    auto& lag = gauge("citygate_upstream_lag_seconds",
+                      "How long the oldest unacknowledged message of a connection has waited");
 
     unsigned total = 0;
     for (const auto& u : upstreams)
