@@ -67,15 +67,18 @@ class Citygate:
              "--data-dir", os.path.join(self.work, "data"), "--io-threads", "1", "--shards", "2"],
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
 
-        def port():
+        def ports():
             if self.proc.poll() is not None:
                 fail("citygate exited: " + open(self.log).read()[-2000:])
+            mqtt = http = None
             with open(self.log) as f:
                 for line in f:
+                    if "mqtt listening on 127.0.0.1:" in line:
+                        mqtt = int(line.split("mqtt listening on 127.0.0.1:")[1].split()[0])
                     if "http listening on 127.0.0.1:" in line:
-                        return int(line.split("http listening on 127.0.0.1:")[1].split()[0])
-            return None
-        self.port = wait_until("citygate to listen", port)
+                        http = int(line.split("http listening on 127.0.0.1:")[1].split()[0])
+            return (mqtt, http) if mqtt and http else None
+        self.mqtt_port, self.port = wait_until("citygate to listen", ports)
         self.url = "http://127.0.0.1:%d" % self.port
 
     def kill9(self):
@@ -83,12 +86,15 @@ class Citygate:
         self.proc.wait(timeout=10)
 
     def stop(self):
+        """SIGTERM (SIGKILL after 20 s); the exit status."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
 
     def series(self, selector, start_ms=0, end_ms=None):
         """{series key: [(ts, value), ...]} from citygate's own raw query API."""

@@ -32,6 +32,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import citygate_process  # noqa: E402
 from citygate_process import fail, free_port  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -55,6 +56,7 @@ MOSQUITTO_PUB = shutil.which("mosquitto_pub")
 OUTAGE_S = float(os.environ.get("CITYGATE_RW_OUTAGE_S", "30"))
 BENCH_SAMPLES = int(os.environ.get("CITYGATE_RW_BENCH_SAMPLES", "200000"))
 DEADLINE = time.monotonic() + 60 + OUTAGE_S + (60 if BENCH_SAMPLES else 0)
+citygate_process.DEADLINE = DEADLINE  # the shared Citygate waits as long as this test
 RAW = 'source="raw"'
 DEVICES = 4
 FIELDS = ("pm25", "pm10", "no2")
@@ -143,47 +145,8 @@ class Victoria:
         return {k: sorted(v) for k, v in out.items()}
 
 
-class Citygate:
-    def __init__(self, binary, work, toml):
-        self.binary, self.work, self.toml = binary, work, toml
-        self.starts = 0
-        self.start()
-
-    def start(self):
-        self.starts += 1
-        config = os.path.join(self.work, "citygate.toml")
-        with open(config, "w") as f:
-            f.write(self.toml)
-        self.log = os.path.join(self.work, "citygate-%d.log" % self.starts)
-        self.proc = subprocess.Popen(
-            [self.binary, "--config", config, "--mqtt-listen", "127.0.0.1", "--http-listen",
-             "127.0.0.1", "--mqtt-port", "0", "--http-port", "0", "--data-dir",
-             os.path.join(self.work, "data"), "--io-threads", "1", "--shards", "2"],
-            stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
-
-        def ports():
-            mqtt = http = None
-            with open(self.log) as f:
-                for line in f:
-                    if "mqtt listening on 127.0.0.1:" in line:
-                        mqtt = int(line.split("mqtt listening on 127.0.0.1:")[1].split()[0])
-                    if "http listening on 127.0.0.1:" in line:
-                        http = int(line.split("http listening on 127.0.0.1:")[1].split()[0])
-            if self.proc.poll() is not None:
-                fail("citygate exited: " + open(self.log).read()[-2000:])
-            return (mqtt, http) if mqtt and http else None
-        self.mqtt_port, self.port = wait_until("citygate to listen", ports)
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+class Citygate(citygate_process.Citygate):
+    """The shared one, with this test's metric sums and series reads."""
 
     def metric(self, name, labels=""):
         """Sum of the samples of `name` whose label text contains `labels`."""
