@@ -1,6 +1,8 @@
-// process_* metrics from /proc/self/stat, /proc/self/fd, /proc/stat and getrlimit.
+// process_* metrics from /proc/self/stat, /proc/self/fd, /proc/stat and getrlimit; the
+// allocator's own figures from glibc's mallinfo2().
 #include "gateway/ops/process_metrics.hpp"
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -88,6 +90,31 @@ void collect_process_metrics(std::vector<prometheus::MetricFamily>& families) {
         add(families, "process_max_fds", "Maximum number of open file descriptors",
             MetricType::Gauge, static_cast<double>(limit.rlim_cur));
     }
+    collect_allocator_metrics(families);
+}
+
+void collect_allocator_metrics(std::vector<prometheus::MetricFamily>& families) {
+    using prometheus::MetricType;
+    // Sums over all arenas. It walks each arena's free lists under that arena's lock: cheap at
+    // a scrape, not something to call per message.
+    struct mallinfo2 info = ::mallinfo2();
+    auto gauge = [&](const char* name, const char* help, std::size_t value) {
+        add(families, name, help, MetricType::Gauge, static_cast<double>(value));
+    };
+    gauge(
+        "citygate_allocator_heap_bytes",
+        "Bytes the allocator holds in its arenas (from brk and its mmapped heaps), in use or free",
+        info.arena);
+    gauge("citygate_allocator_in_use_bytes", "Bytes of live allocations in the arenas",
+          info.uordblks);
+    gauge("citygate_allocator_free_bytes",
+          "Bytes free inside the arenas: held from the system but not in use (fragmentation)",
+          info.fordblks);
+    gauge("citygate_allocator_releasable_bytes",
+          "Free bytes at the top of the main arena, which a trim gives back at once",
+          info.keepcost);
+    gauge("citygate_allocator_mmapped_bytes",
+          "Bytes of large allocations the allocator mapped on their own", info.hblkhd);
 }
 
 }  // namespace citygate::gateway

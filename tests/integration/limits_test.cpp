@@ -116,3 +116,20 @@ TEST_CASE("/metrics serves the standard process metrics") {
     CHECK(*start <= now + 2);
     CHECK(*start > now - 600);
 }
+
+TEST_CASE("/metrics serves the allocator's own figures") {
+    GatewayUnderTest gateway;
+    auto heap = gateway.metric("citygate_allocator_heap_bytes");
+    auto in_use = gateway.metric("citygate_allocator_in_use_bytes");
+    auto free = gateway.metric("citygate_allocator_free_bytes");
+    auto mmapped = gateway.metric("citygate_allocator_mmapped_bytes");
+    auto rss = gateway.metric("process_resident_memory_bytes");
+    REQUIRE(heap);
+    REQUIRE(in_use);
+    REQUIRE(free);
+    REQUIRE(mmapped);
+    REQUIRE(rss);
+    CHECK(*in_use > 1e5);  // a running gateway has live allocations
+    CHECK(*in_use + *free <= *heap + 1);
+    CHECK(*in_use < *rss + *mmapped);
+}
