@@ -36,8 +36,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+PARTS = ("memtables", "block_cache", "head", "series_index", "queries", "other")
+
+
 def scrape(port):
-    """Sums each metric family over its labels; {name: value}."""
+    """Sums each metric family over its labels, {name: value}; memory parts also by part."""
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as reply:
         text = reply.read().decode()
     sums = {}
@@ -45,9 +48,12 @@ def scrape(port):
         m = SAMPLE_LINE.match(line)
         if m and not line.startswith("#"):
             try:
-                sums[m.group(1)] = sums.get(m.group(1), 0.0) + float(m.group(3))
+                value = float(m.group(3))
             except ValueError:
-                pass
+                continue
+            sums[m.group(1)] = sums.get(m.group(1), 0.0) + value
+            if m.group(1) == "citygate_memory_used_bytes":
+                sums[m.group(1) + m.group(2)] = value
     return sums
 
 
@@ -160,6 +166,8 @@ def main():
                 "mmapped": m.get("citygate_allocator_mmapped_bytes", 0),
                 "head_points": m.get("citygate_storage_head_points", 0),
                 "memtables": m.get("citygate_rocksdb_memtable_bytes", 0),
+                "parts": {part: m.get('citygate_memory_used_bytes{part="%s"}' % part, 0)
+                          for part in PARTS},
                 "wal": wal, "disk": total,
             }
             last_cpu, last_t = cpu, now
@@ -204,6 +212,27 @@ def main():
               " growth %+.1f %% (peak %.1f MiB, %+.1f %%)" %
               (first["t"], mib(first["rss"]), last["t"], mib(last["rss"]),
                100 * (last["rss"] / first["rss"] - 1), mib(peak), 100 * (peak / first["rss"] - 1)))
+        # The head and memtables fill and drain in cycles of minutes, so single samples swing:
+        # the first and last 10 minutes after the warm-up, their means and peaks, and the
+        # least-squares slope over the whole span tell growth from the cycle.
+        span = 600 if warm[-1]["t"] - warm[0]["t"] >= 1800 else (warm[-1]["t"] - warm[0]["t"]) / 3
+        early = [s for s in warm if s["t"] < warm[0]["t"] + span]
+        late = [s for s in warm if s["t"] > warm[-1]["t"] - span]
+        mean = lambda xs: sum(s["rss"] for s in xs) / len(xs)
+        top = lambda xs: max(s["rss"] for s in xs)
+        n = len(warm)
+        tx = sum(s["t"] for s in warm) / n
+        ry = sum(s["rss"] for s in warm) / n
+        var = sum((s["t"] - tx) ** 2 for s in warm)
+        slope = sum((s["t"] - tx) * (s["rss"] - ry) for s in warm) / var if var else 0
+        print("RSS in the first / last %.0f min after warm-up: mean %.1f / %.1f MiB (%+.1f %%),"
+              " peak %.1f / %.1f MiB (%+.1f %%); trend %+.1f %% per hour" %
+              (span / 60, mib(mean(early)), mib(mean(late)), 100 * (mean(late) / mean(early) - 1),
+               mib(top(early)), mib(top(late)), 100 * (top(late) / top(early) - 1),
+               100 * slope * 3600 / ry))
+        if any(s.get("parts") for s in warm):
+            print("memory parts at the end of the load (MiB): " + ", ".join(
+                "%s %.1f" % (part, mib(last["parts"].get(part, 0))) for part in PARTS))
         cpu = sum(s["cpu_share"] for s in warm) / len(warm)
         print("gateway CPU under load: %.1f %% of a core" % (100 * cpu))
     elif loaded:

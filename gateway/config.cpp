@@ -14,6 +14,7 @@
 #include "export/http_post.hpp"
 #include "gateway/http/http_auth.hpp"
 #include "protocols/payload/topic_template.hpp"
+#include "storage/cpu_limit.hpp"
 
 namespace citygate::gateway {
 namespace {
@@ -245,6 +246,42 @@ const std::map<std::string, Setter, std::less<>>& setters() {
          [](auto& n, Config& c, auto o) { c.storage.out_of_order_window = duration(n, o); }},
         {"storage.retention",
          [](auto& n, Config& c, auto o) { c.storage.retention = duration(n, o); }},
+        {"storage.memory_budget",
+         [](auto& n, Config& c, auto o) {
+             if (n.is_integer()) {
+                 c.storage.memory_budget = integer<std::uint64_t>(n, o, 0, std::int64_t{1} << 50);
+             } else if (std::string text = string(n, o); text == "auto") {
+                 c.storage.memory_budget.reset();
+             } else if (text == "off") {
+                 c.storage.memory_budget = 0;
+             } else {
+                 c.storage.memory_budget = parse_size(text, o);
+             }
+             const std::uint64_t budget = c.storage.memory_budget.value_or(0);
+             if (budget != 0 && budget < (std::uint64_t{64} << 20))
+                 fail(o, "must be at least 64 MiB (or \"off\", or \"auto\")");
+             if (budget > (std::uint64_t{1} << 50)) fail(o, "must be at most 1 PiB");
+         }},
+        {"storage.head_flush_interval",
+         [](auto& n, Config& c, auto o) {
+             c.storage.head_flush_interval = duration(n, o);
+             if (c.storage.head_flush_interval < std::chrono::seconds(1))
+                 fail(o, "must be at least 1s");
+         }},
+        {"storage.memtable_idle_flush",
+         [](auto& n, Config& c, auto o) {
+             c.storage.memtable_idle_flush = duration(n, o);
+             if (c.storage.memtable_idle_flush.count() != 0 &&
+                 c.storage.memtable_idle_flush < std::chrono::seconds(1))
+                 fail(o, "must be 0s (off) or at least 1s");
+         }},
+        {"storage.memory_trim_interval",
+         [](auto& n, Config& c, auto o) {
+             c.storage.memory_trim_interval = duration(n, o);
+             if (c.storage.memory_trim_interval.count() != 0 &&
+                 c.storage.memory_trim_interval < std::chrono::seconds(1))
+                 fail(o, "must be 0s (off) or at least 1s");
+         }},
         {"storage.memtable_budget",
          [](auto& n, Config& c, auto o) {
              c.storage.memtable_budget = integer<std::size_t>(n, o, 0, std::int64_t{1} << 40);
@@ -598,6 +635,13 @@ Config load_config_file(const std::filesystem::path& file, Config base) {
     }
     apply(table, "", base);
     return base;
+}
+
+std::uint64_t effective_memory_budget(const Config::Storage& storage) {
+    if (storage.memory_budget) return *storage.memory_budget;
+    const std::uint64_t limit = memory_limit_bytes();
+    if (limit == 0) return 0;
+    return std::max<std::uint64_t>(limit / 2, std::uint64_t{256} << 20);
 }
 
 std::uint64_t parse_size(std::string_view text, std::string_view option) {

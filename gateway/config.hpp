@@ -125,8 +125,25 @@ struct Config {
         std::chrono::milliseconds partition_window = std::chrono::hours(24);
         std::chrono::milliseconds out_of_order_window = std::chrono::hours(1);
         std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
+        // One budget for the process's memory (storage::EngineOptions::memory_budget_bytes):
+        // memtables, block cache, head and series index take their shares of it, queries
+        // theirs (http.query_memory_budget and http.max_query_bytes are capped by it), the last
+        // tenth is left for connections and buffers. Unset ("auto"): half the memory the
+        // machine or the cgroup allows (effective_memory_budget()). 0 ("off"): each part by its
+        // own option alone.
+        std::optional<std::uint64_t> memory_budget;
         // RocksDB memtables of all shards together, bytes; 0: unbounded.
         std::size_t memtable_budget = storage::EngineOptions{}.memtable_budget_bytes;
+        // The head is turned into chunks at least this often, and a shard that took no write
+        // this long flushes its memtables (0: never by age), so a quiet gateway gives its
+        // memory back and its write-ahead log shrinks.
+        std::chrono::milliseconds head_flush_interval =
+            storage::EngineOptions{}.head_flush_interval;
+        std::chrono::milliseconds memtable_idle_flush =
+            storage::EngineOptions{}.memtable_idle_flush;
+        // How often the allocator is asked to return free memory to the system (malloc_trim),
+        // when it holds more than 32 MiB free; 0: never.
+        std::chrono::milliseconds memory_trim_interval = std::chrono::seconds(30);
         // Series limits storage enforces: all shards together (0: only the per-shard one) and
         // per shard. A reading that would create a series beyond one is refused.
         std::size_t max_series = 0;
@@ -272,6 +289,10 @@ Config parse_config(std::string_view toml_text, std::string_view origin, Config 
 
 // Checks cross-field rules and ranges. Throws ConfigError.
 void validate(const Config& config);
+
+// The memory budget in force: storage.memory_budget, or ("auto") half of what the machine or its
+// cgroup allows, at least 256 MiB; 0: none (configured "off", or the machine's memory unknown).
+std::uint64_t effective_memory_budget(const Config::Storage& storage);
 
 // Parses a byte size like "64MiB", "4GiB", "500MB", "1048576" (B, KB, MB, GB, TB are powers of
 // 1000, KiB, MiB, GiB, TiB of 1024). Throws ConfigError naming `option`.

@@ -19,6 +19,10 @@
 namespace citygate::gateway {
 namespace {
 
+// Free allocator memory beyond which the periodic trim gives it back
+// (storage.memory_trim_interval).
+constexpr std::size_t kTrimThreshold = std::size_t{32} << 20;
+
 using tcp = boost::asio::ip::tcp;
 
 tcp::endpoint endpoint_of(const std::string& address, std::uint16_t port, const char* option) {
@@ -165,6 +169,43 @@ void collect_storage_metrics(const storage::Engine& engine,
     }
 }
 
+// The memory budget and its parts, read at scrape time: what each part may take and holds now.
+// "other" is the rest of the resident memory: connections, buffers, code.
+void collect_memory_metrics(const storage::Engine& engine, const storage::QueryMemory* queries,
+                            std::vector<prometheus::MetricFamily>& families) {
+    using prometheus::MetricType;
+    storage::StorageMemory memory = engine.memory();
+    auto budget = family("citygate_memory_budget_bytes",
+                         "The memory budget its parts share (storage.memory_budget; 0: none)",
+                         MetricType::Gauge);
+    add_sample(budget, static_cast<double>(memory.budget));
+    auto limit =
+        family("citygate_memory_limit_bytes",
+               "What a part of the memory budget may hold (0: unbounded)", MetricType::Gauge);
+    auto used = family("citygate_memory_used_bytes", "What a part of the memory budget holds now",
+                       MetricType::Gauge);
+    std::pair<const char*, storage::MemoryPart> parts[] = {
+        {"memtables", memory.memtables},
+        {"block_cache", memory.block_cache},
+        {"head", memory.head},
+        {"series_index", memory.series_index},
+        {"queries", queries ? storage::MemoryPart{queries->capacity(), queries->in_use()}
+                            : storage::MemoryPart{}},
+    };
+    std::uint64_t counted = 0;
+    for (const auto& [name, part] : parts) {
+        add_sample(limit, static_cast<double>(part.limit), {{"part", name}});
+        add_sample(used, static_cast<double>(part.used), {{"part", name}});
+        counted += part.used;
+    }
+    const std::uint64_t resident = resident_bytes();
+    add_sample(used, static_cast<double>(resident > counted ? resident - counted : 0),
+               {{"part", "other"}});
+    families.push_back(std::move(budget));
+    families.push_back(std::move(limit));
+    families.push_back(std::move(used));
+}
+
 // Checkpoints go inside the data directory by default: it is the one place every deployment
 // lets the gateway write (systemd's StateDirectory under ProtectSystem=strict, the container's
 // volume, the StatefulSet's persistent volume beside a read-only root), and on the same file
@@ -257,6 +298,10 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     options.out_of_order_window = config_.storage.out_of_order_window;
     options.retention = config_.storage.retention;
     options.memtable_budget_bytes = config_.storage.memtable_budget;
+    memory_budget_ = effective_memory_budget(config_.storage);
+    options.memory_budget_bytes = memory_budget_;
+    options.head_flush_interval = config_.storage.head_flush_interval;
+    options.memtable_idle_flush = config_.storage.memtable_idle_flush;
     options.max_series = config_.storage.max_series;
     options.max_series_per_shard = config_.storage.max_series_per_shard;
     options.test_read_delay = config_.storage.test_read_delay;
@@ -328,8 +373,9 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
             throw ConfigError(std::string("export.remote_write.") + e.what());
         }
     }
-    metrics_.set_collector([engine = engine_.get()](auto& families) {
-        collect_storage_metrics(*engine, families);
+    metrics_.set_collector([this](auto& families) {
+        collect_storage_metrics(*engine_, families);
+        collect_memory_metrics(*engine_, api_ ? api_->query_memory() : nullptr, families);
         collect_process_metrics(families);
     });
 
@@ -420,11 +466,17 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     storage::QueryLimits query_limits;
     query_limits.max_series = config_.http.max_query_series;
     query_limits.max_points = config_.http.max_query_points;
-    query_limits.max_bytes = config_.http.max_query_bytes;
+    // Queries take their share of the memory budget: all of them together, and one at most.
+    std::size_t query_memory = config_.http.query_memory_budget;
+    if (memory_budget_ > 0) {
+        query_memory = static_cast<std::size_t>(std::min<std::uint64_t>(
+            query_memory, memory_budget_ / 100 * storage::MemoryShares::queries));
+    }
+    query_limits.max_bytes = std::min(config_.http.max_query_bytes, query_memory);
     query_limits.timeout = config_.http.query_timeout;
     api_ = std::make_unique<HttpApi>(*engine_, metrics_, ready_, query_limits);
     query_pool_ = std::make_unique<QueryPool>(config_.http.query_threads, config_.http.query_queue);
-    api_->set_query_pool(query_pool_.get(), config_.http.query_memory_budget);
+    api_->set_query_pool(query_pool_.get(), query_memory);
     promql::EngineOptions promql_options;
     promql_options.lookback_delta_ms = config_.http.lookback_delta.count();
     promql_options.rollup_min_buckets = config_.http.promql_rollup_min_buckets;
@@ -571,6 +623,18 @@ void Gateway::run() {
         });
     };
     wait_for_signal();
+    if (config_.storage.memory_trim_interval.count() > 0) {
+        trim_timer_ = std::make_unique<boost::asio::steady_timer>(signal_io_);
+        std::function<void()> trim_later = [&, this] {
+            trim_timer_->expires_after(config_.storage.memory_trim_interval);
+            trim_timer_->async_wait([&](const boost::system::error_code& ec) {
+                if (ec) return;
+                trim_allocator(kTrimThreshold);
+                trim_later();
+            });
+        };
+        trim_later();
+    }
     signal_thread_ = std::thread([this] { signal_io_.run(); });
 
     for (auto& listener : listeners_)

@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "export/remote_write_sender.hpp"
 #include "gateway/config.hpp"
 #include "gateway/export/aggregate_exporter.hpp"
@@ -85,6 +87,9 @@ class Gateway {
     std::unique_ptr<QueryPool> query_pool_;
     boost::asio::io_context signal_io_{1};  // the signal set's, on signal_thread_
     std::thread signal_thread_;
+    // On signal_io_: gives free allocator memory back every storage.memory_trim_interval.
+    std::unique_ptr<boost::asio::steady_timer> trim_timer_;
+    std::uint64_t memory_budget_ = 0;  // effective_memory_budget(); 0: none
     std::vector<std::thread> threads_;
     std::atomic<bool> ready_{false};
 

@@ -1,4 +1,5 @@
 // citygate: the MQTT ingestion gateway. Embedded defaults, then --config FILE, then flags.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -79,6 +80,14 @@ void check_startup(const Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef __GLIBC__
+    // Allocations of 1 MiB and more (RocksDB's memtable arena blocks, big head vectors and
+    // batches) are mapped on their own and unmapped when freed. glibc's default threshold rises
+    // to the largest mapped block freed (up to 32 MiB), so after the first memtable flush the
+    // next memtables came from the heap, and their memory, freed between live blocks, stayed
+    // resident: in a 20k msg/s soak the allocator held 318 MiB free of 414 MiB RSS.
+    ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     po::options_description options("citygate " CITYGATE_VERSION
                                     " - MQTT ingestion gateway for city sensor telemetry\n\n"
                                     "Options");

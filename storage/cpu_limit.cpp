@@ -1,11 +1,14 @@
-// CPUs the process may use (see cpu_limit.hpp).
+// CPUs and memory the process may use (see cpu_limit.hpp).
 #include "storage/cpu_limit.hpp"
 
 #include <sched.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <initializer_list>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -42,26 +45,51 @@ unsigned v1_limit(const std::filesystem::path& dir) {
     return quota_cpus(quota, period);
 }
 
+// cgroup v2 memory.max: "max" or bytes; 0 when unlimited or unreadable.
+std::uint64_t v2_memory(const std::filesystem::path& dir) {
+    std::ifstream file(dir / "memory.max");
+    std::string limit;
+    if (!(file >> limit) || limit == "max") return 0;
+    try {
+        return std::stoull(limit);
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+// cgroup v1 memory.limit_in_bytes: a huge number (about 2^63) when unlimited.
+std::uint64_t v1_memory(const std::filesystem::path& dir) {
+    std::ifstream file(dir / "memory.limit_in_bytes");
+    std::uint64_t limit = 0;
+    if (!(file >> limit) || limit >= (std::uint64_t{1} << 62)) return 0;
+    return limit;
+}
+
 // The tightest limit from `dir` up to `top`.
-unsigned tightest(std::filesystem::path dir, const std::filesystem::path& top, unsigned cpus,
-                  unsigned (*limit)(const std::filesystem::path&)) {
+template <typename Value>
+Value tightest(std::filesystem::path dir, const std::filesystem::path& top, Value value,
+               Value (*limit)(const std::filesystem::path&)) {
     for (;;) {
-        if (unsigned n = limit(dir); n > 0) cpus = std::min(cpus, n);
+        if (Value n = limit(dir); n > 0) value = std::min(value, n);
         if (dir == top || !dir.has_parent_path() || dir.parent_path() == dir) break;
         dir = dir.parent_path();
         if (dir.native().size() < top.native().size()) break;
     }
-    return cpus;
+    return value;
 }
 
-}  // namespace
-
-unsigned cpus_within_cgroup(const std::filesystem::path& root, std::string_view proc_cgroup,
-                            unsigned cpus) {
+// Walks `proc_cgroup` ("hierarchy-id:controllers:path" lines; v2 is "0::/path", v1 lists its
+// controllers) and bounds `value` by every cgroup on the way up, v2 or v1 (`controller`
+// mounted at one of `mounts`).
+template <typename Value>
+Value within_cgroup(const std::filesystem::path& root, std::string_view proc_cgroup, Value value,
+                    Value (*v2)(const std::filesystem::path&),
+                    Value (*v1)(const std::filesystem::path&), std::string_view controller,
+                    std::initializer_list<const char*> mounts) {
     std::istringstream lines{std::string(proc_cgroup)};
     std::string line;
+    const std::string wanted = "," + std::string(controller) + ",";
     while (std::getline(lines, line)) {
-        // "hierarchy-id:controllers:path"; v2 is "0::/path", v1 lists "cpu,cpuacct".
         auto first = line.find(':');
         auto second = line.find(':', first + 1);
         if (first == std::string::npos || second == std::string::npos) continue;
@@ -69,17 +97,48 @@ unsigned cpus_within_cgroup(const std::filesystem::path& root, std::string_view 
         std::string path = line.substr(second + 1);
         if (!path.empty() && path.front() == '/') path.erase(0, 1);
         if (controllers.empty()) {
-            cpus = tightest(root / path, root, cpus, v2_limit);
-        } else if (("," + controllers + ",").find(",cpu,") != std::string::npos) {
-            for (const char* mount : {"cpu", "cpu,cpuacct", "cpuacct,cpu"}) {
+            value = tightest(root / path, root, value, v2);
+        } else if (("," + controllers + ",").find(wanted) != std::string::npos) {
+            for (const char* mount : mounts) {
                 if (std::filesystem::exists(root / mount)) {
-                    cpus = tightest(root / mount / path, root / mount, cpus, v1_limit);
+                    value = tightest(root / mount / path, root / mount, value, v1);
                     break;
                 }
             }
         }
     }
-    return std::max(1u, cpus);
+    return value;
+}
+
+std::string proc_self_cgroup() {
+    std::ifstream file("/proc/self/cgroup");
+    std::stringstream text;
+    text << file.rdbuf();
+    return text.str();
+}
+
+// MemTotal of /proc/meminfo in bytes; 0 when unreadable.
+std::uint64_t memory_total() {
+    std::ifstream file("/proc/meminfo");
+    std::string name, unit;
+    std::uint64_t kib = 0;
+    while (file >> name >> kib >> unit) {
+        if (name == "MemTotal:") return kib * 1024;
+    }
+    return 0;
+}
+
+}  // namespace
+
+unsigned cpus_within_cgroup(const std::filesystem::path& root, std::string_view proc_cgroup,
+                            unsigned cpus) {
+    return std::max(1u, within_cgroup(root, proc_cgroup, cpus, v2_limit, v1_limit, "cpu",
+                                      {"cpu", "cpu,cpuacct", "cpuacct,cpu"}));
+}
+
+std::uint64_t memory_within_cgroup(const std::filesystem::path& root, std::string_view proc_cgroup,
+                                   std::uint64_t bytes) {
+    return within_cgroup(root, proc_cgroup, bytes, v2_memory, v1_memory, "memory", {"memory"});
 }
 
 unsigned usable_cpus() {
@@ -89,10 +148,15 @@ unsigned usable_cpus() {
     if (sched_getaffinity(0, sizeof set, &set) == 0) {
         cpus = std::max(1, CPU_COUNT(&set));
     }
-    std::ifstream file("/proc/self/cgroup");
-    std::stringstream text;
-    text << file.rdbuf();
-    return cpus_within_cgroup("/sys/fs/cgroup", text.str(), cpus);
+    return cpus_within_cgroup("/sys/fs/cgroup", proc_self_cgroup(), cpus);
+}
+
+std::uint64_t memory_limit_bytes() {
+    constexpr std::uint64_t unknown = std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t total = memory_total();
+    std::uint64_t limit =
+        memory_within_cgroup("/sys/fs/cgroup", proc_self_cgroup(), total > 0 ? total : unknown);
+    return limit == unknown ? 0 : limit;
 }
 
 }  // namespace citygate

@@ -34,6 +34,10 @@ struct Engine::Impl {
     std::unique_ptr<detail::DiskGuard> disk;
     std::vector<std::unique_ptr<Shard>> shards;
     std::shared_ptr<std::atomic<std::uint64_t>> total_series;  // all shards' series
+    std::shared_ptr<std::atomic<std::uint64_t>> index_bytes;   // all shards' series indexes
+    std::shared_ptr<rocksdb::Cache> cache;
+    std::shared_ptr<rocksdb::WriteBufferManager> memtable_budget;  // null: unbounded
+    StorageMemory limits;                                          // each part's limit (used: 0)
     // Set once the shards are open: the guard's transitions reach them only then.
     std::atomic<bool> started{false};
 
@@ -174,6 +178,8 @@ const char* series_limit_name(SeriesLimit limit) {
             return "identity";
         case SeriesLimit::connection:
             return "connection";
+        case SeriesLimit::memory:
+            return "memory";
     }
     return "unknown";
 }
@@ -249,12 +255,41 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         options.head_flush_points = static_cast<std::size_t>(std::min<std::uint64_t>(
             options.head_flush_points, std::max<std::uint64_t>(16384, share / 160)));
     }
-    auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
-    std::shared_ptr<rocksdb::WriteBufferManager> memtable_budget;
-    if (options.memtable_budget_bytes > 0) {
-        memtable_budget =
-            std::make_shared<rocksdb::WriteBufferManager>(options.memtable_budget_bytes);
+    // The memory budget: each part its share, or its own option where that is lower.
+    StorageMemory& limits = impl->limits;
+    const std::uint64_t budget = options.memory_budget_bytes;
+    auto share = [budget](unsigned percent, std::uint64_t own) {
+        if (budget == 0) return own;
+        const std::uint64_t part = budget / 100 * percent;
+        return own == 0 ? part : std::min(own, part);
+    };
+    limits.budget = budget;
+    limits.memtables.limit = share(MemoryShares::memtables, options.memtable_budget_bytes);
+    limits.block_cache.limit = share(MemoryShares::block_cache, options.block_cache_bytes);
+    // Two heads a shard at most: the one filling and the one its flush thread turns into chunks.
+    const std::uint64_t head_bytes = std::uint64_t{2} * options.shards * kHeadPointBytes;
+    if (budget > 0) {
+        const std::uint64_t points = budget / 100 * MemoryShares::head / head_bytes;
+        options.head_flush_points = static_cast<std::size_t>(std::min<std::uint64_t>(
+            options.head_flush_points, std::max<std::uint64_t>(4096, points)));
     }
+    limits.head.limit = options.head_flush_points * head_bytes;
+    limits.series_index.limit = share(MemoryShares::series_index, 0);
+    // Under a budget, memtables are charged to the block cache (dummy entries of their size):
+    // data blocks, index and filter blocks and memtables together stay within the cache's
+    // capacity, and blocks give way while memtables are large. Index and filter blocks stay in
+    // the high-priority pool, ahead of data blocks.
+    rocksdb::LRUCacheOptions cache_options;
+    cache_options.capacity = limits.block_cache.limit;
+    cache_options.high_pri_pool_ratio = 0.25;
+    const bool charged = budget > 0 && limits.memtables.limit > 0;
+    if (charged) cache_options.capacity += limits.memtables.limit;
+    impl->cache = rocksdb::NewLRUCache(cache_options);
+    if (limits.memtables.limit > 0) {
+        impl->memtable_budget = std::make_shared<rocksdb::WriteBufferManager>(
+            limits.memtables.limit, charged ? impl->cache : nullptr);
+    }
+    impl->index_bytes = std::make_shared<std::atomic<std::uint64_t>>(0);
     std::vector<detail::ShardOptions> shard_options;
     for (unsigned i = 0; i < options.shards; ++i) {
         detail::ShardOptions so;
@@ -276,8 +311,10 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.clock = options.clock;
         so.on_batch = options.on_batch;
         so.on_space_available = options.on_space_available;
-        so.block_cache = cache;
-        so.write_buffer_manager = memtable_budget;
+        so.block_cache = impl->cache;
+        so.write_buffer_manager = impl->memtable_budget;
+        so.index_bytes = impl->index_bytes;
+        so.max_index_bytes = limits.series_index.limit;
         so.tuning = options.tuning;
         so.wal_recovery = options.wal_recovery;
         so.test_read_delay = options.test_read_delay;
@@ -850,6 +887,25 @@ EngineStats Engine::stats() const {
         out.writer_busy_ns.push_back(s.writer_busy_ns);
         out.flusher_busy_ns.push_back(s.flusher_busy_ns);
     }
+    return out;
+}
+
+StorageMemory Engine::memory() const {
+    StorageMemory out = impl_->limits;
+    const auto& wbm = impl_->memtable_budget;
+    std::uint64_t charged = 0;  // the cache's dummy entries standing for memtables
+    if (wbm) {
+        out.memtables.used = wbm->memory_usage();
+        charged = wbm->dummy_entries_in_cache_usage();
+    } else {
+        for (auto& shard : impl_->shards)
+            out.memtables.used += shard->rocksdb_figures().memtable_bytes;
+    }
+    const std::uint64_t cached = impl_->cache->GetUsage();
+    out.block_cache.used = cached > charged ? cached - charged : 0;
+    for (auto& shard : impl_->shards)
+        out.head.used += shard->head_bytes();
+    out.series_index.used = impl_->index_bytes->load(std::memory_order_relaxed);
     return out;
 }
 

@@ -63,9 +63,10 @@ struct StorageTuning {
 };
 
 // The limit that refused a point because it would have created a series. Storage enforces
-// global and shard; identity and connection are the caller's (SeriesAdmission).
-enum class SeriesLimit : std::uint8_t { none, global, shard, identity, connection };
-inline constexpr std::size_t kSeriesLimits = 5;
+// global, shard and memory (the series index's share of the memory budget); identity and
+// connection are the caller's (SeriesAdmission).
+enum class SeriesLimit : std::uint8_t { none, global, shard, identity, connection, memory };
+inline constexpr std::size_t kSeriesLimits = 6;
 const char* series_limit_name(SeriesLimit limit);  // "global", "shard", ...
 
 // The caller's say over the series one write may create: per-client limits storage knows
@@ -201,6 +202,16 @@ struct EngineOptions {
     // memory, with window memtables flushed smaller (the bench measured no size or ingest change
     // between 1 and 128 MiB window memtables); nodes with a few shards never reach it.
     std::size_t memtable_budget_bytes = std::size_t{1} << 30;
+    // One budget for storage's memory (0: each part bounded by its own option alone). Each part
+    // takes its share (MemoryShares), or its own option where that is lower; Engine::memory()
+    // reports the result. Memtables 25 % (memtable_budget_bytes; their write buffer manager is
+    // charged to the block cache, so the two share one cache of their two shares), the block
+    // cache 15 % (block_cache_bytes; index and filter blocks included), the head
+    // 20 % (head_flush_points, at kHeadPointBytes a point and two heads a shard: the one
+    // filling and the one being flushed) and the series index 15 % (a series that would take
+    // the index past it is refused: SeriesLimit::memory). The caller gives queries 15 %
+    // (QueryMemory); the last 10 % is left for connections, buffers and code.
+    std::size_t memory_budget_bytes = 0;
     StorageTuning tuning;
     // Free space the data volume keeps: under it, writes are held (try_write() answers false,
     // what is queued waits, nothing reaches RocksDB), so RocksDB never meets a full disk; they
@@ -253,6 +264,31 @@ struct RocksDbFigures {
     bool writes_stopped = false;                 // rocksdb.is-write-stopped
     std::uint64_t wal_bytes = 0;                 // live write-ahead log files
     std::uint64_t running_compactions = 0;
+};
+
+// Memory a head point costs while it waits in memory: a 16-byte sample in a vector reserved
+// to the series' previous head, with room for series whose rate changes.
+inline constexpr std::size_t kHeadPointBytes = 24;
+
+// The parts of EngineOptions::memory_budget_bytes, in percent; the rest is the caller's.
+struct MemoryShares {
+    static constexpr unsigned memtables = 25, block_cache = 15, head = 20, series_index = 15,
+                              queries = 15;
+};
+
+// One part of the memory budget: what it may take (0: unbounded) and what it holds now.
+struct MemoryPart {
+    std::uint64_t limit = 0;
+    std::uint64_t used = 0;
+};
+
+// Storage's memory, part by part (Engine::memory()).
+struct StorageMemory {
+    std::uint64_t budget = 0;  // EngineOptions::memory_budget_bytes; 0: none
+    MemoryPart memtables;      // RocksDB memtables of every shard (write buffer manager)
+    MemoryPart block_cache;    // data, index and filter blocks
+    MemoryPart head;           // points in memory, not yet in chunks (the flushing head too)
+    MemoryPart series_index;   // keys, ids and postings (an estimate from their sizes)
 };
 
 // What Engine::delete_points() did.
@@ -421,6 +457,9 @@ class Engine {
         std::string_view name, const Selector& selector, const QueryLimits& limits = {}) const;
 
     [[nodiscard]] EngineStats stats() const;
+    // Memory held by each budgeted part, and its limit. Thread safe, cheap (atomics and the
+    // cache's counters).
+    [[nodiscard]] StorageMemory memory() const;
     [[nodiscard]] unsigned shard_count() const;
     // Whether writes are taken, and why not. Thread safe, cheap (atomics and a short lock).
     [[nodiscard]] StorageHealth health() const;

@@ -71,6 +71,8 @@ class HttpApi {
     // bound). Without it they run on the caller's thread, bounded one by one. Call before the
     // first request; `pool` must outlive every request.
     void set_query_pool(QueryPool* pool, std::size_t memory_budget_bytes);
+    // The memory all running queries share; null when unbounded. Thread safe.
+    const storage::QueryMemory* query_memory() const { return memory_.get(); }
 
     // Routes needing a scope ask `auth` first (without it every call goes ahead, as in unit
     // tests); checkpoints start at most once per `checkpoint_interval` (429), one at a time (a

@@ -511,6 +511,8 @@ const char* series_limit_option(storage::SeriesLimit limit) {
             return "ingest.max_series_per_identity";
         case storage::SeriesLimit::connection:
             return "ingest.max_new_series_per_minute";
+        case storage::SeriesLimit::memory:
+            return "storage.memory_budget";
         case storage::SeriesLimit::none:
             break;
     }

@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,6 +14,9 @@
 
 namespace citygate::gateway {
 namespace {
+
+std::atomic<std::uint64_t> trims{0};
+std::atomic<std::uint64_t> trimmed_bytes{0};
 
 void add(std::vector<prometheus::MetricFamily>& families, const char* name, const char* help,
          prometheus::MetricType type, double value) {
@@ -115,6 +119,30 @@ void collect_allocator_metrics(std::vector<prometheus::MetricFamily>& families) 
           info.keepcost);
     gauge("citygate_allocator_mmapped_bytes",
           "Bytes of large allocations the allocator mapped on their own", info.hblkhd);
+    add(families, "citygate_allocator_trims_total",
+        "Times free allocator memory was given back to the system "
+        "(storage.memory_trim_interval)",
+        MetricType::Counter, static_cast<double>(trims.load(std::memory_order_relaxed)));
+    add(families, "citygate_allocator_trimmed_bytes_total", "Resident bytes those trims gave back",
+        MetricType::Counter, static_cast<double>(trimmed_bytes.load(std::memory_order_relaxed)));
+}
+
+std::uint64_t resident_bytes() {
+    std::ifstream statm("/proc/self/statm");
+    std::uint64_t size = 0, resident = 0;
+    if (!(statm >> size >> resident)) return 0;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+std::uint64_t trim_allocator(std::size_t threshold) {
+    if (::mallinfo2().fordblks <= threshold) return 0;
+    const std::uint64_t before = resident_bytes();
+    ::malloc_trim(0);
+    const std::uint64_t after = resident_bytes();
+    const std::uint64_t released = before > after ? before - after : 0;
+    trims.fetch_add(1, std::memory_order_relaxed);
+    trimmed_bytes.fetch_add(released, std::memory_order_relaxed);
+    return released;
 }
 
 }  // namespace citygate::gateway

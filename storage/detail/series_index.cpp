@@ -8,6 +8,30 @@
 
 namespace citygate::storage::detail {
 
+namespace {
+
+// A string's heap share: its characters and the allocator's header, beyond the short-string
+// buffer it holds inline.
+std::size_t string_heap(std::size_t size) {
+    return size < sizeof(std::string) / 2 ? 0 : size + 1 + 16;
+}
+
+// What one series costs the index beyond its tags: its key in keys_, the ids_ node and bucket.
+std::size_t series_bytes(std::string_view key) {
+    return sizeof(std::string) + string_heap(key.size()) + 48 + 8;
+}
+
+// A posting: the id in a list that grows by doubling (half again on average).
+constexpr std::size_t kPostingBytes = 12;
+
+// A label value seen for the first time: its postings node (key, list, link, hash), the list's
+// first allocation and its entry pointer.
+std::size_t value_bytes(std::string_view value) {
+    return sizeof(std::string) + string_heap(value.size()) + 24 + 16 + 32 + 8;
+}
+
+}  // namespace
+
 SeriesIndex::AddResult SeriesIndex::add(std::string_view key, std::uint64_t& id) {
     if (keys_.size() - erased_.size() >= max_series_) return AddResult::limit_reached;
     auto parsed = parse_series_key(key);
@@ -16,6 +40,7 @@ SeriesIndex::AddResult SeriesIndex::add(std::string_view key, std::uint64_t& id)
     id = keys_.size();
     keys_.emplace_back(key);
     ids_.emplace(keys_.back(), id);
+    add_memory(series_bytes(key));
     index_tags(id, parsed.value(), true);
     return AddResult::added;
 }
@@ -26,6 +51,7 @@ void SeriesIndex::remove_last() {
     if (keys_.empty() || id < published_.load(std::memory_order_relaxed)) return;
     auto parsed = parse_series_key(keys_.back());  // it was valid when added
     index_tags(id, parsed.value(), false);
+    add_memory(-static_cast<std::ptrdiff_t>(series_bytes(keys_.back())));
     ids_.erase(keys_.back());
     keys_.pop_back();
 }
@@ -35,6 +61,7 @@ bool SeriesIndex::erase(std::uint64_t id) {
     if (id >= keys_.size() || keys_[id].empty()) return false;
     auto parsed = parse_series_key(keys_[id]);  // it was valid when added
     if (parsed.is_ok()) index_tags(id, parsed.value(), false);
+    add_memory(sizeof(std::string) - static_cast<std::ptrdiff_t>(series_bytes(keys_[id])));
     ids_.erase(keys_[id]);
     keys_[id].clear();
     keys_[id].shrink_to_fit();
@@ -50,9 +77,11 @@ bool SeriesIndex::restore(std::uint64_t id, std::string_view key) {
     while (keys_.size() < id) {  // erased series
         erased_.push_back(keys_.size());
         keys_.emplace_back();
+        add_memory(sizeof(std::string));
     }
     keys_.emplace_back(key);
     ids_.emplace(keys_.back(), id);
+    add_memory(series_bytes(key));
     index_tags(id, parsed.value(), true);
     published_.store(keys_.size(), std::memory_order_release);
     return true;
@@ -86,15 +115,23 @@ void SeriesIndex::index_tags(std::uint64_t id, ParsedKey& parsed, bool add) {
     for (const auto& [name, value] : tags) {
         Label& label = labels_[name];
         auto [entry, created] = label.postings.try_emplace(value);
-        if (created) label.entries.push_back(&*entry);
+        if (created) {
+            label.entries.push_back(&*entry);
+            add_memory(value_bytes(value));  // entries are never erased
+        }
         auto& list = entry->second;
         if (add) {
             list.push_back(id);  // ids grow, so lists stay sorted
+            add_memory(kPostingBytes);
         } else if (!list.empty() && list.back() == id) {
             list.pop_back();  // the entry stays: readers may hold a pointer to it
+            add_memory(-static_cast<std::ptrdiff_t>(kPostingBytes));
         } else {
             auto at = std::lower_bound(list.begin(), list.end(), id);
-            if (at != list.end() && *at == id) list.erase(at);
+            if (at != list.end() && *at == id) {
+                list.erase(at);
+                add_memory(-static_cast<std::ptrdiff_t>(kPostingBytes));
+            }
         }
     }
 }

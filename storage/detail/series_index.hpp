@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -54,6 +55,9 @@ class SeriesIndex {
     std::size_t size() const;
     // Series held (not erased): what series limits count.
     std::size_t live() const;
+    // Thread safe. What the index holds in memory, estimated from the sizes of its keys, ids,
+    // postings and label values (the allocator's overheads included, not measured).
+    std::size_t memory_bytes() const { return memory_.load(std::memory_order_relaxed); }
     // Thread safe. The key of an id; empty for an id the index does not hold.
     std::string key(std::uint64_t id) const;
 
@@ -96,7 +100,13 @@ class SeriesIndex {
     [[nodiscard]] Status ids_where(const CompiledMatcher& m, bool accepted, QueryBudget& budget,
                                    std::vector<std::uint64_t>& out) const;
 
+    // Writer thread only (under the lock where it runs): counts `bytes` into memory_.
+    void add_memory(std::ptrdiff_t bytes) {
+        memory_.store(memory_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+    }
+
     std::size_t max_series_;
+    std::atomic<std::size_t> memory_{0};
     mutable std::shared_mutex mutex_;    // guards mutation against readers of postings and keys
     std::deque<std::string> keys_;       // an erased id keeps an empty key (no key is empty)
     std::vector<std::uint64_t> erased_;  // sorted

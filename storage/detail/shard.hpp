@@ -57,6 +57,10 @@ struct ShardOptions {
     // Series of all shards together, shared by them; max_total_series bounds it (0: no bound).
     std::shared_ptr<std::atomic<std::uint64_t>> total_series;
     std::size_t max_total_series = 0;
+    // Memory of all shards' series indexes together, shared by them; past max_index_bytes (0:
+    // no bound) a write that would create a series is refused (SeriesLimit::memory).
+    std::shared_ptr<std::atomic<std::uint64_t>> index_bytes;
+    std::uint64_t max_index_bytes = 0;
     std::size_t head_flush_points = 0;
     std::chrono::milliseconds head_flush_interval{};
     std::chrono::milliseconds memtable_idle_flush{};
@@ -165,6 +169,9 @@ class Shard {
     [[nodiscard]] Status compact_all();
     std::uint64_t disk_bytes() const;
     RocksDbFigures rocksdb_figures() const;
+    // Memory of the head's points, the one being flushed included (vector capacities). Thread
+    // safe.
+    std::uint64_t head_bytes() const { return head_bytes_.load(std::memory_order_relaxed); }
     // Deletes the points of `ids` with start <= ts < end, their rollups, and a series left
     // without points (see Engine::delete_points); adds to `result`. On the writer thread, after
     // flushing the head; the chunks are rewritten by the flush thread (shard_delete.cpp).
@@ -189,6 +196,9 @@ class Shard {
         bool loaded = false;                     // sealed_max_ts knows what is on disk
         std::int64_t max_ts = INT64_MIN;         // newest accepted
         std::int64_t sealed_max_ts = INT64_MIN;  // newest in chunks or handed off
+        // Points of the previous head: the next head's vector is reserved to it at its first
+        // point, so a steady series allocates once a head instead of doubling its way up.
+        std::uint32_t last_head_points = 0;
     };
     // Where a series' chunks end; flush thread only.
     struct ChunkState {
@@ -207,6 +217,7 @@ class Shard {
         std::vector<Series> series;
         std::uint64_t log_end = 0;  // the log records below this sequence hold exactly these
         std::size_t points = 0;
+        std::size_t bytes = 0;  // capacity of the series' vectors
     };
     using CfHandle = std::shared_ptr<rocksdb::ColumnFamilyHandle>;
 
@@ -231,6 +242,11 @@ class Shard {
     // Writer thread: may `write` create one more series? Storage's limits first (shard, then the
     // global count, which it charges), then the write's admission; none when it may.
     SeriesLimit admit_series(const QueuedWrite& write);
+    // Writer thread: the memory of the series index and of the per-series states.
+    std::uint64_t index_memory() const;
+    // Writer thread: adds what index_memory() grew or shrank by since the last call to the
+    // engine's count (ShardOptions::index_bytes).
+    void report_index_memory();
     // Undoes admit_series() for a series that was not created after all.
     void unadmit_series(SeriesAdmission* admission);
     // Writer thread: hand the head to the flush thread, once the previous job is done.
@@ -338,6 +354,8 @@ class Shard {
         rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0}, windows_sealed_{0},
         busy_ns_{0}, flusher_busy_ns_{0};
     std::atomic<std::size_t> head_points_visible_{0};  // pending plus handed off
+    std::atomic<std::uint64_t> head_bytes_{0};         // their vectors' capacity
+    std::uint64_t index_bytes_reported_ = 0;  // writer: index_.memory_bytes() in index_bytes
 
     // The writer and the flush thread meet here.
     std::mutex flush_mutex_;

@@ -83,6 +83,7 @@ Status Shard::delete_points(const std::vector<std::uint64_t>& ids, std::int64_t 
                 }
             }
         }
+        report_index_memory();
         result.series += ids.size();
         return status;
     });

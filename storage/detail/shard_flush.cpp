@@ -13,6 +13,15 @@
 namespace citygate::storage::detail {
 namespace {
 
+// What the flush reads: each series' newest chunk and rollup blocks, once a head, to rewrite
+// them. A block it reads is stale by the next flush (the rewrite is in the memtable), so caching
+// it would only push out blocks queries reuse, and grow the cache, and RSS, for nothing.
+rocksdb::ReadOptions flush_reads() {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    return ro;
+}
+
 constexpr std::int64_t kMinute = static_cast<std::int64_t>(Resolution::minute);
 constexpr std::int64_t kHour = static_cast<std::int64_t>(Resolution::hour);
 
@@ -79,6 +88,9 @@ void Shard::hand_off() {
         std::unique_lock lock(head_mutex_);
         for (std::uint64_t id : dirty_) {
             auto& st = states_[id];
+            st.last_head_points =
+                static_cast<std::uint32_t>(std::min<std::size_t>(st.pending.size(), UINT32_MAX));
+            job->bytes += st.pending.capacity() * sizeof(Sample);
             auto samples = std::make_shared<const std::vector<Sample>>(std::move(st.pending));
             job->series.push_back({id, samples, st.pending_sorted});
             st.flushing = std::move(samples);
@@ -155,7 +167,7 @@ void Shard::run_flusher() {
 }
 
 Status Shard::read_last_chunk(std::uint64_t id, ChunkState& st) const {
-    rocksdb::ReadOptions ro;
+    rocksdb::ReadOptions ro = flush_reads();
     ro.prefix_same_as_start = true;
     std::vector<std::pair<std::int64_t, CfHandle>> windows;
     {
@@ -226,6 +238,7 @@ Status Shard::write_job(const FlushJob& job) {
     }
     lock.unlock();
     head_points_visible_.fetch_sub(job.points, std::memory_order_relaxed);
+    head_bytes_.fetch_sub(job.bytes, std::memory_order_relaxed);
     flushes_.fetch_add(1, std::memory_order_relaxed);
     return Status::ok();
 }
@@ -269,7 +282,7 @@ Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples,
                 st.last_chunk_points < options_.target_chunk_points) {
                 std::string value;
                 auto key = record_key(RecordKind::chunk, id, st.last_chunk_ts);
-                auto g = db_->Get({}, cf.get(), key, &value);
+                auto g = db_->Get(flush_reads(), cf.get(), key, &value);
                 if (g.ok()) {
                     std::vector<Sample> old;
                     if (auto s = decode_chunk(value, old); !s.is_ok()) return s;
@@ -285,7 +298,7 @@ Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples,
             std::int64_t lo = floor_to(part.front().ts, kHour);
             std::int64_t hi = floor_to(part.back().ts, kHour) + kHour;
             std::vector<Sample> old;
-            rocksdb::ReadOptions ro;
+            rocksdb::ReadOptions ro = flush_reads();
             ro.prefix_same_as_start = true;
             std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
             it->SeekForPrev(record_key(RecordKind::chunk, id, lo));
@@ -357,7 +370,7 @@ Status Shard::write_rollups(std::uint64_t id, std::int64_t window, const CfHandl
         auto key = record_key(RecordKind::rollup_1m, id, hour);
         if (!replace) {
             std::string value;
-            auto g = db_->Get({}, cf.get(), key, &value);
+            auto g = db_->Get(flush_reads(), cf.get(), key, &value);
             if (g.ok()) {
                 std::vector<RollupBucket> old;
                 if (auto s = decode_rollups(value, hour, kMinute, old); !s.is_ok()) return s;
@@ -382,7 +395,7 @@ Status Shard::write_rollups(std::uint64_t id, std::int64_t window, const CfHandl
     auto key = record_key(RecordKind::rollup_1h, id, window);
     std::string value;
     std::vector<RollupBucket> block;
-    auto g = db_->Get({}, cf.get(), key, &value);
+    auto g = db_->Get(flush_reads(), cf.get(), key, &value);
     if (g.ok()) {
         if (auto s = decode_rollups(value, window, kHour, block); !s.is_ok()) return s;
     } else if (!g.IsNotFound()) {

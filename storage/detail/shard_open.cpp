@@ -109,6 +109,12 @@ Status Shard::open_db() {
     // a series' rollup blocks and newest chunk, whose prefix the filter already answers for.
     table.whole_key_filtering = !tuning.series_prefix_bloom;
     table.format_version = 5;
+    // Index and filter blocks live in the block cache, charged to it, not beside each open
+    // file (where they grow with the data, uncounted): in its high-priority pool, so data
+    // blocks give way first, and pinned for L0 files, which every flush reads.
+    table.cache_index_and_filter_blocks = true;
+    table.cache_index_and_filter_blocks_with_high_priority = true;
+    table.pin_l0_filter_and_index_blocks_in_cache = true;
 
     // 32 MiB memtables per window CF: bytes/point after compaction is the same at 1, 4, 32 and
     // 128 MiB (1.425), ingest did not differ beyond noise (writer-thread rates 2.5-3.7 M
@@ -116,7 +122,15 @@ Status Shard::open_db() {
     // hour rollup block between flushes, so it should hold a few head flushes' worth (a 2 M
     // point head is about 3 MB of chunks and rollups); the price is up to 3 x 32 MiB per shard
     // for the window being written.
-    window_options_.write_buffer_size = capped(tuning.write_buffer_bytes, 16, kMiB);
+    // A memtable budget smaller than the write buffers would make every memtable flush early:
+    // each shard's buffers are sized within its share of it instead.
+    std::uint64_t memtable_share = UINT64_MAX;
+    if (options_.write_buffer_manager && options_.write_buffer_manager->enabled()) {
+        memtable_share =
+            options_.write_buffer_manager->buffer_size() / std::max(1u, options_.shard_count);
+    }
+    window_options_.write_buffer_size = std::min<std::uint64_t>(
+        capped(tuning.write_buffer_bytes, 16, kMiB), std::max(kMiB, memtable_share / 8));
     window_options_.max_write_buffer_number = 3;
     // Two L0 files start a compaction, not four: with head flushes every 5 minutes a window's
     // memtable is flushed during the hour while later flushes still rewrite its series' newest
@@ -152,12 +166,23 @@ Status Shard::open_db() {
         window_options_.bottommost_compression_opts.enabled = true;
     }
 
+    // The batch log and the series index are read only at open: the same cache (RocksDB would
+    // give each column family a cache of its own otherwise), no filter.
+    rocksdb::BlockBasedTableOptions plain_table;
+    plain_table.block_cache = options_.block_cache;
+    plain_table.cache_index_and_filter_blocks = true;
+    plain_table.format_version = 5;
+    std::shared_ptr<rocksdb::TableFactory> plain(rocksdb::NewBlockBasedTableFactory(plain_table));
+
     rocksdb::ColumnFamilyOptions log_options;
-    log_options.write_buffer_size = capped(128 * kMiB, 8, kMiB);
+    log_options.table_factory = plain;
+    log_options.write_buffer_size =
+        std::min<std::uint64_t>(capped(128 * kMiB, 8, kMiB), std::max(4 * kMiB, memtable_share));
     log_options.max_write_buffer_number = 2;
     log_options.compression = rocksdb::kNoCompression;  // log records are transient
 
     rocksdb::ColumnFamilyOptions index_options;
+    index_options.table_factory = plain;
     index_options.write_buffer_size = capped(8 * kMiB, 16, kMiB);
     index_options.compression = rocksdb::kLZ4Compression;
     index_options.bottommost_compression = rocksdb::kZSTD;
@@ -270,6 +295,11 @@ Status Shard::recover() {
     }
     if (!it->status().ok()) return from_rocks(it->status(), "log scan");
     head_points_visible_ = head_points_;
+    std::uint64_t capacity = 0;
+    for (std::uint64_t id : dirty_)
+        capacity += states_[id].pending.capacity();
+    head_bytes_ = capacity * sizeof(Sample);
+    report_index_memory();
     return Status::ok();
 }
 

@@ -269,19 +269,25 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
         if (!staged.empty()) ++next_log_sequence_;
         // The new series are in the WAL: queries may list them (their states_ exist already).
         if (new_series > 0) index_.publish();
+        if (new_series > 0) report_index_memory();
+        std::size_t grown = 0;  // capacity the head's vectors took, in samples
         std::unique_lock lock(head_mutex_);
         for (const auto& s : staged) {
             auto& st = states_[s.id];
+            const std::size_t capacity = st.pending.capacity();
             if (st.pending.empty()) {
                 dirty_.push_back(s.id);
+                st.pending.reserve(std::max<std::size_t>(st.last_head_points, 1));
             } else if (s.sample.ts <= st.pending.back().ts) {
                 st.pending_sorted = false;
             }
             st.pending.push_back(s.sample);
             st.pending_late = st.pending_late || s.late;
+            grown += st.pending.capacity() - capacity;
         }
         head_points_ += staged.size();
         head_points_visible_.fetch_add(staged.size(), std::memory_order_relaxed);
+        head_bytes_.fetch_add(grown * sizeof(Sample), std::memory_order_relaxed);
     } else {
         // Nothing of this batch reached the WAL: forget the series it introduced, and give back
         // what they were charged.
@@ -324,6 +330,13 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
 
 SeriesLimit Shard::admit_series(const QueuedWrite& write) {
     if (index_.live() >= options_.max_series) return SeriesLimit::shard;
+    // The series this batch already created are not reported yet: counted here, so one batch
+    // cannot take the index far past its share.
+    if (options_.index_bytes && options_.max_index_bytes > 0 &&
+        options_.index_bytes->load(std::memory_order_relaxed) + index_memory() -
+                index_bytes_reported_ >=
+            options_.max_index_bytes)
+        return SeriesLimit::memory;
     auto& total = options_.total_series;
     if (total && options_.max_total_series > 0 &&
         total->fetch_add(1, std::memory_order_relaxed) >= options_.max_total_series) {
@@ -339,6 +352,18 @@ SeriesLimit Shard::admit_series(const QueuedWrite& write) {
         }
     }
     return SeriesLimit::none;
+}
+
+std::uint64_t Shard::index_memory() const {
+    return index_.memory_bytes() + index_.size() * (sizeof(SeriesState) + sizeof(ChunkState));
+}
+
+void Shard::report_index_memory() {
+    const std::uint64_t now = index_memory();
+    if (options_.index_bytes) {
+        options_.index_bytes->fetch_add(now - index_bytes_reported_, std::memory_order_relaxed);
+    }
+    index_bytes_reported_ = now;
 }
 
 void Shard::unadmit_series(SeriesAdmission* admission) {

@@ -5,6 +5,7 @@
 
 #include "gateway/config.hpp"
 #include "gateway/upstream/upstream_consumer.hpp"
+#include "storage/cpu_limit.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace citygate::gateway;
@@ -47,6 +48,10 @@ TEST_CASE("the example configuration file parses and validates") {
     CHECK(config.storage.queue_capacity == defaults.storage.queue_capacity);
     CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
     CHECK(config.http.promql_rollup_min_buckets == defaults.http.promql_rollup_min_buckets);
+    CHECK(config.storage.memory_budget == defaults.storage.memory_budget);
+    CHECK(config.storage.head_flush_interval == defaults.storage.head_flush_interval);
+    CHECK(config.storage.memtable_idle_flush == defaults.storage.memtable_idle_flush);
+    CHECK(config.storage.memory_trim_interval == defaults.storage.memory_trim_interval);
     CHECK(parse_config("[http]\npromql_rollup_min_buckets = 0", "test")
               .http.promql_rollup_min_buckets == 0);
 }
@@ -101,6 +106,63 @@ TEST_CASE("storage.min_free_space takes auto, bytes or a size with a unit") {
     CHECK_THROWS_WITH(reserve("\"-1MiB\""), Catch::Contains("storage.min_free_space"));
     CHECK_THROWS_WITH(reserve("-5"), Catch::Contains("storage.min_free_space"));
     CHECK_THROWS_WITH(reserve("\"99999999999TiB\""), Catch::Contains("storage.min_free_space"));
+}
+
+TEST_CASE("storage.memory_budget takes auto, off, bytes or a size with a unit") {
+    CHECK_FALSE(Config{}.storage.memory_budget.has_value());  // auto
+    auto budget = [](const std::string& value) {
+        return parse_config("[storage]\nmemory_budget = " + value, "test").storage.memory_budget;
+    };
+    CHECK_FALSE(budget("\"auto\"").has_value());
+    CHECK(budget("\"off\"") == std::uint64_t{0});
+    CHECK(budget("0") == std::uint64_t{0});
+    CHECK(budget("\"2GiB\"") == std::uint64_t{2} << 30);
+    CHECK(budget("268435456") == std::uint64_t{256} << 20);
+    CHECK_THROWS_WITH(budget("\"10MiB\""), Catch::Contains("storage.memory_budget") &&
+                                               Catch::Contains("at least 64 MiB"));
+    CHECK_THROWS_WITH(budget("\"lots\""), Catch::Contains("storage.memory_budget"));
+    CHECK_THROWS_WITH(budget("-1"), Catch::Contains("storage.memory_budget"));
+
+    // auto: half of what the machine (or its cgroup) allows; a configured size as it is.
+    Config::Storage automatic;
+    const std::uint64_t machine = citygate::memory_limit_bytes();
+    REQUIRE(machine > 0);
+    CHECK(effective_memory_budget(automatic) ==
+          std::max<std::uint64_t>(machine / 2, std::uint64_t{256} << 20));
+    Config::Storage sized;
+    sized.memory_budget = std::uint64_t{1} << 30;
+    CHECK(effective_memory_budget(sized) == std::uint64_t{1} << 30);
+    sized.memory_budget = 0;
+    CHECK(effective_memory_budget(sized) == 0);
+}
+
+TEST_CASE("the head, memtable and allocator intervals of [storage] parse and are checked") {
+    Config c = parse_config(
+        "[storage]\nhead_flush_interval = \"30s\"\nmemtable_idle_flush = \"0s\"\n"
+        "memory_trim_interval = \"10s\"",
+        "test");
+    CHECK(c.storage.head_flush_interval == 30s);
+    CHECK(c.storage.memtable_idle_flush == 0s);
+    CHECK(c.storage.memory_trim_interval == 10s);
+    CHECK(Config{}.storage.head_flush_interval == 5min);
+    CHECK(Config{}.storage.memtable_idle_flush == 2min);
+    CHECK(Config{}.storage.memory_trim_interval == 30s);
+    auto refused = [](const std::string& toml) {
+        try {
+            parse_config("[storage]\n" + toml, "test");
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    CHECK_THAT(refused("head_flush_interval = \"0s\""),
+               Catch::Contains("storage.head_flush_interval") && Catch::Contains("at least 1s"));
+    CHECK_THAT(refused("head_flush_interval = \"500ms\""),
+               Catch::Contains("storage.head_flush_interval"));
+    CHECK_THAT(refused("memtable_idle_flush = \"200ms\""),
+               Catch::Contains("storage.memtable_idle_flush"));
+    CHECK_THAT(refused("memory_trim_interval = \"5ms\""),
+               Catch::Contains("storage.memory_trim_interval"));
 }
 
 TEST_CASE("[[upstream]] sections configure consumer mode") {

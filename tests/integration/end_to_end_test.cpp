@@ -64,18 +64,6 @@ std::vector<Point> wait_for_points(const GatewayUnderTest& gateway, const std::s
     return points;
 }
 
-int mosquitto_pub(const GatewayUnderTest& gateway, const std::string& version, int qos,
-                  const std::string& topic, const std::string& message) {
-    std::string output;
-    int status = run_command(
-        "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(gateway.mqtt_port()) + " -V " + version +
-            " -q " + std::to_string(qos) + " -i it-pub -t " + GatewayUnderTest::shell_quote(topic) +
-            " -m " + GatewayUnderTest::shell_quote(message),
-        &output);
-    INFO("mosquitto_pub: " << output);
-    return status;
-}
-
 std::unique_ptr<mqtt::client> paho_client(const GatewayUnderTest& gateway, const std::string& id,
                                           int version) {
     auto client =

@@ -138,4 +138,17 @@ class GatewayUnderTest {
     std::uint16_t http_port_ = 0;
 };
 
+// Publishes one message with mosquitto_pub (client id it-pub); its exit status.
+inline int mosquitto_pub(const GatewayUnderTest& gateway, const std::string& version, int qos,
+                         const std::string& topic, const std::string& message) {
+    std::string output;
+    int status = run_command(
+        "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(gateway.mqtt_port()) + " -V " + version +
+            " -q " + std::to_string(qos) + " -i it-pub -t " + GatewayUnderTest::shell_quote(topic) +
+            " -m " + GatewayUnderTest::shell_quote(message),
+        &output);
+    INFO("mosquitto_pub: " << output);
+    return status;
+}
+
 }  // namespace citygate::test

@@ -53,3 +53,35 @@ TEST_CASE("usable_cpus is at least one and at most the machine's") {
     CHECK(n >= 1);
     CHECK(n <= std::max(1u, std::thread::hardware_concurrency()));
 }
+
+TEST_CASE("a cgroup memory limit bounds the memory, v2 memory.max and v1 limit_in_bytes") {
+    TempDir dir;
+    const auto root = dir.path();
+    const std::uint64_t machine = std::uint64_t{24} << 30;
+    write(root / "memory.max", "max\n");
+    write(root / "kubepods/memory.max", "8589934592\n");       // 8 GiB
+    write(root / "kubepods/pod1/memory.max", "1073741824\n");  // limits.memory 1Gi
+    write(root / "kubepods/pod1/c1/memory.max", "max\n");
+    CHECK(citygate::memory_within_cgroup(root, "0::/kubepods/pod1/c1\n", machine) == 1 << 30);
+    CHECK(citygate::memory_within_cgroup(root, "0::/\n", machine) == machine);
+    CHECK(citygate::memory_within_cgroup(root, "0::/kubepods/pod1\n", 512 << 20) == 512 << 20);
+    write(root / "bad/memory.max", "lots\n");
+    CHECK(citygate::memory_within_cgroup(root, "0::/bad\n", machine) == machine);
+
+    write(root / "memory/docker/abc/memory.limit_in_bytes", "2147483648\n");
+    write(root / "memory/free/memory.limit_in_bytes", "9223372036854771712\n");  // unlimited
+    CHECK(citygate::memory_within_cgroup(root, "4:cpu,cpuacct:/x\n12:memory:/docker/abc\n",
+                                         machine) == std::uint64_t{2} << 30);
+    CHECK(citygate::memory_within_cgroup(root, "12:memory:/free\n", machine) == machine);
+}
+
+TEST_CASE("memory_limit_bytes is the machine's memory or less") {
+    const std::uint64_t limit = citygate::memory_limit_bytes();
+    CHECK(limit > 0);
+    std::ifstream meminfo("/proc/meminfo");
+    std::string name;
+    std::uint64_t kib = 0;
+    meminfo >> name >> kib;
+    REQUIRE(name == "MemTotal:");
+    CHECK(limit <= kib * 1024);
+}
