@@ -625,14 +625,6 @@ void Gateway::run() {
     wait_for_signal();
     if (config_.storage.memory_trim_interval.count() > 0) {
         trim_timer_ = std::make_unique<boost::asio::steady_timer>(signal_io_);
-        std::function<void()> trim_later = [&, this] {
-            trim_timer_->expires_after(config_.storage.memory_trim_interval);
-            trim_timer_->async_wait([&](const boost::system::error_code& ec) {
-                if (ec) return;
-                trim_allocator(kTrimThreshold);
-                trim_later();
-            });
-        };
         trim_later();
     }
     signal_thread_ = std::thread([this] { signal_io_.run(); });
@@ -690,6 +682,15 @@ void Gateway::stop() {
     std::lock_guard lock(stop_mutex_);
     stopping_ = true;
     stop_requested_.notify_all();
+}
+
+void Gateway::trim_later() {
+    trim_timer_->expires_after(config_.storage.memory_trim_interval);
+    trim_timer_->async_wait([this](const boost::system::error_code& ec) {
+        if (ec) return;
+        trim_allocator(kTrimThreshold);
+        trim_later();
+    });
 }
 
 template <typename Work>

@@ -49,6 +49,8 @@ class Gateway {
 
   private:
     void drain();
+    // On signal_io_: arms trim_timer_ for the next allocator trim.
+    void trim_later();
     // Binds one listener per worker on `endpoint` (SO_REUSEPORT); returns the bound port.
     std::uint16_t listen(boost::asio::ip::tcp::endpoint endpoint, boost::asio::ssl::context* tls,
                          const char* what);

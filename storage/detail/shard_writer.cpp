@@ -219,6 +219,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
                     states_.emplace_back();
                 }
                 states_[id].loaded = true;  // a new series has nothing persisted
+                report_index_memory();      // at once: the other shards see it in their checks
                 auto s = batch.Put(index_cf_.get(), index_key(id), point.series);
                 if (!s.ok()) {
                     status = from_rocks(s, "batch");
@@ -269,7 +270,6 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
         if (!staged.empty()) ++next_log_sequence_;
         // The new series are in the WAL: queries may list them (their states_ exist already).
         if (new_series > 0) index_.publish();
-        if (new_series > 0) report_index_memory();
         std::size_t grown = 0;  // capacity the head's vectors took, in samples
         std::unique_lock lock(head_mutex_);
         for (const auto& s : staged) {
@@ -297,6 +297,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
             unadmit_series(admission);
         std::unique_lock lock(head_mutex_);
         states_.resize(index_.size());
+        report_index_memory();
     }
 
     std::uint64_t late = 0, over = 0, invalid = 0;
@@ -330,12 +331,9 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
 
 SeriesLimit Shard::admit_series(const QueuedWrite& write) {
     if (index_.live() >= options_.max_series) return SeriesLimit::shard;
-    // The series this batch already created are not reported yet: counted here, so one batch
-    // cannot take the index far past its share.
+    // Every shard reports each series it creates at once, so this sees them all.
     if (options_.index_bytes && options_.max_index_bytes > 0 &&
-        options_.index_bytes->load(std::memory_order_relaxed) + index_memory() -
-                index_bytes_reported_ >=
-            options_.max_index_bytes)
+        options_.index_bytes->load(std::memory_order_relaxed) >= options_.max_index_bytes)
         return SeriesLimit::memory;
     auto& total = options_.total_series;
     if (total && options_.max_total_series > 0 &&

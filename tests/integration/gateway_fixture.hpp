@@ -99,12 +99,15 @@ class GatewayUnderTest {
 
     // Value of one sample line in /metrics (`name{labels}`), or nothing when absent.
     std::optional<double> metric(const std::string& series) const {
-        HttpReply reply = get("/metrics");
+        return metric_in(get("/metrics").body, series);
+    }
+
+    // The same in one scrape's text: figures that must agree with each other come from one.
+    static std::optional<double> metric_in(const std::string& text, const std::string& series) {
         std::size_t at = 0;
-        while ((at = reply.body.find(series + " ", at)) != std::string::npos) {
-            if (at == 0 || reply.body[at - 1] == '\n') {
-                return std::stod(reply.body.substr(at + series.size() + 1));
-            }
+        while ((at = text.find(series + " ", at)) != std::string::npos) {
+            if (at == 0 || text[at - 1] == '\n')
+                return std::stod(text.substr(at + series.size() + 1));
             at += series.size();
         }
         return std::nullopt;

@@ -89,3 +89,13 @@ TEST_CASE("the head stays in memory until storage.head_flush_interval when it is
     CHECK(gateway.metric("citygate_storage_head_points") == 1.0);
     CHECK(used(gateway, "head") > 0);
 }
+
+TEST_CASE("storage.memory_trim_interval trims on its timer while the gateway keeps serving") {
+    GatewayUnderTest gateway("[storage]\nmemory_trim_interval = \"1s\"\n");
+    // Several rounds of the timer, each arming the next.
+    std::this_thread::sleep_for(3500ms);
+    REQUIRE(mosquitto_pub(gateway, "mqttv311", 1, "city/pudong/air/a-0003",
+                          R"({"ts": )" + recent_ts() + R"(, "pm25": 7})") == 0);
+    CHECK(gateway.metric("citygate_allocator_trims_total").has_value());
+    CHECK(gateway.metric("citygate_storage_head_points") == 1.0);
+}
