@@ -12,6 +12,7 @@ quiet. Bounded: the load stops after --minutes, the whole run after minutes + qu
 usage: bench/soak.py [--binary build/gateway/citygate] [--loadgen build/loadgen/citygate-loadgen]
                      [--clients 1000] [--rate 50000] [--minutes 60] [--warmup 10] [--sample 30]
                      [--quiet 300] [--toml FILE] [--env NAME=VALUE ...] [--json FILE]
+       bench/soak.py --summarize FILE   (the summary of a run saved with --json)
 """
 
 import argparse
@@ -88,6 +89,59 @@ def mib(n):
     return n / (1 << 20)
 
 
+def summarize(samples, report, warmup_minutes):
+    """Prints the loadgen's figures, RSS growth after the warm-up and what the quiet left."""
+    warm = [s for s in samples if s["load"] and s["t"] >= warmup_minutes * 60]
+    loaded = [s for s in samples if s["load"]]
+    quiet = [s for s in samples if not s["load"]]
+    print()
+    if report:
+        ack = report.get("ack_ms", {})
+        print("loadgen: %s acknowledged of %s sent (%.0f/s), %s negative, %s unacknowledged,"
+              " %s dropped early; ack p50 %s ms, p99 %s ms" %
+              (report.get("acknowledged"), report.get("sent"), report.get("acked_per_s", 0),
+               report.get("negative_acks"), report.get("unacknowledged"),
+               report.get("disconnected_early"), ack.get("p50"), ack.get("p99")))
+    if len(warm) >= 2:
+        first, last = warm[0], warm[-1]
+        peak = max(s["rss"] for s in warm)
+        print("RSS after warm-up (t=%.0f s): %.1f MiB; at the end of the load (t=%.0f s): %.1f MiB;"
+              " growth %+.1f %% (peak %.1f MiB, %+.1f %%)" %
+              (first["t"], mib(first["rss"]), last["t"], mib(last["rss"]),
+               100 * (last["rss"] / first["rss"] - 1), mib(peak), 100 * (peak / first["rss"] - 1)))
+        # The head and memtables fill and drain in cycles of minutes, so single samples swing:
+        # the first and last 10 minutes after the warm-up, their means and peaks, and the
+        # least-squares slope over the whole span tell growth from the cycle.
+        span = 600 if warm[-1]["t"] - warm[0]["t"] >= 1800 else (warm[-1]["t"] - warm[0]["t"]) / 3
+        early = [s for s in warm if s["t"] < warm[0]["t"] + span]
+        late = [s for s in warm if s["t"] > warm[-1]["t"] - span]
+        mean = lambda xs: sum(s["rss"] for s in xs) / len(xs)
+        top = lambda xs: max(s["rss"] for s in xs)
+        n = len(warm)
+        tx = sum(s["t"] for s in warm) / n
+        ry = sum(s["rss"] for s in warm) / n
+        var = sum((s["t"] - tx) ** 2 for s in warm)
+        slope = sum((s["t"] - tx) * (s["rss"] - ry) for s in warm) / var if var else 0
+        print("RSS in the first / last %.0f min after warm-up: mean %.1f / %.1f MiB (%+.1f %%),"
+              " peak %.1f / %.1f MiB (%+.1f %%); trend %+.1f %% per hour" %
+              (span / 60, mib(mean(early)), mib(mean(late)), 100 * (mean(late) / mean(early) - 1),
+               mib(top(early)), mib(top(late)), 100 * (top(late) / top(early) - 1),
+               100 * slope * 3600 / ry))
+        if any(s.get("parts") for s in warm):
+            print("memory parts at the end of the load (MiB): " + ", ".join(
+                "%s %.1f" % (part, mib(last["parts"].get(part, 0))) for part in PARTS))
+        cpu = sum(s["cpu_share"] for s in warm) / len(warm)
+        print("gateway CPU under load: %.1f %% of a core" % (100 * cpu))
+    elif loaded:
+        print("load shorter than the warm-up: no growth figure")
+    if quiet:
+        q = quiet[-1]
+        print("quiet for %.0f s after the load: RSS %.1f MiB, head %d points, memtables %.1f MiB,"
+              " WAL %.1f MiB, data %.1f MiB" %
+              (q["t"] - (loaded[-1]["t"] if loaded else 0), mib(q["rss"]), q["head_points"],
+               mib(q["memtables"]), mib(q["wal"]), mib(q["disk"])))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--binary", default="build/gateway/citygate")
@@ -101,7 +155,15 @@ def main():
     ap.add_argument("--toml", help="configuration file for citygate (default: none)")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for citygate")
     ap.add_argument("--json", help="write the samples here as JSON")
+    ap.add_argument("--summarize", metavar="JSON",
+                    help="print the summary of a run saved with --json, and run nothing")
     args = ap.parse_args()
+    if args.summarize:
+        with open(args.summarize) as f:
+            saved = json.load(f)
+        summarize(saved["samples"], saved.get("loadgen", {}),
+                  saved.get("args", {}).get("warmup", args.warmup))
+        return
 
     interval_ms = args.clients * 1000 / args.rate
     if interval_ms < 1 or interval_ms != int(interval_ms):
@@ -194,55 +256,7 @@ def main():
             report = json.load(f)
     except (OSError, ValueError):
         pass
-    warm = [s for s in samples if s["load"] and s["t"] >= args.warmup * 60]
-    loaded = [s for s in samples if s["load"]]
-    quiet = [s for s in samples if not s["load"]]
-    print()
-    if report:
-        ack = report.get("ack_ms", {})
-        print("loadgen: %s acknowledged of %s sent (%.0f/s), %s negative, %s unacknowledged,"
-              " %s dropped early; ack p50 %s ms, p99 %s ms" %
-              (report.get("acknowledged"), report.get("sent"), report.get("acked_per_s", 0),
-               report.get("negative_acks"), report.get("unacknowledged"),
-               report.get("disconnected_early"), ack.get("p50"), ack.get("p99")))
-    if len(warm) >= 2:
-        first, last = warm[0], warm[-1]
-        peak = max(s["rss"] for s in warm)
-        print("RSS after warm-up (t=%.0f s): %.1f MiB; at the end of the load (t=%.0f s): %.1f MiB;"
-              " growth %+.1f %% (peak %.1f MiB, %+.1f %%)" %
-              (first["t"], mib(first["rss"]), last["t"], mib(last["rss"]),
-               100 * (last["rss"] / first["rss"] - 1), mib(peak), 100 * (peak / first["rss"] - 1)))
-        # The head and memtables fill and drain in cycles of minutes, so single samples swing:
-        # the first and last 10 minutes after the warm-up, their means and peaks, and the
-        # least-squares slope over the whole span tell growth from the cycle.
-        span = 600 if warm[-1]["t"] - warm[0]["t"] >= 1800 else (warm[-1]["t"] - warm[0]["t"]) / 3
-        early = [s for s in warm if s["t"] < warm[0]["t"] + span]
-        late = [s for s in warm if s["t"] > warm[-1]["t"] - span]
-        mean = lambda xs: sum(s["rss"] for s in xs) / len(xs)
-        top = lambda xs: max(s["rss"] for s in xs)
-        n = len(warm)
-        tx = sum(s["t"] for s in warm) / n
-        ry = sum(s["rss"] for s in warm) / n
-        var = sum((s["t"] - tx) ** 2 for s in warm)
-        slope = sum((s["t"] - tx) * (s["rss"] - ry) for s in warm) / var if var else 0
-        print("RSS in the first / last %.0f min after warm-up: mean %.1f / %.1f MiB (%+.1f %%),"
-              " peak %.1f / %.1f MiB (%+.1f %%); trend %+.1f %% per hour" %
-              (span / 60, mib(mean(early)), mib(mean(late)), 100 * (mean(late) / mean(early) - 1),
-               mib(top(early)), mib(top(late)), 100 * (top(late) / top(early) - 1),
-               100 * slope * 3600 / ry))
-        if any(s.get("parts") for s in warm):
-            print("memory parts at the end of the load (MiB): " + ", ".join(
-                "%s %.1f" % (part, mib(last["parts"].get(part, 0))) for part in PARTS))
-        cpu = sum(s["cpu_share"] for s in warm) / len(warm)
-        print("gateway CPU under load: %.1f %% of a core" % (100 * cpu))
-    elif loaded:
-        print("load shorter than the warm-up: no growth figure")
-    if quiet:
-        q = quiet[-1]
-        print("quiet for %.0f s after the load: RSS %.1f MiB, head %d points, memtables %.1f MiB,"
-              " WAL %.1f MiB, data %.1f MiB" %
-              (q["t"] - (loaded[-1]["t"] if loaded else 0), mib(q["rss"]), q["head_points"],
-               mib(q["memtables"]), mib(q["wal"]), mib(q["disk"])))
+    summarize(samples, report, args.warmup)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "loadgen": report, "samples": samples}, f, indent=1)
