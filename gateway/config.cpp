@@ -63,6 +63,14 @@ std::chrono::milliseconds duration(const toml::node& node, std::string_view opti
     return parse_duration(string(node, option), option);
 }
 
+// A period that "0s" turns off; otherwise at least a second, so a timer cannot spin.
+std::chrono::milliseconds period_or_off(const toml::node& node, std::string_view option) {
+    auto period = duration(node, option);
+    if (period.count() != 0 && period < std::chrono::seconds(1))
+        fail(option, "must be 0s (off) or at least 1s");
+    return period;
+}
+
 using Setter = std::function<void(const toml::node&, Config&, std::string_view option)>;
 
 // Every option the file may set, by its dotted name.
@@ -269,19 +277,9 @@ const std::map<std::string, Setter, std::less<>>& setters() {
                  fail(o, "must be at least 1s");
          }},
         {"storage.memtable_idle_flush",
-         [](auto& n, Config& c, auto o) {
-             c.storage.memtable_idle_flush = duration(n, o);
-             if (c.storage.memtable_idle_flush.count() != 0 &&
-                 c.storage.memtable_idle_flush < std::chrono::seconds(1))
-                 fail(o, "must be 0s (off) or at least 1s");
-         }},
+         [](auto& n, Config& c, auto o) { c.storage.memtable_idle_flush = period_or_off(n, o); }},
         {"storage.memory_trim_interval",
-         [](auto& n, Config& c, auto o) {
-             c.storage.memory_trim_interval = duration(n, o);
-             if (c.storage.memory_trim_interval.count() != 0 &&
-                 c.storage.memory_trim_interval < std::chrono::seconds(1))
-                 fail(o, "must be 0s (off) or at least 1s");
-         }},
+         [](auto& n, Config& c, auto o) { c.storage.memory_trim_interval = period_or_off(n, o); }},
         {"storage.memtable_budget",
          [](auto& n, Config& c, auto o) {
              c.storage.memtable_budget = integer<std::size_t>(n, o, 0, std::int64_t{1} << 40);
