@@ -14,6 +14,7 @@ using namespace citygate::gateway;
 
 namespace {
 
+#if !defined(__SANITIZE_ADDRESS__)  // the test below reads them only without ASan
 double counter(const std::vector<prometheus::MetricFamily>& families, const std::string& name) {
     for (const auto& family : families) {
         if (family.name == name && !family.metric.empty()) return family.metric[0].counter.value;
@@ -26,6 +27,7 @@ double allocator_counter(const std::string& name) {
     collect_allocator_metrics(families);
     return counter(families, name);
 }
+#endif
 
 }  // namespace
 
