@@ -229,6 +229,10 @@ class Shard {
     void fail(const Status& status);
     // Writer thread: whether queued client writes must wait (full volume, read-only).
     bool writes_held() const;
+    // One attempt at reserving `n` points of queue room.
+    bool reserve_once(std::size_t n);
+    // Gives back `n` points of queue room; tells on_space_available if a producer was refused.
+    void release_room(std::size_t n);
     // Writer thread: fails every queued write with `status`, writing nothing.
     void fail_writes(std::deque<QueuedWrite>& work, const Status& status);
     // Before RocksDB replays the WAL: scans it, fills wal_recovery_, and fails (corruption,
@@ -236,6 +240,9 @@ class Shard {
     [[nodiscard]] Status check_wal(const std::filesystem::path& path);
     // After every successful writer commit: the newest sequence acknowledged so far.
     void note_acknowledged();
+    // Maps shard-N/CITYGATE-ACKED in `directory` (open_db), or unmaps it (close).
+    void open_acked(const std::filesystem::path& directory);
+    void close_acked();
     [[nodiscard]] Status recover();
     void run();
     void commit(std::deque<QueuedWrite>& work);
@@ -349,6 +356,9 @@ class Shard {
     std::deque<std::function<void()>> tasks_;  // writer-thread jobs (flush_now, tests)
     bool stop_ = false;
     std::atomic<std::size_t> reserved_{0};
+    // A producer was refused room since the last commit: the next release tells
+    // on_space_available.
+    std::atomic<bool> room_wanted_{false};
 
     std::atomic<std::uint64_t> points_written_{0}, rejected_late_{0}, rejected_limit_{0},
         rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0}, windows_sealed_{0},
@@ -369,7 +379,9 @@ class Shard {
     std::vector<ChunkState> chunk_states_;  // flush thread only
 
     WalRecovery wal_recovery_;
-    int acked_fd_ = -1;  // shard-N/CITYGATE-ACKED
+    // shard-N/CITYGATE-ACKED, mapped: the newest acknowledged sequence, little-endian; null when
+    // the file could not be written (the recovery check then knows less, nothing else changes).
+    std::uint64_t* acked_ = nullptr;
 
     std::thread writer_;
     std::thread flusher_;

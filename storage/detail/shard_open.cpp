@@ -224,7 +224,7 @@ Status Shard::open_db() {
     read_only_.store(read_only, std::memory_order_release);
     // The newest acknowledged sequence starts at what was recovered: after an accepted loss the
     // sequence numbers continue below what the lost writes had.
-    acked_fd_ = ::open((path / "CITYGATE-ACKED").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    open_acked(path);
     note_acknowledged();
     auto wrap = [this](rocksdb::ColumnFamilyHandle* h) {
         return CfHandle(h, [db = db_.get()](rocksdb::ColumnFamilyHandle* p) {
@@ -395,7 +395,7 @@ Shard::~Shard() {
     }
     default_cf_.reset();
     index_cf_.reset();
-    if (acked_fd_ >= 0) ::close(acked_fd_);
+    close_acked();
     if (db_) {
         // Best effort at close: every acknowledged point is already in the WAL.
         (void)db_->Close();
