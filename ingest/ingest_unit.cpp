@@ -94,7 +94,40 @@ void IngestUnit::notify_room() const {
         listener();
 }
 
-Appender::Appender(IngestUnit& unit) : unit_(unit), decoder_(unit.options_.payload_limits) {}
+Appender::Appender(IngestUnit& unit)
+    : unit_(unit),
+      decoder_(unit.options_.payload_limits),
+      series_cache_(unit.options_.series_cache_slots) {}
+
+void Appender::append_point(std::string_view topic, const payload::Reading& reading, Write& write) {
+    const SeriesCache::Identity identity{topic, reading.measurement, reading.tags.packed()};
+    const std::uint64_t hash = SeriesCache::hash(identity);
+    storage::SeriesRef ref = series_cache_.find(hash, identity);
+    if (ref.valid()) {
+        write.points_.emplace_back(ref, reading.timestamp_ms, reading.value);
+        return;
+    }
+    payload::merge_tags(topic_tags_, reading.tags, series_tags_);
+    std::string key = storage::format_series_key(reading.measurement, series_tags_);
+    if (series_cache_.slots() > 0) ref = unit_.engine_.find_series(key);
+    if (!ref.valid()) {
+        // Not stored yet (its first write is in flight, or this is it): by key, until storage
+        // has it.
+        write.points_.emplace_back(std::move(key), reading.timestamp_ms, reading.value);
+        return;
+    }
+    series_cache_.insert(hash, identity, ref);
+    write.points_.emplace_back(ref, reading.timestamp_ms, reading.value);
+}
+
+std::optional<std::string_view> Appender::district(const payload::Reading& reading) const {
+    const std::string& name = unit_.options_.city_district_tag;
+    // Topic tags win over payload tags of the same name, as in the series key (merge_tags).
+    for (const auto& [tag, value] : topic_tags_) {
+        if (tag == name) return value;
+    }
+    return reading.tags.find(name);
+}
 
 bool Appender::plausible_time(std::int64_t& timestamp_ms, std::string_view measurement,
                               std::int64_t now) {
@@ -175,17 +208,14 @@ Verdict Appender::prepare(const Message& message, Write& write) {
         }
     }
 
+    series_cache_.expire(unit_.engine_.series_epoch());
     write.points_.reserve(write.points_.size() + readings_.size());
     for (auto& reading : readings_) {
-        payload::merge_tags(topic_tags_, reading.tags, series_tags_);
-        write.points_.push_back({storage::format_series_key(reading.measurement, series_tags_),
-                                 reading.timestamp_ms, reading.value});
+        append_point(message.topic, reading, write);
         if (!unit_.city_) continue;
-        for (const auto& [name, value] : series_tags_) {
-            if (name != options.city_district_tag) continue;
-            unit_.city_->local().add(value, reading.measurement, reading.timestamp_ms,
+        if (auto where = district(reading)) {
+            unit_.city_->local().add(*where, reading.measurement, reading.timestamp_ms,
                                      reading.value, now);
-            break;
         }
     }
     return Verdict::stored;
@@ -221,7 +251,7 @@ Verdict Appender::prepare(const SeriesSamples& series, Write& write) {
             write.points_.resize(before);  // the write is left as it was
             return Verdict::timestamp_invalid;
         }
-        write.points_.push_back({key, timestamp_ms, sample.value});
+        write.points_.emplace_back(key, timestamp_ms, sample.value);
     }
     return Verdict::stored;
 }

@@ -12,7 +12,8 @@
 //     else if (!unit.try_submit(write, done)) -> keep `write`, stop reading, retry try_submit
 //                                               when a room listener fires
 //
-// `done` fires exactly once, on a storage writer thread, once the write is in the WAL or failed.
+// `done` fires exactly once, once the write is in the WAL or failed: on a storage writer thread,
+// or within try_submit on the calling thread (see storage::WriteCallback).
 #pragma once
 
 #include <chrono>
@@ -29,6 +30,7 @@
 #include "ingest/access_control.hpp"
 #include "ingest/city_aggregates.hpp"
 #include "ingest/ingest_metrics.hpp"
+#include "ingest/series_cache.hpp"
 #include "ingest/series_quota.hpp"
 #include "protocols/payload/format.hpp"
 #include "protocols/payload/payload_decoder.hpp"
@@ -128,6 +130,9 @@ struct IngestOptions {
     // enforces the global and per-shard ones.
     std::size_t max_series_per_identity = 100'000;
     std::size_t max_new_series_per_minute = 10'000;
+    // Slots of each Appender's series reference cache (SeriesCache; about 100 bytes each, a
+    // power of two); 0 turns it off, and every point then carries its series key.
+    std::size_t series_cache_slots = 65536;
     // Wall clock in ms since the epoch: arrival time of readings without their own (tests
     // inject one), and the series quota's minute. Empty: the system clock.
     std::function<std::int64_t()> clock;
@@ -145,13 +150,17 @@ class IngestUnit {
     IngestUnit& operator=(const IngestUnit&) = delete;
 
     // Hands `write` to storage. True: taken (`write` is left empty) and `done` will fire exactly
-    // once on a writer thread. False: storage has no room now; `write` is untouched, `done` is
-    // dropped; call again after a room listener fires. An empty write completes at once, on
-    // the calling thread. Thread safe.
-    // `series` (from series_admission(), may be null) is asked before each series the write
-    // would create.
+    // once (on a writer thread or before this returns). False: storage has no room now; `write` is
+    // untouched, `done` is dropped; call again after a room listener fires. An empty write
+    // completes at once, on the calling thread. Thread safe. `series` (from series_admission(), may
+    // be null) is asked before each series the write would create.
     [[nodiscard]] bool try_submit(Write& write, Completion done,
                                   std::shared_ptr<storage::SeriesAdmission> series = nullptr);
+
+    // Storage's producer-side group commit (storage::Engine::defer_commits) for this thread:
+    // try_submit() calls in between queue, commit_deferred() commits them together.
+    void defer_commits() { engine_.defer_commits(); }
+    void commit_deferred() { engine_.commit_deferred(); }
 
     // The series admission for one connection of `identity`: its user, or for an anonymous
     // client `client_id`, is the identity its series are counted against. Null when the per-
@@ -212,8 +221,15 @@ class Appender {
     // false, with detail_ and the metric, when it is refused.
     bool plausible_time(std::int64_t& timestamp_ms, std::string_view measurement, std::int64_t now);
 
+    // The point of `reading` into `write`: by the series reference the cache or storage knows,
+    // else (a series not stored yet) by its key.
+    void append_point(std::string_view topic, const payload::Reading& reading, Write& write);
+    // The city district of `reading`: its topic tag, else its payload tag.
+    std::optional<std::string_view> district(const payload::Reading& reading) const;
+
     IngestUnit& unit_;
     payload::PayloadDecoder decoder_;
+    SeriesCache series_cache_;
     std::vector<std::pair<std::string_view, std::string_view>> topic_tags_;
     std::vector<payload::Reading> readings_;
     std::vector<storage::Tag> series_tags_;

@@ -373,6 +373,43 @@ unsigned Engine::shard_of(std::string_view series_key) const {
     return static_cast<unsigned>(stable_hash(tags) % impl_->shards.size());
 }
 
+SeriesRef Engine::find_series(std::string_view key) const {
+    const unsigned shard = shard_of(key);
+    auto id = impl_->shards[shard]->find_series(key);
+    if (!id) return {};
+    return {*id, shard};
+}
+
+std::uint64_t Engine::series_epoch() const {
+    std::uint64_t epoch = 0;
+    for (const auto& shard : impl_->shards)
+        epoch += shard->series_erased();
+    return epoch;
+}
+
+namespace {
+
+// The writes this thread deferred (Engine::defer_commits), by shard.
+struct DeferredWrites {
+    const Engine* engine = nullptr;
+    std::vector<unsigned> shards;
+};
+thread_local DeferredWrites deferred_writes;
+
+}  // namespace
+
+void Engine::defer_commits() {
+    deferred_writes.engine = this;
+}
+
+void Engine::commit_deferred() {
+    if (deferred_writes.engine != this) return;
+    deferred_writes.engine = nullptr;
+    for (unsigned s : deferred_writes.shards)
+        impl_->shards[s]->commit_queued();
+    deferred_writes.shards.clear();
+}
+
 bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
                        std::shared_ptr<SeriesAdmission> admission) {
     if (points.empty()) {
@@ -387,7 +424,7 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
     std::vector<unsigned> placement(points.size());
     std::vector<std::size_t> per_shard(n, 0);
     for (std::size_t i = 0; i < points.size(); ++i) {
-        placement[i] = shard_of(points[i].series);
+        placement[i] = points[i].ref.valid() ? points[i].ref.shard : shard_of(points[i].series);
         ++per_shard[placement[i]];
     }
     // Reserve room in every shard involved, in shard order; undo on the first refusal, so the
@@ -409,8 +446,15 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
     for (auto c : per_shard)
         parts += c > 0 ? 1 : 0;
     auto join = std::make_shared<detail::WriteJoin>(parts, std::move(done));
+    const bool defer = deferred_writes.engine == this;
+    auto hand_over = [&](unsigned s, detail::QueuedWrite write) {
+        shards[s]->push(std::move(write), false);
+        if (!defer) return shards[s]->commit_queued();
+        auto& touched = deferred_writes.shards;
+        if (std::find(touched.begin(), touched.end(), s) == touched.end()) touched.push_back(s);
+    };
     if (parts == 1) {
-        shards[placement[0]]->push({std::move(points), join, std::move(admission)});
+        hand_over(placement[0], {std::move(points), join, std::move(admission)});
     } else {
         std::vector<std::vector<Point>> split(n);
         for (std::size_t s = 0; s < n; ++s)
@@ -418,8 +462,8 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
         for (std::size_t i = 0; i < points.size(); ++i) {
             split[placement[i]].push_back(std::move(points[i]));
         }
-        for (std::size_t s = 0; s < n; ++s) {
-            if (!split[s].empty()) shards[s]->push({std::move(split[s]), join, admission});
+        for (unsigned s = 0; s < n; ++s) {
+            if (!split[s].empty()) hand_over(s, {std::move(split[s]), join, admission});
         }
     }
     points.clear();

@@ -23,12 +23,31 @@ class Env;
 
 namespace citygate::storage {
 
-// One reading. `series` is the canonical series key built by format_series_key():
-// `measurement{tag="value",...}` with tags sorted by name.
+// A series as storage holds it: its shard and its id there, from Engine::find_series(). A
+// producer that sends the same series over and over resolves its key once and writes by
+// reference from then on, with no key to build, hash or look up per point (as Prometheus'
+// appender references). Valid while the engine is open; a reference to a series deleted since
+// (Engine::delete_points) still writes, into the series of the same key created anew.
+struct SeriesRef {
+    static constexpr std::uint64_t none = ~std::uint64_t{0};
+    std::uint64_t id = none;
+    std::uint32_t shard = 0;
+    bool valid() const { return id != none; }
+};
+
+// One reading, of the series `ref` when it is valid, else of `series`: the canonical series key
+// built by format_series_key(), `measurement{tag="value",...}` with tags sorted by name.
 struct Point {
+    Point() = default;
+    Point(std::string series_key, std::int64_t timestamp, double v)
+        : series(std::move(series_key)), timestamp_ms(timestamp), value(v) {}
+    Point(SeriesRef reference, std::int64_t timestamp, double v)
+        : timestamp_ms(timestamp), value(v), ref(reference) {}
+
     std::string series;
     std::int64_t timestamp_ms = 0;
     double value = 0;
+    SeriesRef ref;
 };
 
 enum class FsyncPolicy {
@@ -317,12 +336,15 @@ struct WriteResult {
     }
 };
 
-// Called exactly once per try_write() that returned true, on the writer thread that committed
-// the write's last part (every part is in the WAL, or one failed). Rejected points are a result,
-// not a failure: a durable write may have rejected some points (also counted in EngineStats)
-// while every other point is in the WAL, so a QoS 1 PUBACK may be sent; retrying rejected points
-// will not help, except those over the series limit once retention frees series. When the write
-// is not durable every count is 0: the caller cannot know which points reached the WAL.
+// Called exactly once per try_write() that returned true, on the thread that committed the
+// write's last part (every part is in the WAL, or one failed): a shard's writer thread, or, with
+// fsync none, the caller's own thread before try_write() returns, when its shard was idle and
+// the write created no series (so a callback must not take a lock held around try_write()).
+// Rejected points are a result, not a failure: a durable write may have rejected some points (also
+// counted in EngineStats) while every other point is in the WAL, so a QoS 1 PUBACK may be sent;
+// retrying rejected points will not help, except those over the series limit once retention frees
+// series. When the write is not durable every count is 0: the caller cannot know which points
+// reached the WAL.
 using WriteCallback = std::function<void(const WriteResult&)>;
 
 struct RawSeries {
@@ -406,6 +428,14 @@ class Engine {
     // each series the write would create (see SeriesAdmission) and is held until `done` fired.
     [[nodiscard]] bool try_write(std::vector<Point>& points, WriteCallback done,
                                  std::shared_ptr<SeriesAdmission> admission = nullptr);
+    // Group commit on the producer's side: after defer_commits(), this thread's try_write()
+    // calls queue their points without committing them, and commit_deferred() commits what each
+    // shard touched holds, in one WAL write per shard (see WriteCallback for the thread). For a
+    // thread that takes many writes in one go: an I/O thread serving the connections one
+    // readiness wake-up found readable. Writes still queued are committed by the shard's writer
+    // within 200 ms whatever happens. Per thread; commit_deferred() ends the deferral.
+    void defer_commits();
+    void commit_deferred();
 
     // Queries. Each is bounded by a QueryBudget: series matched, points read, memory held
     // (charged before it is allocated, steps without data cost nothing), a deadline and a
@@ -498,6 +528,13 @@ class Engine {
     [[nodiscard]] std::vector<RocksDbFigures> rocksdb_figures() const;
     // The shard a series key belongs to (hash of its tag part).
     [[nodiscard]] unsigned shard_of(std::string_view series_key) const;
+    // Thread safe. The reference of the series `key` once its first write is in the WAL; none
+    // for a series storage does not hold (yet). Takes the shard index's lock shared: resolve
+    // once per series and keep the reference, not once per point.
+    [[nodiscard]] SeriesRef find_series(std::string_view key) const;
+    // Thread safe. Grows whenever series are deleted: a producer keeping references drops them
+    // when it changes (they would still write, but into a series deleted and created anew).
+    [[nodiscard]] std::uint64_t series_epoch() const;
 
   private:
     struct Impl;

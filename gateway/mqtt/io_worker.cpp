@@ -37,6 +37,16 @@ void IoWorker::deliver_completions() {
     context_.pending_writes.fetch_sub(static_cast<std::int64_t>(batch.size()));
 }
 
+void IoWorker::group_writes() {
+    if (grouping_) return;
+    grouping_ = true;
+    context_.ingest.defer_commits();
+    boost::asio::post(io_, [this] {
+        grouping_ = false;
+        context_.ingest.commit_deferred();
+    });
+}
+
 void IoWorker::post_space_available() {
     if (retry_posted_.exchange(true)) return;
     boost::asio::post(io_, [this] {

@@ -69,6 +69,12 @@ class IoWorker {
     // busy writer costs one post per drain, not one per message.
     void post_completion(Completion completion);
 
+    // I/O thread only, before a storage write: the writes this thread submits until the
+    // handlers ready now have run go to storage as one group commit (IngestUnit::
+    // defer_commits), committed by a handler posted behind them. Messages that one readiness
+    // wake-up brought on several connections cost one WAL write, not one each.
+    void group_writes();
+
     // Any thread. Asks the worker to retry the writes of connections paused by backpressure.
     void post_space_available();
 
@@ -107,6 +113,7 @@ class IoWorker {
     std::mutex inbox_mutex_;
     std::vector<Completion> inbox_;
     bool drain_posted_ = false;
+    bool grouping_ = false;  // group_writes() posted its commit
     std::atomic<bool> retry_posted_{false};
 
     void wake_throttled();

@@ -476,6 +476,7 @@ bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
     };
     GatewayContext& context = worker_.context();
     context.pending_writes.fetch_add(1);
+    worker_.group_writes();
     if (!context.ingest.try_submit(write, std::move(done), series_)) {
         context.pending_writes.fetch_sub(1);
         return false;

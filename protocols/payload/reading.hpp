@@ -50,6 +50,8 @@ class ReadingTags {
     void add(std::string_view name, std::string_view value);
     void clear() noexcept { packed_.clear(); }
     bool empty() const noexcept { return packed_.empty(); }
+    // The tags as stored: equal tags in equal order give equal bytes (a cache key).
+    std::string_view packed() const noexcept { return packed_; }
     std::size_t size() const noexcept;
     // The value of the first tag called `name`, if any.
     std::optional<std::string_view> find(std::string_view name) const noexcept;

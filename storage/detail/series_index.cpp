@@ -63,10 +63,27 @@ bool SeriesIndex::erase(std::uint64_t id) {
     if (parsed.is_ok()) index_tags(id, parsed.value(), false);
     add_memory(sizeof(std::string) - static_cast<std::ptrdiff_t>(series_bytes(keys_[id])));
     ids_.erase(keys_[id]);
+    add_memory(static_cast<std::ptrdiff_t>(series_bytes(keys_[id])));  // kept in erased_keys_
+    erased_keys_.emplace(id, std::move(keys_[id]));
     keys_[id].clear();
     keys_[id].shrink_to_fit();
     erased_.insert(std::lower_bound(erased_.begin(), erased_.end(), id), id);
+    erased_count_.fetch_add(1, std::memory_order_relaxed);
     return true;
+}
+
+std::optional<std::uint64_t> SeriesIndex::find_published(std::string_view key) const {
+    std::shared_lock lock(mutex_);
+    auto it = ids_.find(key);
+    if (it == ids_.end() || it->second >= published_.load(std::memory_order_acquire)) {
+        return std::nullopt;
+    }
+    return it->second;
+}
+
+std::string_view SeriesIndex::erased_key(std::uint64_t id) const {
+    auto it = erased_keys_.find(id);
+    return it == erased_keys_.end() ? std::string_view() : std::string_view(it->second);
 }
 
 bool SeriesIndex::restore(std::uint64_t id, std::string_view key) {

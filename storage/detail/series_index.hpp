@@ -34,6 +34,15 @@ class SeriesIndex {
         return it->second;
     }
 
+    // Thread safe (takes the lock shared). The id of `key` once published, for producers that
+    // resolve a series reference.
+    std::optional<std::uint64_t> find_published(std::string_view key) const;
+    // Writer thread only. The key an erased id had (erase() keeps it for references made before
+    // the erase); empty for an id never erased.
+    std::string_view erased_key(std::uint64_t id) const;
+    // Thread safe. How many series erase() removed.
+    std::uint64_t erased_count() const { return erased_count_.load(std::memory_order_relaxed); }
+
     enum class AddResult { added, limit_reached, bad_key };
     // Writer thread only. Assigns the next id.
     AddResult add(std::string_view key, std::uint64_t& id);
@@ -110,6 +119,10 @@ class SeriesIndex {
     mutable std::shared_mutex mutex_;    // guards mutation against readers of postings and keys
     std::deque<std::string> keys_;       // an erased id keeps an empty key (no key is empty)
     std::vector<std::uint64_t> erased_;  // sorted
+    // Keys of the series erased while the index lived: a producer's reference made before the
+    // erase writes into the same key, created anew. A fraction of what the series held.
+    std::unordered_map<std::uint64_t, std::string> erased_keys_;
+    std::atomic<std::uint64_t> erased_count_{0};
     std::atomic<std::uint64_t> published_{0};
     std::unordered_map<std::string_view, std::uint64_t, Hash, std::equal_to<>> ids_;
     std::map<std::string, Label, std::less<>> labels_;  // names are never erased either

@@ -119,8 +119,15 @@ class Shard {
     // Producer side, thread safe. Reserve queue room for `n` points; all-or-nothing per call.
     bool try_reserve(std::size_t n);
     void unreserve(std::size_t n);
-    // Only after a successful try_reserve() for write.points.size().
-    void push(QueuedWrite write);
+    // Only after a successful try_reserve() for write.points.size(). `wake` false: the writer
+    // is not told; the producer calls commit_queued() (at once or at the end of its batch).
+    void push(QueuedWrite write, bool wake = true);
+    // Commits what is queued on the calling thread, whose callbacks then have fired, when
+    // nothing there can block: fsync none (a WAL append is a write to the page cache), the
+    // shard writable, nobody committing, every point of a series that exists and is loaded,
+    // room in the head, RocksDB not stalling. Otherwise wakes the writer, which commits it. At
+    // low rates this saves the hand-off to the writer thread and back, two wake-ups a write.
+    void commit_queued();
 
     // Readers, thread safe. Each charges what it holds to `budget` before allocating it and
     // checks the budget between series and per chunk; the budget's first failure is returned.
@@ -129,6 +136,12 @@ class Shard {
         return index_.match(matchers, budget, ids);
     }
     std::string series_key(std::uint64_t id) const { return index_.key(id); }
+    // Thread safe: the id of a published series (Engine::find_series), and how many series
+    // were deleted (Engine::series_epoch).
+    std::optional<std::uint64_t> find_series(std::string_view key) const {
+        return index_.find_published(key);
+    }
+    std::uint64_t series_erased() const { return index_.erased_count(); }
     [[nodiscard]] Status label_values(std::string_view name, const std::vector<std::uint64_t>& ids,
                                       QueryBudget& budget, std::vector<std::string>& out) const {
         return index_.label_values(name, ids, budget, out);
@@ -194,6 +207,7 @@ class Shard {
         bool flushing_late = false;
         // Writer thread only.
         bool loaded = false;                     // sealed_max_ts knows what is on disk
+        bool erased = false;                     // deleted: a reference writes to its key anew
         std::int64_t max_ts = INT64_MIN;         // newest accepted
         std::int64_t sealed_max_ts = INT64_MIN;  // newest in chunks or handed off
         // Points of the previous head: the next head's vector is reserved to it at its first
@@ -245,7 +259,14 @@ class Shard {
     void close_acked();
     [[nodiscard]] Status recover();
     void run();
-    void commit(std::deque<QueuedWrite>& work);
+    // Commits `work` and fires its callbacks (the commit_mutex_ held). `here`: on a producer's
+    // thread (try_commit_here); false, with nothing changed, when RocksDB would stall.
+    bool commit(std::deque<QueuedWrite>& work, bool here = false);
+    // Whether `point`'s series exists and is loaded, so a commit on a producer's thread may
+    // take it (commit_mutex_ held).
+    bool ready_series(const Point& point) const;
+    // commit_queued() on this thread; false when the writer must do it.
+    bool commit_queued_here();
     // Writer thread: may `write` create one more series? Storage's limits first (shard, then the
     // global count, which it charges), then the write's admission; none when it may.
     SeriesLimit admit_series(const QueuedWrite& write);
@@ -349,6 +370,13 @@ class Shard {
     };
     std::vector<Staged> commit_staged_;
     std::vector<SeriesAdmission*> commit_admissions_;  // of each new series of the batch
+    // A commit on a producer's thread: each series' max_ts before it, to undo a stalled write.
+    std::vector<std::pair<std::uint64_t, std::int64_t>> commit_undo_;
+    std::deque<QueuedWrite> here_work_;
+    // Owns what the comments call writer-only state (index mutation, states_' writer fields,
+    // head_points_, the commit buffers): the writer thread holds it for each turn of its loop, a
+    // producer for a commit on its own thread. Taken before queue_mutex_, never after.
+    std::mutex commit_mutex_;
 
     std::mutex queue_mutex_;
     std::condition_variable queue_cv_;

@@ -77,6 +77,10 @@ Status Shard::delete_points(const std::vector<std::uint64_t>& ids, std::int64_t 
         for (std::size_t i = 0; i < ids.size(); ++i) {
             if (!removed[i]) continue;
             if (index_.erase(ids[i])) {
+                {
+                    std::unique_lock lock(head_mutex_);
+                    states_[ids[i]].erased = true;
+                }
                 ++result.series_removed;
                 if (options_.total_series) {
                     options_.total_series->fetch_sub(1, std::memory_order_relaxed);

@@ -40,12 +40,62 @@ void Shard::unreserve(std::size_t n) {
     reserved_.fetch_sub(n);
 }
 
-void Shard::push(QueuedWrite write) {
+void Shard::push(QueuedWrite write, bool wake) {
     {
         std::lock_guard lock(queue_mutex_);
         queue_.push_back(std::move(write));
     }
-    queue_cv_.notify_one();
+    if (wake) queue_cv_.notify_one();
+}
+
+void Shard::commit_queued() {
+    if (!commit_queued_here()) queue_cv_.notify_one();
+}
+
+bool Shard::ready_series(const Point& point) const {
+    if (point.ref.valid()) {
+        const std::uint64_t id = point.ref.id;
+        return id < states_.size() && states_[id].loaded && !states_[id].erased;
+    }
+    auto id = index_.find(point.series);
+    return id && states_[*id].loaded;
+}
+
+bool Shard::commit_queued_here() {
+    if (options_.fsync != FsyncPolicy::none) return false;
+    std::unique_lock commit_lock(commit_mutex_, std::try_to_lock);
+    // The writer or another producer is committing: the writer takes what is queued next.
+    if (!commit_lock.owns_lock()) return false;
+    if (failed() || writes_held()) return false;
+    {
+        std::lock_guard lock(queue_mutex_);
+        if (queue_.empty()) return true;  // someone committed it already
+        if (!tasks_.empty() || stop_) return false;
+        std::size_t points = 0;
+        for (const auto& write : queue_) {
+            points += write.points.size();
+            for (const auto& point : write.points) {
+                // A new series is admitted against limits and written to the index, an
+                // unloaded one reads its last chunk from disk: both are the writer's.
+                if (!ready_series(point)) return false;
+            }
+        }
+        // A full head is the writer's to hand off (and to wait for the flush before it).
+        if (head_points_ + points >= options_.head_flush_points) return false;
+        here_work_.swap(queue_);
+    }
+    if (!commit(here_work_, true)) {
+        // RocksDB would stall: back to the front of the queue, for the writer.
+        std::lock_guard lock(queue_mutex_);
+        queue_.insert(queue_.begin(), std::make_move_iterator(here_work_.begin()),
+                      std::make_move_iterator(here_work_.end()));
+        here_work_.clear();
+        return false;
+    }
+    here_work_.clear();
+    last_write_ = std::chrono::steady_clock::now();
+    memtables_dirty_ = true;
+    return true;
 }
 
 Status Shard::run_on_writer(std::function<Status()> task) {
@@ -82,6 +132,14 @@ void Shard::run() {
             queue_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
                 return stop_ || !tasks_.empty() || (!queue_.empty() && !writes_held());
             });
+        }
+        // Everything below owns the shard's writer state; a producer committing on its own
+        // thread (commit_queued_here) waits for none of it: it queues instead. Taken before the
+        // queue, so no producer commits between the queue's take and its commit (per shard,
+        // writes commit in the order they came).
+        std::lock_guard commit_lock(commit_mutex_);
+        {
+            std::lock_guard lock(queue_mutex_);
             // Held writes stay queued, their room reserved (so producers stay pushed back),
             // until space returns; a failed shard or a close takes them to fail them.
             held = writes_held() && !failed();
@@ -143,6 +201,7 @@ void Shard::run() {
     // A failed shard, a read-only one and a volume under its reserve write nothing at close:
     // what was acknowledged is in the WAL already.
     if (failed() || writes_held()) return;
+    std::lock_guard commit_lock(commit_mutex_);
     if (flush_sync().is_ok()) {
         if (auto s = flush_memtables(); !s.is_ok()) fail(s);
     }
@@ -184,7 +243,7 @@ Status Shard::flush_memtables() {
     return from_rocks(db_->Flush(options, families), "flush at close");
 }
 
-void Shard::commit(std::deque<QueuedWrite>& work) {
+bool Shard::commit(std::deque<QueuedWrite>& work, bool here) {
     // Each queued write's part of the outcome; its status is the batch's.
     std::vector<WriteResult> parts(work.size());
     auto& staged = commit_staged_;
@@ -201,23 +260,34 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
     log.reserve(total * 14);
     std::size_t new_series = 0;
     commit_admissions_.clear();
+    commit_undo_.clear();
     const std::int64_t cutoff = retention_cutoff();
     std::int64_t prev_ts = 0;
     Status status;
 
     for (std::size_t w = 0; w < work.size() && status.is_ok(); ++w) {
         for (auto& point : work[w].points) {
-            std::uint64_t id;
-            if (auto found = index_.find(point.series)) {
-                id = *found;
-            } else {
+            std::string_view key = point.series;
+            std::uint64_t id = SeriesRef::none;
+            if (point.ref.valid() && point.ref.id < states_.size() &&
+                !states_[point.ref.id].erased) {
+                id = point.ref.id;
+            } else if (point.ref.valid()) {
+                // Deleted since the producer resolved it: the same key, created anew. (An id
+                // never handed out has no key: refused as invalid below.)
+                key = index_.erased_key(point.ref.id);
+            }
+            if (id == SeriesRef::none) {
+                if (auto found = index_.find(key)) id = *found;
+            }
+            if (id == SeriesRef::none) {
                 SeriesLimit refused = admit_series(work[w]);
                 if (refused != SeriesLimit::none) {
                     ++parts[w].rejected_series_limit;
                     ++parts[w].rejected_by_limit[static_cast<std::size_t>(refused)];
                     continue;
                 }
-                auto added = index_.add(point.series, id);
+                auto added = index_.add(key, id);
                 if (added != SeriesIndex::AddResult::added) {
                     unadmit_series(work[w].admission.get());
                     if (added == SeriesIndex::AddResult::limit_reached) {
@@ -236,7 +306,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
                 }
                 states_[id].loaded = true;  // a new series has nothing persisted
                 report_index_memory();      // at once: the other shards see it in their checks
-                auto s = batch.Put(index_cf_.get(), index_key(id), point.series);
+                auto s = batch.Put(index_cf_.get(), index_key(id), key);
                 if (!s.ok()) {
                     status = from_rocks(s, "batch");
                     break;
@@ -255,6 +325,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
                 ++parts[w].rejected_late;
                 continue;
             }
+            if (here && point.timestamp_ms > st.max_ts) commit_undo_.emplace_back(id, st.max_ts);
             st.max_ts = std::max(st.max_ts, point.timestamp_ms);
             put_varint(log, id);
             put_svarint(log, point.timestamp_ms - prev_ts);
@@ -273,7 +344,17 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
     if (status.is_ok() && batch.Count() > 0) {
         rocksdb::WriteOptions wo;
         wo.sync = options_.fsync == FsyncPolicy::batch;
-        status = from_rocks(db_->Write(wo, &batch), "write");
+        // On a producer's thread RocksDB must not delay the write (a stall while compaction
+        // catches up): it answers Incomplete, and the writer thread takes the write instead.
+        wo.no_slowdown = here;
+        auto written = db_->Write(wo, &batch);
+        if (here && written.IsIncomplete()) {
+            // Newest first: a series stepped twice gets its oldest maximum back last.
+            for (auto undo = commit_undo_.rbegin(); undo != commit_undo_.rend(); ++undo)
+                states_[undo->first].max_ts = undo->second;
+            return false;
+        }
+        status = from_rocks(written, "write");
         // After a failed WAL write RocksDB must not be asked to write again (Debian's build
         // asserts in the WAL writer): the shard enters its error state.
         if (!status.is_ok()) fail(status);
@@ -342,6 +423,7 @@ void Shard::commit(std::deque<QueuedWrite>& work) {
         if (!status.is_ok()) parts[w] = WriteResult{.status = status};
         work[w].join->complete(parts[w]);
     }
+    return true;
 }
 
 SeriesLimit Shard::admit_series(const QueuedWrite& write) {

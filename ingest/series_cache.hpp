@@ -1,0 +1,59 @@
+// One thread's memory of the series it has written: (topic, measurement, payload tags) to the
+// storage reference of the series they make. A device publishes the same series over and over;
+// after its first reading is stored, each later one costs a hash and a compare here instead of
+// building its key, hashing it again in storage and looking it up in the shard's index.
+//
+// Direct-mapped and bounded: a slot per hash, the newest series in a slot wins, so memory is
+// fixed (slots x about 100 bytes) and nothing is ever rebuilt. Not thread safe: one per
+// Appender.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "storage/engine.hpp"
+
+namespace citygate::ingest {
+
+class SeriesCache {
+  public:
+    // What a series is known by before its key is built: its topic, its measurement, and the
+    // payload's tags in their packed form (payload::ReadingTags::packed()).
+    struct Identity {
+        std::string_view topic;
+        std::string_view measurement;
+        std::string_view tags;
+    };
+
+    // `slots` 0: the cache is off (find never hits).
+    explicit SeriesCache(std::size_t slots);
+
+    static std::uint64_t hash(const Identity& identity);
+    // The reference kept for `identity` (whose hash is `hash`), or an invalid one.
+    storage::SeriesRef find(std::uint64_t hash, const Identity& identity) const;
+    // Keeps `ref` for `identity`, in place of what its slot held.
+    void insert(std::uint64_t hash, const Identity& identity, storage::SeriesRef ref);
+    // Forgets everything kept when `epoch` (storage::Engine::series_epoch) moved on since the
+    // last call: series were deleted, and references to them would recreate them.
+    void expire(std::uint64_t epoch);
+
+    std::size_t slots() const { return slots_.size(); }
+
+  private:
+    struct Slot {
+        std::uint64_t hash = 0;
+        storage::SeriesRef ref;
+        std::uint16_t topic_size = 0;  // identity = topic, measurement, tags back to back
+        std::uint16_t measurement_size = 0;
+        std::string identity;
+    };
+    const Slot& slot(std::uint64_t hash) const { return slots_[hash & (slots_.size() - 1)]; }
+
+    std::vector<Slot> slots_;
+    std::uint64_t epoch_ = 0;
+};
+
+}  // namespace citygate::ingest
