@@ -16,6 +16,7 @@
 // or within try_submit on the calling thread (see storage::WriteCallback).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -98,6 +99,11 @@ class Write {
     bool empty() const { return points_.empty(); }
     std::size_t points() const { return points_.size(); }
     void clear() { points_.clear(); }
+    // Points naming their series by storage reference rather than by key (tests, benches).
+    std::size_t by_reference() const {
+        return static_cast<std::size_t>(std::count_if(points_.begin(), points_.end(),
+                                                      [](const auto& p) { return p.ref.valid(); }));
+    }
 
   private:
     friend class Appender;

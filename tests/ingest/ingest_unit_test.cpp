@@ -373,3 +373,92 @@ TEST_CASE("readings over a client's series limit make the outcome series_limit, 
     CHECK(unit.series_quota().series_of("anonymous:c2") == 1);
     CHECK(ingest::IngestUnit::series_identity({"alice", false}, "c9") == "alice");
 }
+
+TEST_CASE("a series stored once is written by reference from then on, into the same series") {
+    Fixture f;
+    auto message = [&](std::string_view topic, std::string_view payload, ingest::Write& write) {
+        REQUIRE(f.appender->prepare({f.anonymous, "c1", topic, bytes(payload)}, write) ==
+                Verdict::stored);
+    };
+    ingest::Write write;
+    message("city/pudong/air/a-1", R"({"pm25": 1, "no2": 10, "ts": 1750000000001})", write);
+    CHECK(write.by_reference() == 0);  // storage does not know these series yet
+    f.submit(write);
+
+    message("city/pudong/air/a-1", R"({"pm25": 2, "no2": 20, "ts": 1750000000002})", write);
+    CHECK(write.by_reference() == 2);
+    f.submit(write);
+    // Another device, and another payload tag of a known device, are other series.
+    message("city/pudong/air/a-2", R"({"pm25": 5, "ts": 1750000000002})", write);
+    message("city/jingan/traffic/t-9", "flow,lane=2 cars=1i 1750000000001000000", write);
+    CHECK(write.by_reference() == 0);
+    f.submit(write);
+    message("city/jingan/traffic/t-9", "flow,lane=3 cars=2i 1750000000002000000", write);
+    message("city/jingan/traffic/t-9", "flow,lane=2 cars=3i 1750000000002000000", write);
+    CHECK(write.by_reference() == 1);
+    f.submit(write);
+
+    auto stored = f.all();
+    REQUIRE(stored.size() == 5);
+    CHECK(stored[0].series ==
+          R"(flow_cars{device="t-9",district="jingan",lane="2",type="traffic"})");
+    CHECK(stored[0].values == std::vector<double>{1, 3});
+    CHECK(stored[2].series == R"(no2{device="a-1",district="pudong",type="air"})");
+    CHECK(stored[2].values == std::vector<double>{10, 20});
+    CHECK(stored[3].series == R"(pm25{device="a-1",district="pudong",type="air"})");
+    CHECK(stored[3].values == std::vector<double>{1, 2});
+
+    // Readings by reference still count in the city aggregates: pm25 in pudong is 1, 2 and 5.
+    auto snapshot = f.city.snapshot(arrival_ms);
+    auto pm25 = std::find_if(snapshot.pairs.begin(), snapshot.pairs.end(), [](const auto& p) {
+        return p.district == "pudong" && p.measurement == "pm25";
+    });
+    REQUIRE(pm25 != snapshot.pairs.end());
+    CHECK(pm25->current_samples == 3);
+    CHECK(pm25->current_average == Approx(8.0 / 3));
+
+    // Deleting a series makes the appender forget its references: the next reading goes by key
+    // and creates the series again.
+    auto selector = storage::Selector::parse(R"(pm25{device="a-1"})").value();
+    REQUIRE(f.engine->delete_points(selector, INT64_MIN, INT64_MAX).is_ok());
+    message("city/pudong/air/a-1", R"({"pm25": 3, "ts": 1750000000003})", write);
+    CHECK(write.by_reference() == 0);
+    f.submit(write);
+    message("city/pudong/air/a-1", R"({"pm25": 4, "ts": 1750000000004})", write);
+    CHECK(write.by_reference() == 1);
+    f.submit(write);
+    auto after = f.all();
+    REQUIRE(after.size() == 5);
+    CHECK(after[3].series == R"(pm25{device="a-1",district="pudong",type="air"})");
+    CHECK(after[3].values == std::vector<double>{3, 4});
+}
+
+TEST_CASE("the series cache finds only the identity it keeps, and forgets on a new epoch") {
+    ingest::SeriesCache cache(3);  // rounded up to 4 slots
+    CHECK(cache.slots() == 4);
+    const ingest::SeriesCache::Identity a{"city/x/air/d1", "pm25", ""};
+    const auto ha = ingest::SeriesCache::hash(a);
+    CHECK_FALSE(cache.find(ha, a).valid());
+    cache.insert(ha, a, {7, 1});
+    CHECK(cache.find(ha, a).id == 7);
+    CHECK(cache.find(ha, a).shard == 1);
+    // The same bytes split differently are another identity, with another hash.
+    const ingest::SeriesCache::Identity shifted{"city/x/air/d", "1pm25", ""};
+    CHECK(ingest::SeriesCache::hash(shifted) != ha);
+    // A lookup under a's hash but for other parts is no hit, whatever the slot holds.
+    CHECK_FALSE(cache.find(ha, shifted).valid());
+    CHECK_FALSE(cache.find(ha, {"city/x/air/d1", "pm25", "\x01"}).valid());
+    // The newest identity of a slot wins.
+    const ingest::SeriesCache::Identity b{"city/y/air/d2", "no2", "tags"};
+    cache.insert(ha, b, {9, 0});
+    CHECK_FALSE(cache.find(ha, a).valid());
+    CHECK(cache.find(ha, b).id == 9);
+    cache.expire(0);  // the epoch it started with: kept
+    CHECK(cache.find(ha, b).valid());
+    cache.expire(1);
+    CHECK_FALSE(cache.find(ha, b).valid());
+
+    ingest::SeriesCache off(0);
+    off.insert(ha, a, {7, 1});
+    CHECK_FALSE(off.find(ha, a).valid());
+}
