@@ -421,10 +421,33 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
     // reading its socket) and retries on on_space_available, which fires when space returns.
     if (impl_->disk->full()) return false;
     const std::size_t n = shards.size();
+    auto shard_of_point = [this](const Point& p) {
+        return p.ref.valid() ? p.ref.shard : shard_of(p.series);
+    };
+    const bool defer = deferred_writes.engine == this;
+    auto hand_over = [&](unsigned s, detail::QueuedWrite write) {
+        shards[s]->push(std::move(write), false);
+        if (!defer) return shards[s]->commit_queued();
+        auto& touched = deferred_writes.shards;
+        if (std::find(touched.begin(), touched.end(), s) == touched.end()) touched.push_back(s);
+    };
+    // Most writes are one device's readings, in one shard (shard_of hashes the tags): no
+    // placement tables and no join for those.
+    const unsigned first = shard_of_point(points[0]);
+    bool one_shard = true;
+    for (std::size_t i = 1; i < points.size() && one_shard; ++i)
+        one_shard = shard_of_point(points[i]) == first;
+    if (one_shard) {
+        auto& shard = *shards[first];
+        if (shard.read_only() || !shard.try_reserve(points.size())) return false;
+        hand_over(first, {std::move(points), nullptr, std::move(done), std::move(admission)});
+        points.clear();
+        return true;
+    }
     std::vector<unsigned> placement(points.size());
     std::vector<std::size_t> per_shard(n, 0);
     for (std::size_t i = 0; i < points.size(); ++i) {
-        placement[i] = points[i].ref.valid() ? points[i].ref.shard : shard_of(points[i].series);
+        placement[i] = shard_of_point(points[i]);
         ++per_shard[placement[i]];
     }
     // Reserve room in every shard involved, in shard order; undo on the first refusal, so the
@@ -446,25 +469,14 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
     for (auto c : per_shard)
         parts += c > 0 ? 1 : 0;
     auto join = std::make_shared<detail::WriteJoin>(parts, std::move(done));
-    const bool defer = deferred_writes.engine == this;
-    auto hand_over = [&](unsigned s, detail::QueuedWrite write) {
-        shards[s]->push(std::move(write), false);
-        if (!defer) return shards[s]->commit_queued();
-        auto& touched = deferred_writes.shards;
-        if (std::find(touched.begin(), touched.end(), s) == touched.end()) touched.push_back(s);
-    };
-    if (parts == 1) {
-        hand_over(placement[0], {std::move(points), join, std::move(admission)});
-    } else {
-        std::vector<std::vector<Point>> split(n);
-        for (std::size_t s = 0; s < n; ++s)
-            split[s].reserve(per_shard[s]);
-        for (std::size_t i = 0; i < points.size(); ++i) {
-            split[placement[i]].push_back(std::move(points[i]));
-        }
-        for (unsigned s = 0; s < n; ++s) {
-            if (!split[s].empty()) hand_over(s, {std::move(split[s]), join, admission});
-        }
+    std::vector<std::vector<Point>> split(n);
+    for (std::size_t s = 0; s < n; ++s)
+        split[s].reserve(per_shard[s]);
+    for (std::size_t i = 0; i < points.size(); ++i) {
+        split[placement[i]].push_back(std::move(points[i]));
+    }
+    for (unsigned s = 0; s < n; ++s) {
+        if (!split[s].empty()) hand_over(s, {std::move(split[s]), join, nullptr, admission});
     }
     points.clear();
     return true;

@@ -118,7 +118,7 @@ void Shard::fail_writes(std::deque<QueuedWrite>& work, const Status& status) {
     for (auto& w : work)
         total += w.points.size();
     for (auto& w : work)
-        w.join->complete(WriteResult{.status = status});
+        w.complete(WriteResult{.status = status});
     release_room(total);
 }
 
@@ -421,7 +421,7 @@ bool Shard::commit(std::deque<QueuedWrite>& work, bool here) {
     for (std::size_t w = 0; w < work.size(); ++w) {
         // Nothing of a failed batch is in the WAL, so its parts carry no counts.
         if (!status.is_ok()) parts[w] = WriteResult{.status = status};
-        work[w].join->complete(parts[w]);
+        work[w].complete(parts[w]);
     }
     return true;
 }

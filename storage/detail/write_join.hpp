@@ -27,8 +27,16 @@ class WriteJoin {
 
 struct QueuedWrite {
     std::vector<Point> points;
+    // A write in one shard calls `done` itself; the parts of a write split across shards meet
+    // in `join`.
     std::shared_ptr<WriteJoin> join;
+    WriteCallback done;
     std::shared_ptr<SeriesAdmission> admission;  // may be null
+
+    void complete(const WriteResult& result) {
+        if (join) return join->complete(result);
+        if (done) done(result);
+    }
 };
 
 }  // namespace citygate::storage::detail
