@@ -148,6 +148,8 @@ class session_handler {
 
 class server_session {
   public:
+    // Keeps references to both: they must outlive the session (one server_limits serves every
+    // session of a server, so a session does not carry a copy).
     server_session(session_handler& handler, const server_limits& limits);
     ~server_session();
     server_session(const server_session&) = delete;
