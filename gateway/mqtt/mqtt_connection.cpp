@@ -378,14 +378,13 @@ void MqttConnection::flush() {
 
 void MqttConnection::on_written(const boost::system::error_code& ec) {
     writing_now_ = false;
-    writing_.clear();
+    writing_ = {};  // an idle connection keeps no buffer (the next answer allocates one)
     if (torn_down_) return;
     if (ec) {
         CG_LOG(debug) << "mqtt write failed: " << ec.message();
         session_.on_peer_closed();
         return teardown();
     }
-    if (outbox_.empty() && writing_.capacity() > 4096) writing_.shrink_to_fit();
     blocked_since_ = std::chrono::steady_clock::now();  // the client read a whole write
     bool unblocked = send_blocked_ && outbox_.size() < worker_.context().max_send_queue / 2;
     if (unblocked) send_blocked_ = false;
@@ -475,6 +474,11 @@ bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
         worker->post_completion({std::move(self), token, outcome, received});
     };
     GatewayContext& context = worker_.context();
+    if (!series_asked_) {
+        // At the first write, not at CONNECT: a connection that never publishes holds none.
+        series_ = context.ingest.series_admission(identity_, session_.client_id());
+        series_asked_ = true;
+    }
     context.pending_writes.fetch_add(1);
     if (!context.ingest.try_submit(write, std::move(done), series_)) {
         context.pending_writes.fetch_sub(1);
@@ -661,7 +665,6 @@ mqtt::reason_code MqttConnection::admit(ingest::AuthResult result) {
         return verdict;
     }
     identity_ = std::move(result.identity);
-    series_ = context.ingest.series_admission(identity_, session_.client_id());
     context.metrics.connects_accepted.Increment();
     counted_session_ = true;
     CG_LOG(debug) << "client '" << session_.client_id() << "' connected as "

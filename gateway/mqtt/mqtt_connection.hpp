@@ -134,6 +134,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     mqtt::server_session session_;
     ingest::Identity identity_;
     // Its series limits (per identity, per connection minute), asked by storage; may be null.
+    // Made at the first write (series_asked_).
     std::shared_ptr<storage::SeriesAdmission> series_;
     // One timer serves both kinds: the connect timeout ends where keep-alive begins.
     boost::asio::steady_timer timer_;
@@ -170,6 +171,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     bool closing_ = false;  // the engine said close: flush, then close the socket
     bool torn_down_ = false;
     bool counted_session_ = false;  // counted in GatewayContext::sessions
+    bool series_asked_ = false;     // series_ was made
 };
 
 }  // namespace citygate::gateway
