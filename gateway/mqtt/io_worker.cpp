@@ -12,7 +12,19 @@ IoWorker::IoWorker(GatewayContext& context, std::size_t read_buffer_size)
       read_buffer_(read_buffer_size),
       appender_(context.ingest),
       throttle_timer_(io_),
-      deadline_timer_(io_) {}
+      deadline_timer_(io_),
+      timers_(io_, [](TimerWheel::Hook& hook) {
+          static_cast<MqttConnection&>(hook).on_timer_expired();
+      }) {}
+
+IoWorker::~IoWorker() {
+    // Each keeps itself alive until its teardown; these never had one. Their destructors may
+    // run now or with the handlers io_ still holds, after the other members are gone.
+    std::vector<MqttConnection*> open(live_.begin(), live_.end());
+    live_.clear();
+    for (MqttConnection* connection : open)
+        connection->abandon();
+}
 
 void IoWorker::post_completion(Completion completion) {
     bool post = false;

@@ -15,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "gateway/mqtt/timer_wheel.hpp"
 #include "gateway/ops/metrics.hpp"
 #include "ingest/access_control.hpp"
 #include "ingest/ingest_unit.hpp"
@@ -59,6 +60,10 @@ struct Completion {
 class IoWorker {
   public:
     IoWorker(GatewayContext& context, std::size_t read_buffer_size);
+    // Releases the connections still open (never torn down: the threads stopped first).
+    ~IoWorker();
+    IoWorker(const IoWorker&) = delete;
+    IoWorker& operator=(const IoWorker&) = delete;
 
     boost::asio::io_context& io() { return io_; }
     GatewayContext& context() { return context_; }
@@ -88,6 +93,9 @@ class IoWorker {
     // timer per thread serves every connection's incomplete-packet and write deadlines.
     void watch(const std::shared_ptr<MqttConnection>& connection,
                std::chrono::steady_clock::time_point at);
+
+    // I/O thread only. The connect and keep-alive timeouts of every connection of the thread.
+    TimerWheel& timers() { return timers_; }
 
     // I/O thread only.
     void pause(std::shared_ptr<MqttConnection> connection);
@@ -128,6 +136,7 @@ class IoWorker {
     // At most one entry per connection (MqttConnection::deadline_watched_).
     std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
     boost::asio::steady_timer deadline_timer_;
+    TimerWheel timers_;
     Immediate immediate_;
     std::vector<std::shared_ptr<MqttConnection>> paused_;
     std::unordered_set<MqttConnection*> live_;

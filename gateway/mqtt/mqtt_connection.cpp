@@ -1,6 +1,9 @@
 // MQTT connection: socket I/O, timers, ingest of PUBLISH payloads and durable acknowledgement.
 #include "gateway/mqtt/mqtt_connection.hpp"
 
+#include <algorithm>
+#include <limits>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
@@ -22,12 +25,12 @@ MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket so
     : worker_(worker),
       socket_(std::move(socket)),
       tls_(tls ? std::make_unique<TlsState>(std::move(socket_), *tls) : nullptr),
-      session_(*this, worker.context().limits),
-      timer_(worker.io()) {}
+      session_(*this, worker.context().limits) {}
 
 MqttConnection::~MqttConnection() = default;
 
 void MqttConnection::start() {
+    self_ = shared_from_this();
     worker_.add(this);
     (tls_ ? worker_.context().metrics.connections_tls : worker_.context().metrics.connections)
         .Increment();
@@ -686,32 +689,30 @@ void MqttConnection::unsubscribe(std::span<const std::string_view>) {}
 void MqttConnection::arm_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
     if (torn_down_) return;
     timer_kind_ = kind;
-    timer_armed_ = true;
-    timer_.expires_after(after);
-    timer_.async_wait(
-        [self = shared_from_this(), kind, after](const boost::system::error_code& ec) {
-            if (!ec) self->on_timer(kind, after);
-        });
+    // Keep-alive is at most 65535 s x 1.5; a connect timeout past 49 days is as good as none.
+    timer_period_ms_ = static_cast<std::uint32_t>(std::clamp<std::chrono::milliseconds::rep>(
+        after.count(), 0, std::numeric_limits<std::uint32_t>::max()));
+    worker_.timers().arm(*this, std::chrono::milliseconds(timer_period_ms_));
 }
 
-void MqttConnection::on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
-    if (torn_down_ || !timer_armed_ || timer_kind_ != kind) return;
-    timer_armed_ = false;
+void MqttConnection::on_timer_expired() {
+    // Armed means not torn down, so self_ still holds it; the session may tear it down now.
+    auto self = shared_from_this();
+    if (torn_down_) return;
     // A client we stopped reading (backpressure, drain, inflight at its maximum) is not silent:
     // its packets wait in the socket. Give it another period instead of timing it out. Not so
     // when we stopped because it does not read our answers (send_blocked_): that is its doing.
-    if (kind == mqtt::timer_kind::keep_alive && !send_blocked_ &&
+    if (timer_kind_ == mqtt::timer_kind::keep_alive && !send_blocked_ &&
         (paused_ || (throttled_ && !coalescing_) || reading_stopped_ || inflight_full())) {
-        return arm_timer(kind, after);
+        return arm_timer(timer_kind_, std::chrono::milliseconds(timer_period_ms_));
     }
-    session_.on_timer(kind);
+    session_.on_timer(timer_kind_);
 }
 
 void MqttConnection::cancel_timer(mqtt::timer_kind kind) {
-    // The timer may already serve the other kind; cancelling this one must not stop that.
-    if (!timer_armed_ || timer_kind_ != kind) return;
-    timer_armed_ = false;
-    timer_.cancel();
+    // The hook may already serve the other kind; cancelling this one must not stop that.
+    if (!armed() || timer_kind_ != kind) return;
+    TimerWheel::cancel(*this);
 }
 
 void MqttConnection::close(mqtt::reason_code reason) {
@@ -725,8 +726,7 @@ void MqttConnection::close(mqtt::reason_code reason) {
         }
         CG_LOG(debug) << "closing mqtt connection, reason 0x" << std::hex << code;
     }
-    timer_armed_ = false;
-    timer_.cancel();
+    TimerWheel::cancel(*this);
     take_partial();  // nothing more is parsed
     if (send_blocked_) {
         // A DISCONNECT would only queue behind what it never read.
@@ -759,8 +759,7 @@ void MqttConnection::disconnect(mqtt::reason_code reason) {
 void MqttConnection::teardown() {
     if (torn_down_) return;
     torn_down_ = true;
-    timer_armed_ = false;
-    timer_.cancel();
+    TimerWheel::cancel(*this);
     boost::system::error_code ignored;
     socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
     socket().close(ignored);
@@ -772,6 +771,13 @@ void MqttConnection::teardown() {
     if (counted_session_) worker_.context().sessions.fetch_sub(1);
     (tls_ ? worker_.context().metrics.connections_tls : worker_.context().metrics.connections)
         .Decrement();
+    // Not released here: a caller up the stack may be a plain pointer (the gateway's drain).
+    boost::asio::post(worker_.io(), [self = std::move(self_)] {});
+}
+
+void MqttConnection::abandon() {
+    TimerWheel::cancel(*this);
+    auto self = std::move(self_);
 }
 
 }  // namespace citygate::gateway

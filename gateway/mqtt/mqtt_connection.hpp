@@ -18,7 +18,6 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "gateway/mqtt/io_worker.hpp"
 #include "gateway/mqtt/packet_buffer.hpp"
@@ -27,6 +26,7 @@
 namespace citygate::gateway {
 
 class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
+                       public TimerWheel::Hook,
                        private mqtt::session_handler {
   public:
     // `tls` set: the connection is TLS, handshaken before MQTT starts.
@@ -34,7 +34,15 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
                    boost::asio::ssl::context* tls);
     ~MqttConnection() override;
 
+    // Keeps the connection alive until its teardown (or abandon()).
     void start();
+
+    // Its connect or keep-alive timeout passed (I/O thread, from IoWorker::timers()).
+    void on_timer_expired();
+
+    // The worker is going away without having torn the connection down: drops its hold on
+    // itself, leaving it to whatever async operations still refer to it.
+    void abandon();
 
     // A storage write of this connection finished (I/O thread).
     void complete(const Completion& completion);
@@ -107,7 +115,6 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->stream.next_layer() : socket_; }
     void flush();
     void on_written(const boost::system::error_code& ec);
-    void on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after);
     bool submit(ingest::Write& write, mqtt::delivery_token token,
                 std::chrono::steady_clock::time_point received);
     // A message the ingest unit refused: logs why, then completes its delivery with the reason
@@ -136,10 +143,13 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     // Its series limits (per identity, per connection minute), asked by storage; may be null.
     // Made at the first write (series_asked_).
     std::shared_ptr<storage::SeriesAdmission> series_;
-    // One timer serves both kinds: the connect timeout ends where keep-alive begins.
-    boost::asio::steady_timer timer_;
+    // Itself, from start() to teardown(): the worker's lists and timer wheel hold plain
+    // pointers, so the connection may not vanish while it is in them.
+    std::shared_ptr<MqttConnection> self_;
+    // The wheel hook (the base class) serves both kinds: the connect timeout ends where
+    // keep-alive begins.
+    std::uint32_t timer_period_ms_ = 0;  // what it was armed with, to give another period
     mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;
-    bool timer_armed_ = false;
     bool from_loopback_ = false;
     bool throttled_ = false;  // over the publish rate: not reading until the worker wakes us
     // throttled_ only to let a dribbled packet's bytes gather in the socket: our choice, but
