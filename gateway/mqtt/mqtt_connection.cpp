@@ -381,7 +381,9 @@ void MqttConnection::flush() {
 
 void MqttConnection::on_written(const boost::system::error_code& ec) {
     writing_now_ = false;
-    writing_ = {};  // an idle connection keeps no buffer (the next answer allocates one)
+    // Released, so that an idle connection keeps no buffer (the next answer allocates one). Not
+    // `writing_ = {}`, which assigns an empty initializer list and keeps the capacity.
+    writing_ = std::vector<std::uint8_t>();
     if (torn_down_) return;
     if (ec) {
         CG_LOG(debug) << "mqtt write failed: " << ec.message();
@@ -765,7 +767,7 @@ void MqttConnection::teardown() {
     socket().close(ignored);
     stalled_.clear();
     take_partial();
-    outbox_ = {};  // writing_ stays until its write ends: the write refers to it
+    outbox_ = std::vector<std::uint8_t>();  // writing_ stays until its write ends: in use
     worker_.remove(this);
     worker_.context().connections.fetch_sub(1);
     if (counted_session_) worker_.context().sessions.fetch_sub(1);

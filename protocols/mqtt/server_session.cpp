@@ -102,7 +102,8 @@ struct server_session::state {
     void flush() {
         if (outbox.empty()) return;
         handler.send(outbox);
-        outbox = {};  // an idle connection keeps no buffer
+        // Released: an idle connection keeps no buffer (`outbox = {}` would keep the capacity).
+        outbox = std::vector<std::uint8_t>();
     }
 
     void end(reason_code reason) {
