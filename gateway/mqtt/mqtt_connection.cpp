@@ -20,8 +20,7 @@ constexpr auto dribble_pause = std::chrono::milliseconds(2);
 
 }  // namespace
 
-MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket,
-                               boost::asio::ssl::context* tls)
+MqttConnection::MqttConnection(IoWorker& worker, Socket socket, boost::asio::ssl::context* tls)
     : worker_(worker),
       socket_(std::move(socket)),
       tls_(tls ? std::make_unique<TlsState>(std::move(socket_), *tls) : nullptr),
@@ -117,7 +116,7 @@ void MqttConnection::wait_readable() {
             });
         return;
     }
-    socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
+    socket_.async_wait(Socket::wait_read,
                        [self = shared_from_this()](const boost::system::error_code& ec) {
                            self->waiting_ = false;
                            self->on_readable(ec);
@@ -763,7 +762,7 @@ void MqttConnection::teardown() {
     torn_down_ = true;
     TimerWheel::cancel(*this);
     boost::system::error_code ignored;
-    socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
+    socket().shutdown(Socket::shutdown_both, ignored);
     socket().close(ignored);
     stalled_.clear();
     take_partial();

@@ -41,7 +41,7 @@ void MqttListener::stop() {
 void MqttListener::accept() {
     acceptor_.async_accept(worker_.io(), [self = shared_from_this()](
                                              const boost::system::error_code& ec,
-                                             boost::asio::ip::tcp::socket socket) {
+                                             MqttConnection::Socket socket) {
         if (ec == boost::asio::error::operation_aborted || !self->acceptor_.is_open()) return;
         if (ec) {
             // Out of descriptors or a connection reset before accept: log, and give closing
