@@ -41,30 +41,32 @@ struct server_session::state {
         std::vector<std::uint8_t> held;  // complete packets received while authenticating
     };
 
+    // Ordered by size, the flags as bits: the state is allocated per connection, and 136 bytes
+    // is what malloc serves from a 144-byte chunk.
     session_handler& handler;
     const server_limits& limits;  // the caller's, which outlive the session
-    phase stage = phase::awaiting_connect;
-    protocol_version version = protocol_version::v3_1_1;
     std::string client_id;
-    std::uint16_t keep_alive_s = 0;
-    std::uint32_t peer_maximum_packet_size = std::numeric_limits<std::uint32_t>::max();
-    bool session_expiry_zero = true;  // CONNECT asked for 0: DISCONNECT may not raise it
-    // What the CONNACK needs from a CONNECT whose authentication is pending.
-    std::uint32_t asked_session_expiry = 0;
-    bool client_id_assigned = false;
-    bool connect_timer_armed = false;
-    bool keep_alive_armed = false;
-    bool in_input = false;  // inside on_bytes(): sends are batched until it returns
 
     // No parsed or encoded packet member: an idle connection would carry it (DESIGN.md).
     // on_bytes() parses into a local packet and queue() encodes into a local buffer.
     std::vector<std::uint8_t> outbox;  // released once sent
 
-    std::vector<pending_ack> acks;  // acks[ack_head..] are pending
-    std::size_t ack_head = 0;
-    std::size_t undone = 0;             // delivered, complete() not yet called
+    std::vector<pending_ack> acks;      // acks[ack_head..] are pending
     std::unique_ptr<rarely_used> rare;  // null until needed
     delivery_token next_token = 1;
+    std::uint32_t ack_head = 0;  // acks holds at most receive_maximum + 64 entries
+    std::uint32_t undone = 0;    // delivered, complete() not yet called
+    std::uint32_t peer_maximum_packet_size = std::numeric_limits<std::uint32_t>::max();
+    // What the CONNACK needs from a CONNECT whose authentication is pending.
+    std::uint32_t asked_session_expiry = 0;
+    std::uint16_t keep_alive_s = 0;
+    phase stage = phase::awaiting_connect;
+    protocol_version version = protocol_version::v3_1_1;
+    bool session_expiry_zero : 1 = true;  // CONNECT asked for 0: DISCONNECT may not raise it
+    bool client_id_assigned : 1 = false;
+    bool connect_timer_armed : 1 = false;
+    bool keep_alive_armed : 1 = false;
+    bool in_input : 1 = false;  // inside on_bytes(): sends are batched until it returns
 
     rarely_used& extras() {
         if (!rare) rare = std::make_unique<rarely_used>();
@@ -497,7 +499,7 @@ struct server_session::state {
 server_session::server_session(session_handler& handler, const server_limits& limits)
     : state_(std::make_unique<state>(handler, limits)) {
     // An idle connection must cost well under 2 KiB (DESIGN.md); this is most of ours.
-    static_assert(sizeof(state) <= 160, "server_session::state grew: check the idle budget");
+    static_assert(sizeof(state) <= 136, "server_session::state grew: check the idle budget");
 }
 
 server_session::~server_session() = default;
