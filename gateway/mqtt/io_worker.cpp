@@ -20,10 +20,33 @@ IoWorker::IoWorker(GatewayContext& context, std::size_t read_buffer_size)
 IoWorker::~IoWorker() {
     // Each keeps itself alive until its teardown; these never had one. Their destructors may
     // run now or with the handlers io_ still holds, after the other members are gone.
-    std::vector<MqttConnection*> open(live_.begin(), live_.end());
-    live_.clear();
+    std::vector<MqttConnection*> open = live();
+    for (MqttConnection* connection : open)
+        remove(connection);
     for (MqttConnection* connection : open)
         connection->abandon();
+}
+
+void IoWorker::add(MqttConnection* connection) {
+    LiveLink& link = connection->live_link();
+    link.prev = nullptr;
+    link.next = live_;
+    if (live_) live_->live_link().prev = connection;
+    live_ = connection;
+}
+
+void IoWorker::remove(MqttConnection* connection) {
+    LiveLink& link = connection->live_link();
+    (link.prev ? link.prev->live_link().next : live_) = link.next;
+    if (link.next) link.next->live_link().prev = link.prev;
+    link = {};
+}
+
+std::vector<MqttConnection*> IoWorker::live() const {
+    std::vector<MqttConnection*> connections;
+    for (MqttConnection* c = live_; c; c = c->live_link().next)
+        connections.push_back(c);
+    return connections;
 }
 
 void IoWorker::post_completion(Completion completion) {

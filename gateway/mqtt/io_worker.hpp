@@ -9,7 +9,6 @@
 #include <memory>
 #include <mutex>
 #include <queue>
-#include <unordered_set>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -24,6 +23,13 @@
 namespace citygate::gateway {
 
 class MqttConnection;
+
+// A connection's place in its worker's list of live connections: intrusive, so that being listed
+// costs a connection two pointers and no allocation.
+struct LiveLink {
+    MqttConnection* prev = nullptr;
+    MqttConnection* next = nullptr;
+};
 
 // What every worker shares: the ingest unit, metrics and MQTT rules. Read-only after start
 // except the atomics.
@@ -99,9 +105,10 @@ class IoWorker {
 
     // I/O thread only.
     void pause(std::shared_ptr<MqttConnection> connection);
-    void add(MqttConnection* connection) { live_.insert(connection); }
-    void remove(MqttConnection* connection) { live_.erase(connection); }
-    const std::unordered_set<MqttConnection*>& live() const { return live_; }
+    void add(MqttConnection* connection);
+    void remove(MqttConnection* connection);
+    // The connections added and not yet removed.
+    std::vector<MqttConnection*> live() const;
 
   private:
     void deliver_completions();
@@ -139,7 +146,7 @@ class IoWorker {
     TimerWheel timers_;
     Immediate immediate_;
     std::vector<std::shared_ptr<MqttConnection>> paused_;
-    std::unordered_set<MqttConnection*> live_;
+    MqttConnection* live_ = nullptr;  // the first of them, linked through LiveLink
 };
 
 }  // namespace citygate::gateway

@@ -41,6 +41,9 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     // Keeps the connection alive until its teardown (or abandon()).
     void start();
 
+    // Its place in IoWorker::live(), from start() to teardown().
+    LiveLink& live_link() { return live_link_; }
+
     // Its connect or keep-alive timeout passed (I/O thread, from IoWorker::timers()).
     void on_timer_expired();
 
@@ -150,6 +153,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     // Itself, from start() to teardown(): the worker's lists and timer wheel hold plain
     // pointers, so the connection may not vanish while it is in them.
     std::shared_ptr<MqttConnection> self_;
+    LiveLink live_link_;
     // The wheel hook (the base class) serves both kinds: the connect timeout ends where
     // keep-alive begins.
     std::uint32_t timer_period_ms_ = 0;  // what it was armed with, to give another period
