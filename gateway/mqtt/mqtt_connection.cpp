@@ -147,6 +147,7 @@ void MqttConnection::on_readable(const boost::system::error_code& ec) {
         return worker_.throttle(shared_from_this(),
                                 std::chrono::steady_clock::now() + dribble_pause, false);
     }
+    settle();
     wait_readable();
 }
 
@@ -165,14 +166,16 @@ std::size_t MqttConnection::pull(std::uint8_t* to, std::size_t room,
 }
 
 bool MqttConnection::read_once(boost::system::error_code& ec) {
-    if (partial_total_ > 0) {
+    if (active_ && active_->partial_total > 0) {
         // The rest of a packet whose size is known goes straight behind the bytes held: a packet
         // dribbled a byte per segment costs one copy per byte, not one of the whole buffer.
-        std::size_t n = pull(partial_.data() + partial_have_, partial_total_ - partial_have_, ec);
+        ActiveState& a = *active_;
+        std::size_t n =
+            pull(a.partial.data() + a.partial_have, a.partial_total - a.partial_have, ec);
         if (ec) return false;
         worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
-        partial_have_ += static_cast<std::uint32_t>(n);
-        if (partial_have_ < partial_total_) return n < dribble_bytes;
+        a.partial_have += static_cast<std::uint32_t>(n);
+        if (a.partial_have < a.partial_total) return n < dribble_bytes;
         PacketBuffer packet = take_partial();
         std::size_t consumed = session_.on_bytes(packet.bytes(packet.size()));
         if (!closing_ && !torn_down_ && consumed != packet.size()) {
@@ -185,12 +188,12 @@ bool MqttConnection::read_once(boost::system::error_code& ec) {
     // Nothing held, or a fixed header not yet complete (at most 4 bytes): read into the worker's
     // buffer behind them.
     std::vector<std::uint8_t>& buffer = worker_.read_buffer();
-    std::size_t have = partial_have_;
-    std::copy_n(partial_.data(), have, buffer.begin());
+    std::size_t have = active_ ? active_->partial_have : 0;
+    if (have > 0) std::copy_n(active_->partial.data(), have, buffer.begin());
     std::size_t n = pull(buffer.data() + have, buffer.size() - have, ec);
     if (ec) return false;
     worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
-    auto since = have > 0 ? partial_since_ : std::chrono::steady_clock::now();
+    auto since = have > 0 ? active_->partial_since : std::chrono::steady_clock::now();
     take_partial();
     feed(std::span(buffer.data(), have + n), since);
     return false;
@@ -213,6 +216,7 @@ void MqttConnection::drain_tls() {
         read_once(ec);
     }
     tls_->unread_begin = tls_->unread_end = 0;
+    settle();
     wait_readable();
 }
 
@@ -268,34 +272,37 @@ bool MqttConnection::keep_partial(std::span<const std::uint8_t> tail,
         session_.disconnect(mqtt::reason_code::quota_exceeded);
         return false;
     }
-    partial_ = PacketBuffer::allocate(slot);
-    if (partial_.empty()) {
+    ActiveState& a = active();
+    a.partial = PacketBuffer::allocate(slot);
+    if (a.partial.empty()) {
         context.partial_bytes.fetch_sub(slot);
         CG_LOG(warn) << "mqtt: no memory for an incomplete packet of " << slot << " bytes";
         session_.disconnect(mqtt::reason_code::quota_exceeded);
         return false;
     }
-    std::copy(tail.begin(), tail.end(), partial_.data());
-    partial_have_ = static_cast<std::uint32_t>(tail.size());
-    partial_total_ = static_cast<std::uint32_t>(total);
-    partial_since_ = since;
+    std::copy(tail.begin(), tail.end(), a.partial.data());
+    a.partial_have = static_cast<std::uint32_t>(tail.size());
+    a.partial_total = static_cast<std::uint32_t>(total);
+    a.partial_since = since;
     watch_deadline();
     return true;
 }
 
 PacketBuffer MqttConnection::take_partial() {
-    worker_.context().partial_bytes.fetch_sub(partial_.size());
-    partial_have_ = partial_total_ = 0;
-    return std::move(partial_);  // leaves partial_ empty
+    if (!active_) return {};
+    worker_.context().partial_bytes.fetch_sub(active_->partial.size());
+    active_->partial_have = active_->partial_total = 0;
+    return std::move(active_->partial);  // leaves it empty
 }
 
 void MqttConnection::watch_deadline() {
     if (deadline_watched_ || torn_down_) return;
     GatewayContext& context = worker_.context();
     std::optional<std::chrono::steady_clock::time_point> at;
-    if (!partial_.empty()) at = partial_since_ + context.partial_packet_timeout;
+    if (!active_) return;  // neither a packet held nor writes under way
+    if (!active_->partial.empty()) at = active_->partial_since + context.partial_packet_timeout;
     if (sends_overdue()) {
-        auto writes = blocked_since_ + context.write_timeout;
+        auto writes = active_->blocked_since + context.write_timeout;
         at = at ? std::min(*at, writes) : writes;
     }
     if (!at) return;
@@ -305,36 +312,53 @@ void MqttConnection::watch_deadline() {
 
 void MqttConnection::on_deadline(std::chrono::steady_clock::time_point now) {
     deadline_watched_ = false;
-    if (torn_down_) return;
+    if (torn_down_ || !active_) return;
     GatewayContext& context = worker_.context();
-    if (sends_overdue() && now >= blocked_since_ + context.write_timeout) {
+    ActiveState& a = *active_;
+    if (sends_overdue() && now >= a.blocked_since + context.write_timeout) {
         // It has not read what we sent for write_timeout: nothing more can reach it.
         context.metrics.error(ErrorKind::slow_consumer).Increment();
         CG_LOG(debug)
             << "mqtt client read nothing for "
             << std::chrono::duration_cast<std::chrono::milliseconds>(context.write_timeout).count()
-            << " ms with " << outbox_.size() + writing_.size() << " bytes queued; closing";
+            << " ms with " << a.outbox.size() + a.writing.size() << " bytes queued; closing";
         session_.on_peer_closed();
         return teardown();
     }
-    if (!partial_.empty() && now >= partial_since_ + context.partial_packet_timeout &&
+    if (!a.partial.empty() && now >= a.partial_since + context.partial_packet_timeout &&
         (paused_ || (throttled_ && !coalescing_) || reading_stopped_ || send_blocked_ ||
          inflight_full())) {
         // We are not reading it, so its packet cannot complete: as with keep-alive, another
         // period (a client that does not read us is closed by write_timeout instead).
-        partial_since_ = now;
+        a.partial_since = now;
     }
-    if (!partial_.empty() && now >= partial_since_ + context.partial_packet_timeout) {
+    if (!a.partial.empty() && now >= a.partial_since + context.partial_packet_timeout) {
         context.metrics.error(ErrorKind::partial_packet_timeout).Increment();
         CG_LOG(debug) << "mqtt packet incomplete after "
                       << std::chrono::duration_cast<std::chrono::milliseconds>(
                              context.partial_packet_timeout)
                              .count()
-                      << " ms (" << partial_have_ << " of " << partial_total_ << " bytes); closing";
+                      << " ms (" << a.partial_have << " of " << a.partial_total
+                      << " bytes); closing";
         take_partial();
         session_.disconnect(mqtt::reason_code::keep_alive_timeout);
     }
+    settle();
     watch_deadline();
+}
+
+MqttConnection::ActiveState& MqttConnection::active() {
+    if (!active_) active_ = std::make_unique<ActiveState>();
+    return *active_;
+}
+
+void MqttConnection::settle() {
+    // Not while a write is in flight (it uses the buffer) or blocked (its deadline is here).
+    if (!active_ || writing_now_ || send_blocked_) return;
+    const ActiveState& a = *active_;
+    if (a.partial.empty() && a.outbox.empty() && a.writing.empty() && a.stalled.empty()) {
+        active_.reset();
+    }
 }
 
 void MqttConnection::on_packet(mqtt::packet_direction direction, mqtt::packet_type type) {
@@ -348,12 +372,13 @@ void MqttConnection::on_packet(mqtt::packet_direction direction, mqtt::packet_ty
 
 void MqttConnection::send(std::span<const std::uint8_t> bytes) {
     if (torn_down_) return;
-    outbox_.insert(outbox_.end(), bytes.begin(), bytes.end());
-    if (!send_blocked_ && outbox_.size() + writing_.size() > worker_.context().max_send_queue) {
+    ActiveState& a = active();
+    a.outbox.insert(a.outbox.end(), bytes.begin(), bytes.end());
+    if (!send_blocked_ && a.outbox.size() + a.writing.size() > worker_.context().max_send_queue) {
         // The client does not read what we send: stop reading it, so what it sends waits in
         // its socket instead of turning into more queued answers here.
         send_blocked_ = true;
-        blocked_since_ = std::chrono::steady_clock::now();
+        a.blocked_since = std::chrono::steady_clock::now();
         watch_deadline();
     }
     flush();
@@ -361,39 +386,44 @@ void MqttConnection::send(std::span<const std::uint8_t> bytes) {
 
 void MqttConnection::flush() {
     if (writing_now_ || torn_down_) return;
-    if (outbox_.empty()) {
+    if (!active_ || active_->outbox.empty()) {
         if (closing_) teardown();
         return;
     }
-    writing_.swap(outbox_);
+    std::vector<std::uint8_t>& writing = active_->writing;
+    writing.swap(active_->outbox);
     writing_now_ = true;
     auto on_done = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
         self->worker_.context().metrics.bytes_sent.Increment(static_cast<double>(n));
         self->on_written(ec);
     };
     if (tls_) {
-        boost::asio::async_write(tls_->stream, boost::asio::buffer(writing_), std::move(on_done));
+        boost::asio::async_write(tls_->stream, boost::asio::buffer(writing), std::move(on_done));
     } else {
-        boost::asio::async_write(socket_, boost::asio::buffer(writing_), std::move(on_done));
+        boost::asio::async_write(socket_, boost::asio::buffer(writing), std::move(on_done));
     }
 }
 
 void MqttConnection::on_written(const boost::system::error_code& ec) {
     writing_now_ = false;
+    if (torn_down_) {
+        active_.reset();  // the buffer teardown() left to this write
+        return;
+    }
     // Released, so that an idle connection keeps no buffer (the next answer allocates one). Not
-    // `writing_ = {}`, which assigns an empty initializer list and keeps the capacity.
-    writing_ = std::vector<std::uint8_t>();
-    if (torn_down_) return;
+    // `writing = {}`, which assigns an empty initializer list and keeps the capacity.
+    active_->writing = std::vector<std::uint8_t>();
     if (ec) {
         CG_LOG(debug) << "mqtt write failed: " << ec.message();
         session_.on_peer_closed();
         return teardown();
     }
-    blocked_since_ = std::chrono::steady_clock::now();  // the client read a whole write
-    bool unblocked = send_blocked_ && outbox_.size() < worker_.context().max_send_queue / 2;
+    active_->blocked_since = std::chrono::steady_clock::now();  // the client read a whole write
+    bool unblocked = send_blocked_ && active_->outbox.size() < worker_.context().max_send_queue / 2;
     if (unblocked) send_blocked_ = false;
     flush();
     if (unblocked) resume_reading();
+    settle();
 }
 
 void MqttConnection::deliver(const mqtt::inbound_publish& message) {
@@ -419,8 +449,8 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
     ingest::Verdict verdict = worker_.appender().prepare(
         {identity_, session_.client_id(), message.topic, message.payload}, write);
     if (verdict != ingest::Verdict::stored) return refuse(message, verdict);
-    if (!stalled_.empty() || !submit(write, message.token, received)) {
-        stalled_.push_back({std::move(write), message.token, received});
+    if ((active_ && !active_->stalled.empty()) || !submit(write, message.token, received)) {
+        active().stalled.push_back({std::move(write), message.token, received});
         if (!paused_) {
             paused_ = true;
             worker_.pause(shared_from_this());
@@ -492,17 +522,21 @@ bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
 }
 
 bool MqttConnection::retry_stalled() {
-    std::size_t done = 0;
-    while (done < stalled_.size()) {
-        StalledWrite& next = stalled_[done];
-        if (!submit(next.write, next.token, next.received)) break;
-        ++done;
+    if (active_) {
+        std::vector<StalledWrite>& stalled = active_->stalled;
+        std::size_t done = 0;
+        while (done < stalled.size()) {
+            StalledWrite& next = stalled[done];
+            if (!submit(next.write, next.token, next.received)) break;
+            ++done;
+        }
+        stalled.erase(stalled.begin(), stalled.begin() + static_cast<std::ptrdiff_t>(done));
+        if (!stalled.empty()) return false;
+        stalled = std::vector<StalledWrite>();
     }
-    stalled_.erase(stalled_.begin(), stalled_.begin() + static_cast<std::ptrdiff_t>(done));
-    if (!stalled_.empty()) return false;
-    stalled_.shrink_to_fit();
     paused_ = false;
     resume_reading();
+    settle();
     return !paused_;
 }
 
@@ -733,7 +767,7 @@ void MqttConnection::close(mqtt::reason_code reason) {
         // A DISCONNECT would only queue behind what it never read.
         worker_.context().metrics.error(ErrorKind::slow_consumer).Increment();
         CG_LOG(debug) << "mqtt client does not read; closing without flushing "
-                      << outbox_.size() + writing_.size() << " bytes";
+                      << active_->outbox.size() + active_->writing.size() << " bytes";
         return teardown();
     }
     // The socket is not cancelled: that would abort the write in flight too. flush() tears the
@@ -741,7 +775,7 @@ void MqttConnection::close(mqtt::reason_code reason) {
     // that does not finish within write_timeout ends it instead.
     flush();
     if (writing_now_ && !torn_down_) {
-        blocked_since_ = std::chrono::steady_clock::now();
+        active_->blocked_since = std::chrono::steady_clock::now();
         watch_deadline();
     }
 }
@@ -764,9 +798,14 @@ void MqttConnection::teardown() {
     boost::system::error_code ignored;
     socket().shutdown(Socket::shutdown_both, ignored);
     socket().close(ignored);
-    stalled_.clear();
     take_partial();
-    outbox_ = std::vector<std::uint8_t>();  // writing_ stays until its write ends: in use
+    if (writing_now_) {
+        // The write in flight still uses its buffer: on_written() releases the rest.
+        active_->stalled.clear();
+        active_->outbox = std::vector<std::uint8_t>();
+    } else {
+        active_.reset();
+    }
     worker_.remove(this);
     worker_.context().connections.fetch_sub(1);
     if (counted_session_) worker_.context().sessions.fetch_sub(1);

@@ -167,16 +167,25 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     float rate_tokens_ = 0;
     std::chrono::steady_clock::time_point rate_refilled_{};
 
-    // An incomplete packet: sized to its total once the fixed header is known (partial_total_),
-    // else to the longest fixed header; partial_have_ bytes are filled. Empty while idle.
-    PacketBuffer partial_;
-    std::uint32_t partial_have_ = 0;
-    std::uint32_t partial_total_ = 0;
-    std::chrono::steady_clock::time_point partial_since_{};  // its first byte arrived
-    std::chrono::steady_clock::time_point blocked_since_{};  // send_blocked_ or last progress
-    std::vector<std::uint8_t> outbox_;   // bytes queued while a write is in flight
-    std::vector<std::uint8_t> writing_;  // bytes of the write in flight
-    std::vector<StalledWrite> stalled_;  // refused by a full shard queue, in arrival order
+    // What a connection holds only while bytes move: made by active() when a packet arrives
+    // incomplete, an answer is queued or a write stalls, and dropped by settle() once none of
+    // them is left, so that an idle connection does not carry its 112 bytes.
+    struct ActiveState {
+        // An incomplete packet: sized to its total once the fixed header is known
+        // (partial_total), else to the longest fixed header; partial_have bytes are filled.
+        PacketBuffer partial;
+        std::uint32_t partial_have = 0;
+        std::uint32_t partial_total = 0;
+        std::chrono::steady_clock::time_point partial_since{};  // its first byte arrived
+        std::chrono::steady_clock::time_point blocked_since{};  // send_blocked_ or last progress
+        std::vector<std::uint8_t> outbox;   // bytes queued while a write is in flight
+        std::vector<std::uint8_t> writing;  // bytes of the write in flight
+        std::vector<StalledWrite> stalled;  // refused by a full shard queue, in arrival order
+    };
+    ActiveState& active();
+    // Drops active_ if nothing is in it and no write is in flight or blocked.
+    void settle();
+    std::unique_ptr<ActiveState> active_;
 
     bool waiting_ = false;  // an async_wait for readability is pending
     // Over max_send_queue: not reading because the client does not read us (unlike paused_,
@@ -184,7 +193,7 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     bool send_blocked_ = false;
     bool deadline_watched_ = false;  // an IoWorker::watch entry is pending
     bool reading_stopped_ = false;
-    bool paused_ = false;  // backpressure: stalled_ is not empty
+    bool paused_ = false;  // backpressure: active_->stalled is not empty
     bool writing_now_ = false;
     bool closing_ = false;  // the engine said close: flush, then close the socket
     bool torn_down_ = false;
