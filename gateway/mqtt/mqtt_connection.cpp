@@ -2,7 +2,8 @@
 #include "gateway/mqtt/mqtt_connection.hpp"
 
 #include <algorithm>
-#include <limits>
+
+#include <cassert>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -24,12 +25,27 @@ MqttConnection::MqttConnection(IoWorker& worker, Socket socket, boost::asio::ssl
     : worker_(worker),
       socket_(std::move(socket)),
       tls_(tls ? std::make_unique<TlsState>(std::move(socket_), *tls) : nullptr),
-      session_(*this, worker.context().limits) {}
+      session_(*this, worker.context().limits) {
+    // With the control block of std::make_shared, a 256-byte malloc chunk (issue 15: an idle
+    // connection at most 700 bytes in all).
+    static_assert(sizeof(MqttConnection) <= 232, "MqttConnection grew: check the idle budget");
+}
 
 MqttConnection::~MqttConnection() = default;
 
+void MqttConnection::open(IoWorker& worker, Socket socket, boost::asio::ssl::context* tls) {
+    auto connection = std::make_shared<MqttConnection>(worker, std::move(socket), tls);
+    connection->self_ = connection;
+    connection->start();
+}
+
+std::shared_ptr<MqttConnection> MqttConnection::share() {
+    // Only ever called before teardown(), while self_ holds the connection.
+    assert(self_);
+    return self_;
+}
+
 void MqttConnection::start() {
-    self_ = shared_from_this();
     worker_.add(this);
     (tls_ ? worker_.context().metrics.connections_tls : worker_.context().metrics.connections)
         .Increment();
@@ -41,9 +57,7 @@ void MqttConnection::start() {
     if (tls_) {
         tls_->stream.async_handshake(
             boost::asio::ssl::stream_base::server,
-            [self = shared_from_this()](const boost::system::error_code& ec) {
-                self->on_handshake(ec);
-            });
+            [self = share()](const boost::system::error_code& ec) { self->on_handshake(ec); });
         return;
     }
     socket_.non_blocking(true, ec);
@@ -96,7 +110,7 @@ void MqttConnection::wait_readable() {
         // client is slowed by TCP instead of being disconnected.
         throttled_ = true;
         auto wait = std::chrono::duration<double>(-rate_tokens_ / rate);
-        worker_.throttle(shared_from_this(),
+        worker_.throttle(share(),
                          std::chrono::steady_clock::now() +
                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait));
         return;
@@ -110,17 +124,16 @@ void MqttConnection::wait_readable() {
         tls_->buffer.resize(4096);
         tls_->stream.async_read_some(
             boost::asio::buffer(tls_->buffer),
-            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            [self = share()](const boost::system::error_code& ec, std::size_t n) {
                 self->waiting_ = false;
                 self->on_tls_read(ec, n);
             });
         return;
     }
-    socket_.async_wait(Socket::wait_read,
-                       [self = shared_from_this()](const boost::system::error_code& ec) {
-                           self->waiting_ = false;
-                           self->on_readable(ec);
-                       });
+    socket_.async_wait(Socket::wait_read, [self = share()](const boost::system::error_code& ec) {
+        self->waiting_ = false;
+        self->on_readable(ec);
+    });
 }
 
 void MqttConnection::peer_gone(const boost::system::error_code& ec) {
@@ -144,8 +157,7 @@ void MqttConnection::on_readable(const boost::system::error_code& ec) {
         // let its bytes gather in the socket first, so that a dribbling client is read at most
         // every dribble_pause (a packet arriving in full-sized segments never waits).
         throttled_ = coalescing_ = true;
-        return worker_.throttle(shared_from_this(),
-                                std::chrono::steady_clock::now() + dribble_pause, false);
+        return worker_.throttle(share(), std::chrono::steady_clock::now() + dribble_pause, false);
     }
     settle();
     wait_readable();
@@ -307,7 +319,7 @@ void MqttConnection::watch_deadline() {
     }
     if (!at) return;
     deadline_watched_ = true;
-    worker_.watch(shared_from_this(), *at);
+    worker_.watch(share(), *at);
 }
 
 void MqttConnection::on_deadline(std::chrono::steady_clock::time_point now) {
@@ -393,7 +405,7 @@ void MqttConnection::flush() {
     std::vector<std::uint8_t>& writing = active_->writing;
     writing.swap(active_->outbox);
     writing_now_ = true;
-    auto on_done = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+    auto on_done = [self = share()](const boost::system::error_code& ec, std::size_t n) {
         self->worker_.context().metrics.bytes_sent.Increment(static_cast<double>(n));
         self->on_written(ec);
     };
@@ -453,7 +465,7 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
         active().stalled.push_back({std::move(write), message.token, received});
         if (!paused_) {
             paused_ = true;
-            worker_.pause(shared_from_this());
+            worker_.pause(share());
         }
     }
 }
@@ -502,7 +514,7 @@ void MqttConnection::refuse(const mqtt::inbound_publish& message, ingest::Verdic
 bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
                             std::chrono::steady_clock::time_point received) {
     IoWorker* worker = &worker_;
-    ingest::Completion done = [worker, self = shared_from_this(), token,
+    ingest::Completion done = [worker, self = share(), token,
                                received](const ingest::Outcome& outcome) mutable {
         // Moving the connection out keeps its last reference off the writer thread.
         worker->post_completion({std::move(self), token, outcome, received});
@@ -650,7 +662,7 @@ mqtt::reason_code MqttConnection::authenticate(const mqtt::connect_request& requ
     // own thread, which keeps the connection alive until then (teardown meanwhile is fine: the
     // answer is dropped).
     auto answer = context.access.authenticate(
-        std::move(auth), [self = shared_from_this()](ingest::AuthResult result) mutable {
+        std::move(auth), [self = share()](ingest::AuthResult result) mutable {
             IoWorker& worker = self->worker_;
             boost::asio::post(worker.io(),
                               [self = std::move(self), result = std::move(result)]() mutable {
@@ -724,22 +736,19 @@ void MqttConnection::unsubscribe(std::span<const std::string_view>) {}
 void MqttConnection::arm_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
     if (torn_down_) return;
     timer_kind_ = kind;
-    // Keep-alive is at most 65535 s x 1.5; a connect timeout past 49 days is as good as none.
-    timer_period_ms_ = static_cast<std::uint32_t>(std::clamp<std::chrono::milliseconds::rep>(
-        after.count(), 0, std::numeric_limits<std::uint32_t>::max()));
-    worker_.timers().arm(*this, std::chrono::milliseconds(timer_period_ms_));
+    worker_.timers().arm(*this, after);
 }
 
 void MqttConnection::on_timer_expired() {
     // Armed means not torn down, so self_ still holds it; the session may tear it down now.
-    auto self = shared_from_this();
+    auto self = share();
     if (torn_down_) return;
     // A client we stopped reading (backpressure, drain, inflight at its maximum) is not silent:
     // its packets wait in the socket. Give it another period instead of timing it out. Not so
     // when we stopped because it does not read our answers (send_blocked_): that is its doing.
     if (timer_kind_ == mqtt::timer_kind::keep_alive && !send_blocked_ &&
         (paused_ || (throttled_ && !coalescing_) || reading_stopped_ || inflight_full())) {
-        return arm_timer(timer_kind_, std::chrono::milliseconds(timer_period_ms_));
+        return arm_timer(timer_kind_, period());
     }
     session_.on_timer(timer_kind_);
 }

@@ -25,21 +25,22 @@
 
 namespace citygate::gateway {
 
-class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
-                       public TimerWheel::Hook,
-                       private mqtt::session_handler {
+class MqttConnection : public TimerWheel::Hook, private mqtt::session_handler {
   public:
     // Bound to its I/O thread's io_context: that executor is 16 bytes where any_io_executor is
     // 48, in the socket and in every operation pending on it (an idle connection has one).
     using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp,
                                                     boost::asio::io_context::executor_type>;
 
+    // Makes a connection and starts it (I/O thread). It holds itself from then until its
+    // teardown, after which the async operations still under way hold it until they end; the
+    // worker's lists and timer wheel refer to it by plain pointers meanwhile.
     // `tls` set: the connection is TLS, handshaken before MQTT starts.
+    static void open(IoWorker& worker, Socket socket, boost::asio::ssl::context* tls);
+
+    // For open() (std::make_shared).
     MqttConnection(IoWorker& worker, Socket socket, boost::asio::ssl::context* tls);
     ~MqttConnection() override;
-
-    // Keeps the connection alive until its teardown (or abandon()).
-    void start();
 
     // Its place in IoWorker::live(), from start() to teardown().
     LiveLink& live_link() { return live_link_; }
@@ -72,6 +73,10 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void on_deadline(std::chrono::steady_clock::time_point now);
 
   private:
+    void start();
+    // A reference for an async operation or a worker queue; only before teardown().
+    std::shared_ptr<MqttConnection> share();
+
     struct StalledWrite {
         ingest::Write write;
         mqtt::delivery_token token = 0;
@@ -141,32 +146,6 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
         std::optional<std::string> certificate_user;  // CN of a verified client certificate
     };
 
-    // Members are kept few and small: an idle connection should cost well under 2 KiB in all.
-    IoWorker& worker_;
-    Socket socket_;  // moved into tls_ for a TLS connection
-    std::unique_ptr<TlsState> tls_;
-    mqtt::server_session session_;
-    ingest::Identity identity_;
-    // Its series limits (per identity, per connection minute), asked by storage; may be null.
-    // Made at the first write (series_asked_).
-    std::shared_ptr<storage::SeriesAdmission> series_;
-    // Itself, from start() to teardown(): the worker's lists and timer wheel hold plain
-    // pointers, so the connection may not vanish while it is in them.
-    std::shared_ptr<MqttConnection> self_;
-    LiveLink live_link_;
-    // The wheel hook (the base class) serves both kinds: the connect timeout ends where
-    // keep-alive begins.
-    std::uint32_t timer_period_ms_ = 0;  // what it was armed with, to give another period
-    mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;
-    bool from_loopback_ = false;
-    bool throttled_ = false;  // over the publish rate: not reading until the worker wakes us
-    // throttled_ only to let a dribbled packet's bytes gather in the socket: our choice, but
-    // not one that extends the client's deadlines.
-    bool coalescing_ = false;
-    // Publish rate limit: a token bucket refilled by elapsed time, negative when over.
-    float rate_tokens_ = 0;
-    std::chrono::steady_clock::time_point rate_refilled_{};
-
     // What a connection holds only while bytes move: made by active() when a packet arrives
     // incomplete, an answer is queued or a write stalls, and dropped by settle() once none of
     // them is left, so that an idle connection does not carry its 112 bytes.
@@ -185,8 +164,32 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     ActiveState& active();
     // Drops active_ if nothing is in it and no write is in flight or blocked.
     void settle();
-    std::unique_ptr<ActiveState> active_;
 
+    // Every idle connection carries these (and its session's state, its socket's reactor entry
+    // and one pending readability wait): kept few, small and ordered by size so that the
+    // object and its shared_ptr control block fit a 256-byte malloc chunk.
+    IoWorker& worker_;
+    Socket socket_;  // moved into tls_ for a TLS connection
+    std::unique_ptr<TlsState> tls_;
+    mqtt::server_session session_;
+    ingest::Identity identity_;
+    // Its series limits (per identity, per connection minute), asked by storage; may be null.
+    // Made at the first write (series_asked_).
+    std::shared_ptr<storage::SeriesAdmission> series_;
+    std::shared_ptr<MqttConnection> self_;  // from open() to teardown()
+    LiveLink live_link_;
+    std::unique_ptr<ActiveState> active_;
+    // Publish rate limit: a token bucket refilled by elapsed time, negative when over.
+    std::chrono::steady_clock::time_point rate_refilled_{};
+    float rate_tokens_ = 0;
+    // The wheel hook (the base class) serves both kinds: the connect timeout ends where
+    // keep-alive begins.
+    mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;
+    bool from_loopback_ = false;
+    bool throttled_ = false;  // over the publish rate: not reading until the worker wakes us
+    // throttled_ only to let a dribbled packet's bytes gather in the socket: our choice, but
+    // not one that extends the client's deadlines.
+    bool coalescing_ = false;
     bool waiting_ = false;  // an async_wait for readability is pending
     // Over max_send_queue: not reading because the client does not read us (unlike paused_,
     // this does not extend its keep-alive).

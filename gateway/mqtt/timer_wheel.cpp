@@ -2,6 +2,7 @@
 #include "gateway/mqtt/timer_wheel.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace citygate::gateway {
 
@@ -33,6 +34,9 @@ bool TimerWheel::empty() const {
 
 void TimerWheel::arm(Hook& hook, std::chrono::milliseconds after) {
     hook.unlink();
+    after = std::clamp(after, std::chrono::milliseconds(0),
+                       std::chrono::milliseconds(std::numeric_limits<std::uint32_t>::max()));
+    hook.period_ms_ = static_cast<std::uint32_t>(after.count());
     auto now = std::chrono::steady_clock::now();
     if (!ticking_) processed_ = ticks_since_origin(now);  // nothing is armed: no tick is owed
     // Rounded up: a tick fires when its time has come, so the hook never expires early. Never

@@ -33,6 +33,8 @@ class TimerWheel {
         ~Hook() { unlink(); }
 
         bool armed() const { return prev_ != nullptr; }
+        // What it was last armed with (in milliseconds, at most 49 days), to arm it again.
+        std::chrono::milliseconds period() const { return std::chrono::milliseconds(period_ms_); }
 
       private:
         friend class TimerWheel;
@@ -41,6 +43,7 @@ class TimerWheel {
         Hook* next_ = nullptr;
         Hook** prev_ = nullptr;  // what points to this hook; null while disarmed
         std::uint32_t due_ = 0;  // the tick it expires at
+        std::uint32_t period_ms_ = 0;
     };
 
     // `expired` is called on the wheel's thread with each hook whose time came, already
@@ -54,7 +57,8 @@ class TimerWheel {
     TimerWheel(const TimerWheel&) = delete;
     TimerWheel& operator=(const TimerWheel&) = delete;
 
-    // (Re)arms `hook` to expire `after` from now.
+    // (Re)arms `hook` to expire `after` from now (at most 2^32 - 1 ms: longer is as good as
+    // never for a connection timeout).
     void arm(Hook& hook, std::chrono::milliseconds after);
     static void cancel(Hook& hook) { hook.unlink(); }
 
