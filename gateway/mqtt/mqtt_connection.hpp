@@ -185,23 +185,24 @@ class MqttConnection : public TimerWheel::Hook, private mqtt::session_handler {
     // The wheel hook (the base class) serves both kinds: the connect timeout ends where
     // keep-alive begins.
     mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;
-    bool from_loopback_ = false;
-    bool throttled_ = false;  // over the publish rate: not reading until the worker wakes us
+    // The flags as bits: 13 bools would cost the connection its place in a smaller chunk.
+    bool from_loopback_ : 1 = false;
+    bool throttled_ : 1 = false;  // over the publish rate: not reading until the worker wakes us
     // throttled_ only to let a dribbled packet's bytes gather in the socket: our choice, but
     // not one that extends the client's deadlines.
-    bool coalescing_ = false;
-    bool waiting_ = false;  // an async_wait for readability is pending
+    bool coalescing_ : 1 = false;
+    bool waiting_ : 1 = false;  // an async_wait for readability is pending
     // Over max_send_queue: not reading because the client does not read us (unlike paused_,
     // this does not extend its keep-alive).
-    bool send_blocked_ = false;
-    bool deadline_watched_ = false;  // an IoWorker::watch entry is pending
-    bool reading_stopped_ = false;
-    bool paused_ = false;  // backpressure: active_->stalled is not empty
-    bool writing_now_ = false;
-    bool closing_ = false;  // the engine said close: flush, then close the socket
-    bool torn_down_ = false;
-    bool counted_session_ = false;  // counted in GatewayContext::sessions
-    bool series_asked_ = false;     // series_ was made
+    bool send_blocked_ : 1 = false;
+    bool deadline_watched_ : 1 = false;  // an IoWorker::watch entry is pending
+    bool reading_stopped_ : 1 = false;
+    bool paused_ : 1 = false;  // backpressure: active_->stalled is not empty
+    bool writing_now_ : 1 = false;
+    bool closing_ : 1 = false;  // the engine said close: flush, then close the socket
+    bool torn_down_ : 1 = false;
+    bool counted_session_ : 1 = false;  // counted in GatewayContext::sessions
+    bool series_asked_ : 1 = false;     // series_ was made
 };
 
 }  // namespace citygate::gateway
