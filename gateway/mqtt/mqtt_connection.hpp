@@ -165,9 +165,10 @@ class MqttConnection : public TimerWheel::Hook, private mqtt::session_handler {
     // Drops active_ if nothing is in it and no write is in flight or blocked.
     void settle();
 
-    // Every idle connection carries these (and its session's state, its socket's reactor entry
-    // and one pending readability wait): kept few, small and ordered by size so that the
-    // object and its shared_ptr control block fit a 256-byte malloc chunk.
+    // Every idle connection carries these, its session's state among them (and besides them
+    // its socket's reactor entry and one pending readability wait): kept few, small and
+    // ordered by size so that the object and its shared_ptr control block fit a 368-byte
+    // malloc chunk.
     IoWorker& worker_;
     Socket socket_;  // moved into tls_ for a TLS connection
     std::unique_ptr<TlsState> tls_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
+#include <new>
 #include <string>
 
 #include "protocols/mqtt/encoder.hpp"
@@ -496,23 +497,34 @@ struct server_session::state {
     }
 };
 
-server_session::server_session(session_handler& handler, const server_limits& limits)
-    : state_(std::make_unique<state>(handler, limits)) {
-    // An idle connection must cost well under 2 KiB (DESIGN.md); this is most of ours.
-    static_assert(sizeof(state) <= 136, "server_session::state grew: check the idle budget");
+server_session::server_session(session_handler& handler, const server_limits& limits) {
+    // An idle connection must cost at most 700 bytes in all (issue 15); this is a fifth of it.
+    static_assert(sizeof(state) <= state_size && alignof(state) <= 8,
+                  "server_session::state grew: check the idle budget");
+    new (state_) state(handler, limits);
 }
 
-server_session::~server_session() = default;
+server_session::~server_session() {
+    st().~state();
+}
+
+server_session::state& server_session::st() {
+    return *std::launder(reinterpret_cast<state*>(state_));
+}
+
+const server_session::state& server_session::st() const {
+    return *std::launder(reinterpret_cast<const state*>(state_));
+}
 
 void server_session::start() {
-    auto& s = *state_;
+    auto& s = st();
     if (s.stage != state::phase::awaiting_connect) return;
     s.handler.arm_timer(timer_kind::connect_timeout, s.limits.connect_timeout);
     s.connect_timer_armed = true;
 }
 
 std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
-    auto& s = *state_;
+    auto& s = st();
     bool any = false;
     s.in_input = true;
     const std::size_t consumed = s.process(bytes, any);
@@ -524,7 +536,7 @@ std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
 }
 
 void server_session::on_timer(timer_kind kind) {
-    auto& s = *state_;
+    auto& s = st();
     if (kind == timer_kind::connect_timeout) {
         s.connect_timer_armed = false;
         if (s.stage == state::phase::awaiting_connect || s.stage == state::phase::authenticating) {
@@ -538,23 +550,23 @@ void server_session::on_timer(timer_kind kind) {
 }
 
 void server_session::on_peer_closed() {
-    state_->stage = state::phase::closed;
+    st().stage = state::phase::closed;
 }
 
 void server_session::complete(delivery_token token, bool stored) {
-    state_->complete(token, stored ? reason_code::success : reason_code::unspecified_error);
+    st().complete(token, stored ? reason_code::success : reason_code::unspecified_error);
 }
 
 void server_session::complete(delivery_token token, reason_code outcome) {
-    state_->complete(token, outcome);
+    st().complete(token, outcome);
 }
 
 void server_session::disconnect(reason_code reason) {
-    state_->disconnect(reason);
+    st().disconnect(reason);
 }
 
 void server_session::complete_authentication(reason_code verdict) {
-    auto& s = *state_;
+    auto& s = st();
     if (s.stage != state::phase::authenticating) return;
     s.stage = state::phase::awaiting_connect;
     std::vector<std::uint8_t> held;
@@ -570,23 +582,23 @@ void server_session::complete_authentication(reason_code verdict) {
 }
 
 bool server_session::awaiting_authentication() const {
-    return state_->stage == state::phase::authenticating;
+    return st().stage == state::phase::authenticating;
 }
 
 std::size_t server_session::inflight() const {
-    return state_->undone;
+    return st().undone;
 }
 
 bool server_session::connected() const {
-    return state_->stage == state::phase::connected;
+    return st().stage == state::phase::connected;
 }
 
 protocol_version server_session::version() const {
-    return state_->version;
+    return st().version;
 }
 
 std::string_view server_session::client_id() const {
-    return state_->client_id;
+    return st().client_id;
 }
 
 }  // namespace citygate::mqtt

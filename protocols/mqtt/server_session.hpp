@@ -200,7 +200,13 @@ class server_session {
 
   private:
     struct state;
-    std::unique_ptr<state> state_;
+    // Inside the session, not an allocation of its own: every connection has one, and a
+    // separate chunk costs malloc's header and rounding (issue 15). Defined with the engine,
+    // which checks that it fits.
+    static constexpr std::size_t state_size = 136;
+    state& st();
+    const state& st() const;
+    alignas(8) std::byte state_[state_size];
 };
 
 }  // namespace citygate::mqtt
