@@ -735,8 +735,8 @@ void Gateway::drain() {
 
     // 3. Say goodbye: DISCONNECT "server shutting down" (v5) or a close (3.1.1), after the acks.
     on_every_worker([this](std::size_t i) {
-        std::vector<MqttConnection*> connections(workers_[i]->live().begin(),
-                                                 workers_[i]->live().end());
+        // A copy: a disconnect may remove its connection from the list.
+        std::vector<MqttConnection*> connections = workers_[i]->live();
         for (MqttConnection* connection : connections) {
             connection->disconnect(mqtt::reason_code::server_shutting_down);
         }

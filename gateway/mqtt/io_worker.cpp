@@ -12,7 +12,42 @@ IoWorker::IoWorker(GatewayContext& context, std::size_t read_buffer_size)
       read_buffer_(read_buffer_size),
       appender_(context.ingest),
       throttle_timer_(io_),
-      deadline_timer_(io_) {}
+      deadline_timer_(io_),
+      timers_(io_, [](TimerWheel::Hook& hook) {
+          static_cast<MqttConnection&>(hook).on_timer_expired();
+      }) {}
+
+IoWorker::~IoWorker() {
+    // Each keeps itself alive until its teardown; these never had one. Their destructors may
+    // run now or with the handlers io_ still holds, after the other members are gone.
+    std::vector<MqttConnection*> open = live();
+    for (MqttConnection* connection : open)
+        remove(connection);
+    for (MqttConnection* connection : open)
+        connection->abandon();
+}
+
+void IoWorker::add(MqttConnection* connection) {
+    LiveLink& link = connection->live_link();
+    link.prev = nullptr;
+    link.next = live_;
+    if (live_) live_->live_link().prev = connection;
+    live_ = connection;
+}
+
+void IoWorker::remove(MqttConnection* connection) {
+    LiveLink& link = connection->live_link();
+    (link.prev ? link.prev->live_link().next : live_) = link.next;
+    if (link.next) link.next->live_link().prev = link.prev;
+    link = {};
+}
+
+std::vector<MqttConnection*> IoWorker::live() const {
+    std::vector<MqttConnection*> connections;
+    for (MqttConnection* c = live_; c; c = c->live_link().next)
+        connections.push_back(c);
+    return connections;
+}
 
 void IoWorker::post_completion(Completion completion) {
     bool post = false;

@@ -9,12 +9,12 @@
 #include <memory>
 #include <mutex>
 #include <queue>
-#include <unordered_set>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "gateway/mqtt/timer_wheel.hpp"
 #include "gateway/ops/metrics.hpp"
 #include "ingest/access_control.hpp"
 #include "ingest/ingest_unit.hpp"
@@ -23,6 +23,13 @@
 namespace citygate::gateway {
 
 class MqttConnection;
+
+// A connection's place in its worker's list of live connections: intrusive, so that being listed
+// costs a connection two pointers and no allocation.
+struct LiveLink {
+    MqttConnection* prev = nullptr;
+    MqttConnection* next = nullptr;
+};
 
 // What every worker shares: the ingest unit, metrics and MQTT rules. Read-only after start
 // except the atomics.
@@ -59,6 +66,10 @@ struct Completion {
 class IoWorker {
   public:
     IoWorker(GatewayContext& context, std::size_t read_buffer_size);
+    // Releases the connections still open (never torn down: the threads stopped first).
+    ~IoWorker();
+    IoWorker(const IoWorker&) = delete;
+    IoWorker& operator=(const IoWorker&) = delete;
 
     boost::asio::io_context& io() { return io_; }
     GatewayContext& context() { return context_; }
@@ -95,11 +106,15 @@ class IoWorker {
     void watch(const std::shared_ptr<MqttConnection>& connection,
                std::chrono::steady_clock::time_point at);
 
+    // I/O thread only. The connect and keep-alive timeouts of every connection of the thread.
+    TimerWheel& timers() { return timers_; }
+
     // I/O thread only.
     void pause(std::shared_ptr<MqttConnection> connection);
-    void add(MqttConnection* connection) { live_.insert(connection); }
-    void remove(MqttConnection* connection) { live_.erase(connection); }
-    const std::unordered_set<MqttConnection*>& live() const { return live_; }
+    void add(MqttConnection* connection);
+    void remove(MqttConnection* connection);
+    // The connections added and not yet removed.
+    std::vector<MqttConnection*> live() const;
 
   private:
     void deliver_completions();
@@ -135,9 +150,10 @@ class IoWorker {
     // At most one entry per connection (MqttConnection::deadline_watched_).
     std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
     boost::asio::steady_timer deadline_timer_;
+    TimerWheel timers_;
     Immediate immediate_;
     std::vector<std::shared_ptr<MqttConnection>> paused_;
-    std::unordered_set<MqttConnection*> live_;
+    MqttConnection* live_ = nullptr;  // the first of them, linked through LiveLink
 };
 
 }  // namespace citygate::gateway

@@ -1,6 +1,10 @@
 // MQTT connection: socket I/O, timers, ingest of PUBLISH payloads and durable acknowledgement.
 #include "gateway/mqtt/mqtt_connection.hpp"
 
+#include <algorithm>
+
+#include <cassert>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
@@ -17,15 +21,29 @@ constexpr auto dribble_pause = std::chrono::milliseconds(2);
 
 }  // namespace
 
-MqttConnection::MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket,
-                               boost::asio::ssl::context* tls)
+MqttConnection::MqttConnection(IoWorker& worker, Socket socket, boost::asio::ssl::context* tls)
     : worker_(worker),
       socket_(std::move(socket)),
       tls_(tls ? std::make_unique<TlsState>(std::move(socket_), *tls) : nullptr),
-      session_(*this, worker.context().limits),
-      timer_(worker.io()) {}
+      session_(*this, worker.context().limits) {
+    // Its session's state included, and with the control block of std::make_shared, a
+    // 368-byte malloc chunk (issue 15: an idle connection at most 700 bytes in all).
+    static_assert(sizeof(MqttConnection) <= 344, "MqttConnection grew: check the idle budget");
+}
 
 MqttConnection::~MqttConnection() = default;
+
+void MqttConnection::open(IoWorker& worker, Socket socket, boost::asio::ssl::context* tls) {
+    auto connection = std::make_shared<MqttConnection>(worker, std::move(socket), tls);
+    connection->self_ = connection;
+    connection->start();
+}
+
+std::shared_ptr<MqttConnection> MqttConnection::share() {
+    // Only ever called before teardown(), while self_ holds the connection.
+    assert(self_);
+    return self_;
+}
 
 void MqttConnection::start() {
     worker_.add(this);
@@ -39,9 +57,7 @@ void MqttConnection::start() {
     if (tls_) {
         tls_->stream.async_handshake(
             boost::asio::ssl::stream_base::server,
-            [self = shared_from_this()](const boost::system::error_code& ec) {
-                self->on_handshake(ec);
-            });
+            [self = share()](const boost::system::error_code& ec) { self->on_handshake(ec); });
         return;
     }
     socket_.non_blocking(true, ec);
@@ -94,7 +110,7 @@ void MqttConnection::wait_readable() {
         // client is slowed by TCP instead of being disconnected.
         throttled_ = true;
         auto wait = std::chrono::duration<double>(-rate_tokens_ / rate);
-        worker_.throttle(shared_from_this(),
+        worker_.throttle(share(),
                          std::chrono::steady_clock::now() +
                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait));
         return;
@@ -108,17 +124,16 @@ void MqttConnection::wait_readable() {
         tls_->buffer.resize(4096);
         tls_->stream.async_read_some(
             boost::asio::buffer(tls_->buffer),
-            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            [self = share()](const boost::system::error_code& ec, std::size_t n) {
                 self->waiting_ = false;
                 self->on_tls_read(ec, n);
             });
         return;
     }
-    socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
-                       [self = shared_from_this()](const boost::system::error_code& ec) {
-                           self->waiting_ = false;
-                           self->on_readable(ec);
-                       });
+    socket_.async_wait(Socket::wait_read, [self = share()](const boost::system::error_code& ec) {
+        self->waiting_ = false;
+        self->on_readable(ec);
+    });
 }
 
 void MqttConnection::peer_gone(const boost::system::error_code& ec) {
@@ -142,9 +157,9 @@ void MqttConnection::on_readable(const boost::system::error_code& ec) {
         // let its bytes gather in the socket first, so that a dribbling client is read at most
         // every dribble_pause (a packet arriving in full-sized segments never waits).
         throttled_ = coalescing_ = true;
-        return worker_.throttle(shared_from_this(),
-                                std::chrono::steady_clock::now() + dribble_pause, false);
+        return worker_.throttle(share(), std::chrono::steady_clock::now() + dribble_pause, false);
     }
+    settle();
     wait_readable();
 }
 
@@ -163,14 +178,16 @@ std::size_t MqttConnection::pull(std::uint8_t* to, std::size_t room,
 }
 
 bool MqttConnection::read_once(boost::system::error_code& ec) {
-    if (partial_total_ > 0) {
+    if (active_ && active_->partial_total > 0) {
         // The rest of a packet whose size is known goes straight behind the bytes held: a packet
         // dribbled a byte per segment costs one copy per byte, not one of the whole buffer.
-        std::size_t n = pull(partial_.data() + partial_have_, partial_total_ - partial_have_, ec);
+        ActiveState& a = *active_;
+        std::size_t n =
+            pull(a.partial.data() + a.partial_have, a.partial_total - a.partial_have, ec);
         if (ec) return false;
         worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
-        partial_have_ += static_cast<std::uint32_t>(n);
-        if (partial_have_ < partial_total_) return n < dribble_bytes;
+        a.partial_have += static_cast<std::uint32_t>(n);
+        if (a.partial_have < a.partial_total) return n < dribble_bytes;
         PacketBuffer packet = take_partial();
         std::size_t consumed = session_.on_bytes(packet.bytes(packet.size()));
         if (!closing_ && !torn_down_ && consumed != packet.size()) {
@@ -183,12 +200,12 @@ bool MqttConnection::read_once(boost::system::error_code& ec) {
     // Nothing held, or a fixed header not yet complete (at most 4 bytes): read into the worker's
     // buffer behind them.
     std::vector<std::uint8_t>& buffer = worker_.read_buffer();
-    std::size_t have = partial_have_;
-    std::copy_n(partial_.data(), have, buffer.begin());
+    std::size_t have = active_ ? active_->partial_have : 0;
+    if (have > 0) std::copy_n(active_->partial.data(), have, buffer.begin());
     std::size_t n = pull(buffer.data() + have, buffer.size() - have, ec);
     if (ec) return false;
     worker_.context().metrics.bytes_received.Increment(static_cast<double>(n));
-    auto since = have > 0 ? partial_since_ : std::chrono::steady_clock::now();
+    auto since = have > 0 ? active_->partial_since : std::chrono::steady_clock::now();
     take_partial();
     feed(std::span(buffer.data(), have + n), since);
     return false;
@@ -211,6 +228,7 @@ void MqttConnection::drain_tls() {
         read_once(ec);
     }
     tls_->unread_begin = tls_->unread_end = 0;
+    settle();
     wait_readable();
 }
 
@@ -266,73 +284,93 @@ bool MqttConnection::keep_partial(std::span<const std::uint8_t> tail,
         session_.disconnect(mqtt::reason_code::quota_exceeded);
         return false;
     }
-    partial_ = PacketBuffer::allocate(slot);
-    if (partial_.empty()) {
+    ActiveState& a = active();
+    a.partial = PacketBuffer::allocate(slot);
+    if (a.partial.empty()) {
         context.partial_bytes.fetch_sub(slot);
         CG_LOG(warn) << "mqtt: no memory for an incomplete packet of " << slot << " bytes";
         session_.disconnect(mqtt::reason_code::quota_exceeded);
         return false;
     }
-    std::copy(tail.begin(), tail.end(), partial_.data());
-    partial_have_ = static_cast<std::uint32_t>(tail.size());
-    partial_total_ = static_cast<std::uint32_t>(total);
-    partial_since_ = since;
+    std::copy(tail.begin(), tail.end(), a.partial.data());
+    a.partial_have = static_cast<std::uint32_t>(tail.size());
+    a.partial_total = static_cast<std::uint32_t>(total);
+    a.partial_since = since;
     watch_deadline();
     return true;
 }
 
 PacketBuffer MqttConnection::take_partial() {
-    worker_.context().partial_bytes.fetch_sub(partial_.size());
-    partial_have_ = partial_total_ = 0;
-    return std::move(partial_);  // leaves partial_ empty
+    if (!active_) return {};
+    worker_.context().partial_bytes.fetch_sub(active_->partial.size());
+    active_->partial_have = active_->partial_total = 0;
+    return std::move(active_->partial);  // leaves it empty
 }
 
 void MqttConnection::watch_deadline() {
     if (deadline_watched_ || torn_down_) return;
     GatewayContext& context = worker_.context();
     std::optional<std::chrono::steady_clock::time_point> at;
-    if (!partial_.empty()) at = partial_since_ + context.partial_packet_timeout;
+    if (!active_) return;  // neither a packet held nor writes under way
+    if (!active_->partial.empty()) at = active_->partial_since + context.partial_packet_timeout;
     if (sends_overdue()) {
-        auto writes = blocked_since_ + context.write_timeout;
+        auto writes = active_->blocked_since + context.write_timeout;
         at = at ? std::min(*at, writes) : writes;
     }
     if (!at) return;
     deadline_watched_ = true;
-    worker_.watch(shared_from_this(), *at);
+    worker_.watch(share(), *at);
 }
 
 void MqttConnection::on_deadline(std::chrono::steady_clock::time_point now) {
     deadline_watched_ = false;
-    if (torn_down_) return;
+    if (torn_down_ || !active_) return;
     GatewayContext& context = worker_.context();
-    if (sends_overdue() && now >= blocked_since_ + context.write_timeout) {
+    ActiveState& a = *active_;
+    if (sends_overdue() && now >= a.blocked_since + context.write_timeout) {
         // It has not read what we sent for write_timeout: nothing more can reach it.
         context.metrics.error(ErrorKind::slow_consumer).Increment();
         CG_LOG(debug)
             << "mqtt client read nothing for "
             << std::chrono::duration_cast<std::chrono::milliseconds>(context.write_timeout).count()
-            << " ms with " << outbox_.size() + writing_.size() << " bytes queued; closing";
+            << " ms with " << a.outbox.size() + a.writing.size() << " bytes queued; closing";
         session_.on_peer_closed();
         return teardown();
     }
-    if (!partial_.empty() && now >= partial_since_ + context.partial_packet_timeout &&
+    if (!a.partial.empty() && now >= a.partial_since + context.partial_packet_timeout &&
         (paused_ || (throttled_ && !coalescing_) || reading_stopped_ || send_blocked_ ||
          inflight_full())) {
         // We are not reading it, so its packet cannot complete: as with keep-alive, another
         // period (a client that does not read us is closed by write_timeout instead).
-        partial_since_ = now;
+        a.partial_since = now;
     }
-    if (!partial_.empty() && now >= partial_since_ + context.partial_packet_timeout) {
+    if (!a.partial.empty() && now >= a.partial_since + context.partial_packet_timeout) {
         context.metrics.error(ErrorKind::partial_packet_timeout).Increment();
         CG_LOG(debug) << "mqtt packet incomplete after "
                       << std::chrono::duration_cast<std::chrono::milliseconds>(
                              context.partial_packet_timeout)
                              .count()
-                      << " ms (" << partial_have_ << " of " << partial_total_ << " bytes); closing";
+                      << " ms (" << a.partial_have << " of " << a.partial_total
+                      << " bytes); closing";
         take_partial();
         session_.disconnect(mqtt::reason_code::keep_alive_timeout);
     }
+    settle();
     watch_deadline();
+}
+
+MqttConnection::ActiveState& MqttConnection::active() {
+    if (!active_) active_ = std::make_unique<ActiveState>();
+    return *active_;
+}
+
+void MqttConnection::settle() {
+    // Not while a write is in flight (it uses the buffer) or blocked (its deadline is here).
+    if (!active_ || writing_now_ || send_blocked_) return;
+    const ActiveState& a = *active_;
+    if (a.partial.empty() && a.outbox.empty() && a.writing.empty() && a.stalled.empty()) {
+        active_.reset();
+    }
 }
 
 void MqttConnection::on_packet(mqtt::packet_direction direction, mqtt::packet_type type) {
@@ -346,12 +384,13 @@ void MqttConnection::on_packet(mqtt::packet_direction direction, mqtt::packet_ty
 
 void MqttConnection::send(std::span<const std::uint8_t> bytes) {
     if (torn_down_) return;
-    outbox_.insert(outbox_.end(), bytes.begin(), bytes.end());
-    if (!send_blocked_ && outbox_.size() + writing_.size() > worker_.context().max_send_queue) {
+    ActiveState& a = active();
+    a.outbox.insert(a.outbox.end(), bytes.begin(), bytes.end());
+    if (!send_blocked_ && a.outbox.size() + a.writing.size() > worker_.context().max_send_queue) {
         // The client does not read what we send: stop reading it, so what it sends waits in
         // its socket instead of turning into more queued answers here.
         send_blocked_ = true;
-        blocked_since_ = std::chrono::steady_clock::now();
+        a.blocked_since = std::chrono::steady_clock::now();
         watch_deadline();
     }
     flush();
@@ -359,38 +398,44 @@ void MqttConnection::send(std::span<const std::uint8_t> bytes) {
 
 void MqttConnection::flush() {
     if (writing_now_ || torn_down_) return;
-    if (outbox_.empty()) {
+    if (!active_ || active_->outbox.empty()) {
         if (closing_) teardown();
         return;
     }
-    writing_.swap(outbox_);
+    std::vector<std::uint8_t>& writing = active_->writing;
+    writing.swap(active_->outbox);
     writing_now_ = true;
-    auto on_done = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+    auto on_done = [self = share()](const boost::system::error_code& ec, std::size_t n) {
         self->worker_.context().metrics.bytes_sent.Increment(static_cast<double>(n));
         self->on_written(ec);
     };
     if (tls_) {
-        boost::asio::async_write(tls_->stream, boost::asio::buffer(writing_), std::move(on_done));
+        boost::asio::async_write(tls_->stream, boost::asio::buffer(writing), std::move(on_done));
     } else {
-        boost::asio::async_write(socket_, boost::asio::buffer(writing_), std::move(on_done));
+        boost::asio::async_write(socket_, boost::asio::buffer(writing), std::move(on_done));
     }
 }
 
 void MqttConnection::on_written(const boost::system::error_code& ec) {
     writing_now_ = false;
-    writing_.clear();
-    if (torn_down_) return;
+    if (torn_down_) {
+        active_.reset();  // the buffer teardown() left to this write
+        return;
+    }
+    // Released, so that an idle connection keeps no buffer (the next answer allocates one). Not
+    // `writing = {}`, which assigns an empty initializer list and keeps the capacity.
+    active_->writing = std::vector<std::uint8_t>();
     if (ec) {
         CG_LOG(debug) << "mqtt write failed: " << ec.message();
         session_.on_peer_closed();
         return teardown();
     }
-    if (outbox_.empty() && writing_.capacity() > 4096) writing_.shrink_to_fit();
-    blocked_since_ = std::chrono::steady_clock::now();  // the client read a whole write
-    bool unblocked = send_blocked_ && outbox_.size() < worker_.context().max_send_queue / 2;
+    active_->blocked_since = std::chrono::steady_clock::now();  // the client read a whole write
+    bool unblocked = send_blocked_ && active_->outbox.size() < worker_.context().max_send_queue / 2;
     if (unblocked) send_blocked_ = false;
     flush();
     if (unblocked) resume_reading();
+    settle();
 }
 
 void MqttConnection::deliver(const mqtt::inbound_publish& message) {
@@ -416,11 +461,11 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
     ingest::Verdict verdict = worker_.appender().prepare(
         {identity_, session_.client_id(), message.topic, message.payload}, write);
     if (verdict != ingest::Verdict::stored) return refuse(message, verdict);
-    if (!stalled_.empty() || !submit(write, message.token, received)) {
-        stalled_.push_back({std::move(write), message.token, received});
+    if ((active_ && !active_->stalled.empty()) || !submit(write, message.token, received)) {
+        active().stalled.push_back({std::move(write), message.token, received});
         if (!paused_) {
             paused_ = true;
-            worker_.pause(shared_from_this());
+            worker_.pause(share());
         }
     }
 }
@@ -469,12 +514,17 @@ void MqttConnection::refuse(const mqtt::inbound_publish& message, ingest::Verdic
 bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
                             std::chrono::steady_clock::time_point received) {
     IoWorker* worker = &worker_;
-    ingest::Completion done = [worker, self = shared_from_this(), token,
+    ingest::Completion done = [worker, self = share(), token,
                                received](const ingest::Outcome& outcome) mutable {
         // Moving the connection out keeps its last reference off the writer thread.
         worker->post_completion({std::move(self), token, outcome, received});
     };
     GatewayContext& context = worker_.context();
+    if (!series_asked_) {
+        // At the first write, not at CONNECT: a connection that never publishes holds none.
+        series_ = context.ingest.series_admission(identity_, session_.client_id());
+        series_asked_ = true;
+    }
     context.pending_writes.fetch_add(1);
     worker_.group_writes();
     if (!context.ingest.try_submit(write, std::move(done), series_)) {
@@ -485,17 +535,21 @@ bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
 }
 
 bool MqttConnection::retry_stalled() {
-    std::size_t done = 0;
-    while (done < stalled_.size()) {
-        StalledWrite& next = stalled_[done];
-        if (!submit(next.write, next.token, next.received)) break;
-        ++done;
+    if (active_) {
+        std::vector<StalledWrite>& stalled = active_->stalled;
+        std::size_t done = 0;
+        while (done < stalled.size()) {
+            StalledWrite& next = stalled[done];
+            if (!submit(next.write, next.token, next.received)) break;
+            ++done;
+        }
+        stalled.erase(stalled.begin(), stalled.begin() + static_cast<std::ptrdiff_t>(done));
+        if (!stalled.empty()) return false;
+        stalled = std::vector<StalledWrite>();
     }
-    stalled_.erase(stalled_.begin(), stalled_.begin() + static_cast<std::ptrdiff_t>(done));
-    if (!stalled_.empty()) return false;
-    stalled_.shrink_to_fit();
     paused_ = false;
     resume_reading();
+    settle();
     return !paused_;
 }
 
@@ -609,7 +663,7 @@ mqtt::reason_code MqttConnection::authenticate(const mqtt::connect_request& requ
     // own thread, which keeps the connection alive until then (teardown meanwhile is fine: the
     // answer is dropped).
     auto answer = context.access.authenticate(
-        std::move(auth), [self = shared_from_this()](ingest::AuthResult result) mutable {
+        std::move(auth), [self = share()](ingest::AuthResult result) mutable {
             IoWorker& worker = self->worker_;
             boost::asio::post(worker.io(),
                               [self = std::move(self), result = std::move(result)]() mutable {
@@ -662,7 +716,6 @@ mqtt::reason_code MqttConnection::admit(ingest::AuthResult result) {
         return verdict;
     }
     identity_ = std::move(result.identity);
-    series_ = context.ingest.series_admission(identity_, session_.client_id());
     context.metrics.connects_accepted.Increment();
     counted_session_ = true;
     CG_LOG(debug) << "client '" << session_.client_id() << "' connected as "
@@ -684,32 +737,27 @@ void MqttConnection::unsubscribe(std::span<const std::string_view>) {}
 void MqttConnection::arm_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
     if (torn_down_) return;
     timer_kind_ = kind;
-    timer_armed_ = true;
-    timer_.expires_after(after);
-    timer_.async_wait(
-        [self = shared_from_this(), kind, after](const boost::system::error_code& ec) {
-            if (!ec) self->on_timer(kind, after);
-        });
+    worker_.timers().arm(*this, after);
 }
 
-void MqttConnection::on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after) {
-    if (torn_down_ || !timer_armed_ || timer_kind_ != kind) return;
-    timer_armed_ = false;
+void MqttConnection::on_timer_expired() {
+    // Armed means not torn down, so self_ still holds it; the session may tear it down now.
+    auto self = share();
+    if (torn_down_) return;
     // A client we stopped reading (backpressure, drain, inflight at its maximum) is not silent:
     // its packets wait in the socket. Give it another period instead of timing it out. Not so
     // when we stopped because it does not read our answers (send_blocked_): that is its doing.
-    if (kind == mqtt::timer_kind::keep_alive && !send_blocked_ &&
+    if (timer_kind_ == mqtt::timer_kind::keep_alive && !send_blocked_ &&
         (paused_ || (throttled_ && !coalescing_) || reading_stopped_ || inflight_full())) {
-        return arm_timer(kind, after);
+        return arm_timer(timer_kind_, period());
     }
-    session_.on_timer(kind);
+    session_.on_timer(timer_kind_);
 }
 
 void MqttConnection::cancel_timer(mqtt::timer_kind kind) {
-    // The timer may already serve the other kind; cancelling this one must not stop that.
-    if (!timer_armed_ || timer_kind_ != kind) return;
-    timer_armed_ = false;
-    timer_.cancel();
+    // The hook may already serve the other kind; cancelling this one must not stop that.
+    if (!armed() || timer_kind_ != kind) return;
+    TimerWheel::cancel(*this);
 }
 
 void MqttConnection::close(mqtt::reason_code reason) {
@@ -723,14 +771,13 @@ void MqttConnection::close(mqtt::reason_code reason) {
         }
         CG_LOG(debug) << "closing mqtt connection, reason 0x" << std::hex << code;
     }
-    timer_armed_ = false;
-    timer_.cancel();
+    TimerWheel::cancel(*this);
     take_partial();  // nothing more is parsed
     if (send_blocked_) {
         // A DISCONNECT would only queue behind what it never read.
         worker_.context().metrics.error(ErrorKind::slow_consumer).Increment();
         CG_LOG(debug) << "mqtt client does not read; closing without flushing "
-                      << outbox_.size() + writing_.size() << " bytes";
+                      << active_->outbox.size() + active_->writing.size() << " bytes";
         return teardown();
     }
     // The socket is not cancelled: that would abort the write in flight too. flush() tears the
@@ -738,7 +785,7 @@ void MqttConnection::close(mqtt::reason_code reason) {
     // that does not finish within write_timeout ends it instead.
     flush();
     if (writing_now_ && !torn_down_) {
-        blocked_since_ = std::chrono::steady_clock::now();
+        active_->blocked_since = std::chrono::steady_clock::now();
         watch_deadline();
     }
 }
@@ -757,19 +804,30 @@ void MqttConnection::disconnect(mqtt::reason_code reason) {
 void MqttConnection::teardown() {
     if (torn_down_) return;
     torn_down_ = true;
-    timer_armed_ = false;
-    timer_.cancel();
+    TimerWheel::cancel(*this);
     boost::system::error_code ignored;
-    socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
+    socket().shutdown(Socket::shutdown_both, ignored);
     socket().close(ignored);
-    stalled_.clear();
     take_partial();
-    outbox_ = {};  // writing_ stays until its write ends: the write refers to it
+    if (writing_now_) {
+        // The write in flight still uses its buffer: on_written() releases the rest.
+        active_->stalled.clear();
+        active_->outbox = std::vector<std::uint8_t>();
+    } else {
+        active_.reset();
+    }
     worker_.remove(this);
     worker_.context().connections.fetch_sub(1);
     if (counted_session_) worker_.context().sessions.fetch_sub(1);
     (tls_ ? worker_.context().metrics.connections_tls : worker_.context().metrics.connections)
         .Decrement();
+    // Not released here: a caller up the stack may be a plain pointer (the gateway's drain).
+    boost::asio::post(worker_.io(), [self = std::move(self_)] {});
+}
+
+void MqttConnection::abandon() {
+    TimerWheel::cancel(*this);
+    auto self = std::move(self_);
 }
 
 }  // namespace citygate::gateway

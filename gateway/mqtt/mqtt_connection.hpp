@@ -18,7 +18,6 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "gateway/mqtt/io_worker.hpp"
 #include "gateway/mqtt/packet_buffer.hpp"
@@ -26,15 +25,32 @@
 
 namespace citygate::gateway {
 
-class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
-                       private mqtt::session_handler {
+class MqttConnection : public TimerWheel::Hook, private mqtt::session_handler {
   public:
+    // Bound to its I/O thread's io_context: that executor is 16 bytes where any_io_executor is
+    // 48, in the socket and in every operation pending on it (an idle connection has one).
+    using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp,
+                                                    boost::asio::io_context::executor_type>;
+
+    // Makes a connection and starts it (I/O thread). It holds itself from then until its
+    // teardown, after which the async operations still under way hold it until they end; the
+    // worker's lists and timer wheel refer to it by plain pointers meanwhile.
     // `tls` set: the connection is TLS, handshaken before MQTT starts.
-    MqttConnection(IoWorker& worker, boost::asio::ip::tcp::socket socket,
-                   boost::asio::ssl::context* tls);
+    static void open(IoWorker& worker, Socket socket, boost::asio::ssl::context* tls);
+
+    // For open() (std::make_shared).
+    MqttConnection(IoWorker& worker, Socket socket, boost::asio::ssl::context* tls);
     ~MqttConnection() override;
 
-    void start();
+    // Its place in IoWorker::live(), from start() to teardown().
+    LiveLink& live_link() { return live_link_; }
+
+    // Its connect or keep-alive timeout passed (I/O thread, from IoWorker::timers()).
+    void on_timer_expired();
+
+    // The worker is going away without having torn the connection down: drops its hold on
+    // itself, leaving it to whatever async operations still refer to it.
+    void abandon();
 
     // A storage write of this connection finished (I/O thread).
     void complete(const Completion& completion);
@@ -57,6 +73,10 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     void on_deadline(std::chrono::steady_clock::time_point now);
 
   private:
+    void start();
+    // A reference for an async operation or a worker queue; only before teardown().
+    std::shared_ptr<MqttConnection> share();
+
     struct StalledWrite {
         ingest::Write write;
         mqtt::delivery_token token = 0;
@@ -104,10 +124,9 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
     // Asks the worker for on_deadline() at the earliest deadline, if any and not yet asked.
     void watch_deadline();
     void peer_gone(const boost::system::error_code& ec);
-    boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->stream.next_layer() : socket_; }
+    Socket& socket() { return tls_ ? tls_->stream.next_layer() : socket_; }
     void flush();
     void on_written(const boost::system::error_code& ec);
-    void on_timer(mqtt::timer_kind kind, std::chrono::milliseconds after);
     bool submit(ingest::Write& write, mqtt::delivery_token token,
                 std::chrono::steady_clock::time_point received);
     // A message the ingest unit refused: logs why, then completes its delivery with the reason
@@ -118,58 +137,73 @@ class MqttConnection : public std::enable_shared_from_this<MqttConnection>,
 
     // TLS connections only: kept apart so a plain connection does not pay for it.
     struct TlsState {
-        TlsState(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& context)
+        TlsState(Socket socket, boost::asio::ssl::context& context)
             : stream(std::move(socket), context) {}
-        boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream;
+        boost::asio::ssl::stream<Socket> stream;
         std::vector<std::uint8_t> buffer;
         std::size_t unread_begin = 0;  // buffer[unread_begin, unread_end): not fed yet
         std::size_t unread_end = 0;
         std::optional<std::string> certificate_user;  // CN of a verified client certificate
     };
 
-    // Members are kept few and small: an idle connection should cost well under 2 KiB in all.
+    // What a connection holds only while bytes move: made by active() when a packet arrives
+    // incomplete, an answer is queued or a write stalls, and dropped by settle() once none of
+    // them is left, so that an idle connection does not carry its 112 bytes.
+    struct ActiveState {
+        // An incomplete packet: sized to its total once the fixed header is known
+        // (partial_total), else to the longest fixed header; partial_have bytes are filled.
+        PacketBuffer partial;
+        std::uint32_t partial_have = 0;
+        std::uint32_t partial_total = 0;
+        std::chrono::steady_clock::time_point partial_since{};  // its first byte arrived
+        std::chrono::steady_clock::time_point blocked_since{};  // send_blocked_ or last progress
+        std::vector<std::uint8_t> outbox;   // bytes queued while a write is in flight
+        std::vector<std::uint8_t> writing;  // bytes of the write in flight
+        std::vector<StalledWrite> stalled;  // refused by a full shard queue, in arrival order
+    };
+    ActiveState& active();
+    // Drops active_ if nothing is in it and no write is in flight or blocked.
+    void settle();
+
+    // Every idle connection carries these, its session's state among them (and besides them
+    // its socket's reactor entry and one pending readability wait): kept few, small and
+    // ordered by size so that the object and its shared_ptr control block fit a 368-byte
+    // malloc chunk.
     IoWorker& worker_;
-    boost::asio::ip::tcp::socket socket_;  // moved into tls_ for a TLS connection
+    Socket socket_;  // moved into tls_ for a TLS connection
     std::unique_ptr<TlsState> tls_;
     mqtt::server_session session_;
     ingest::Identity identity_;
     // Its series limits (per identity, per connection minute), asked by storage; may be null.
+    // Made at the first write (series_asked_).
     std::shared_ptr<storage::SeriesAdmission> series_;
-    // One timer serves both kinds: the connect timeout ends where keep-alive begins.
-    boost::asio::steady_timer timer_;
+    std::shared_ptr<MqttConnection> self_;  // from open() to teardown()
+    LiveLink live_link_;
+    std::unique_ptr<ActiveState> active_;
+    // Publish rate limit: a token bucket refilled by elapsed time, negative when over.
+    std::chrono::steady_clock::time_point rate_refilled_{};
+    float rate_tokens_ = 0;
+    // The wheel hook (the base class) serves both kinds: the connect timeout ends where
+    // keep-alive begins.
     mqtt::timer_kind timer_kind_ = mqtt::timer_kind::connect_timeout;
-    bool timer_armed_ = false;
-    bool from_loopback_ = false;
-    bool throttled_ = false;  // over the publish rate: not reading until the worker wakes us
+    // The flags as bits: 13 bools would cost the connection its place in a smaller chunk.
+    bool from_loopback_ : 1 = false;
+    bool throttled_ : 1 = false;  // over the publish rate: not reading until the worker wakes us
     // throttled_ only to let a dribbled packet's bytes gather in the socket: our choice, but
     // not one that extends the client's deadlines.
-    bool coalescing_ = false;
-    // Publish rate limit: a token bucket refilled by elapsed time, negative when over.
-    float rate_tokens_ = 0;
-    std::chrono::steady_clock::time_point rate_refilled_{};
-
-    // An incomplete packet: sized to its total once the fixed header is known (partial_total_),
-    // else to the longest fixed header; partial_have_ bytes are filled. Empty while idle.
-    PacketBuffer partial_;
-    std::uint32_t partial_have_ = 0;
-    std::uint32_t partial_total_ = 0;
-    std::chrono::steady_clock::time_point partial_since_{};  // its first byte arrived
-    std::chrono::steady_clock::time_point blocked_since_{};  // send_blocked_ or last progress
-    std::vector<std::uint8_t> outbox_;   // bytes queued while a write is in flight
-    std::vector<std::uint8_t> writing_;  // bytes of the write in flight
-    std::vector<StalledWrite> stalled_;  // refused by a full shard queue, in arrival order
-
-    bool waiting_ = false;  // an async_wait for readability is pending
+    bool coalescing_ : 1 = false;
+    bool waiting_ : 1 = false;  // an async_wait for readability is pending
     // Over max_send_queue: not reading because the client does not read us (unlike paused_,
     // this does not extend its keep-alive).
-    bool send_blocked_ = false;
-    bool deadline_watched_ = false;  // an IoWorker::watch entry is pending
-    bool reading_stopped_ = false;
-    bool paused_ = false;  // backpressure: stalled_ is not empty
-    bool writing_now_ = false;
-    bool closing_ = false;  // the engine said close: flush, then close the socket
-    bool torn_down_ = false;
-    bool counted_session_ = false;  // counted in GatewayContext::sessions
+    bool send_blocked_ : 1 = false;
+    bool deadline_watched_ : 1 = false;  // an IoWorker::watch entry is pending
+    bool reading_stopped_ : 1 = false;
+    bool paused_ : 1 = false;  // backpressure: active_->stalled is not empty
+    bool writing_now_ : 1 = false;
+    bool closing_ : 1 = false;  // the engine said close: flush, then close the socket
+    bool torn_down_ : 1 = false;
+    bool counted_session_ : 1 = false;  // counted in GatewayContext::sessions
+    bool series_asked_ : 1 = false;     // series_ was made
 };
 
 }  // namespace citygate::gateway

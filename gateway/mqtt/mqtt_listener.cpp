@@ -39,32 +39,32 @@ void MqttListener::stop() {
 }
 
 void MqttListener::accept() {
-    acceptor_.async_accept(worker_.io(), [self = shared_from_this()](
-                                             const boost::system::error_code& ec,
-                                             boost::asio::ip::tcp::socket socket) {
-        if (ec == boost::asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-        if (ec) {
-            // Out of descriptors or a connection reset before accept: log, and give closing
-            // connections a moment to free descriptors instead of spinning.
-            CG_LOG(warn) << "mqtt accept failed: " << ec.message();
-            self->retry_.expires_after(std::chrono::milliseconds(50));
-            self->retry_.async_wait([self](const boost::system::error_code& wait_ec) {
-                if (!wait_ec) self->accept();
-            });
-            return;
-        } else if (auto& context = self->worker_.context();
-                   context.connections.load() >= context.max_connections + pending_allowance) {
-            // Sockets beyond the limit plus room for CONNECTs in flight are closed at once, so a
-            // flood cannot exhaust descriptors; the rest hear "server busy" in CONNACK.
-            context.metrics.error(ErrorKind::connection_limit).Increment();
-            boost::system::error_code ignored;
-            socket.close(ignored);
-        } else {
-            self->worker_.context().connections.fetch_add(1);
-            std::make_shared<MqttConnection>(self->worker_, std::move(socket), self->tls_)->start();
-        }
-        self->accept();
-    });
+    acceptor_.async_accept(
+        worker_.io(), [self = shared_from_this()](const boost::system::error_code& ec,
+                                                  MqttConnection::Socket socket) {
+            if (ec == boost::asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+            if (ec) {
+                // Out of descriptors or a connection reset before accept: log, and give closing
+                // connections a moment to free descriptors instead of spinning.
+                CG_LOG(warn) << "mqtt accept failed: " << ec.message();
+                self->retry_.expires_after(std::chrono::milliseconds(50));
+                self->retry_.async_wait([self](const boost::system::error_code& wait_ec) {
+                    if (!wait_ec) self->accept();
+                });
+                return;
+            } else if (auto& context = self->worker_.context();
+                       context.connections.load() >= context.max_connections + pending_allowance) {
+                // Sockets beyond the limit plus room for CONNECTs in flight are closed at once, so
+                // a flood cannot exhaust descriptors; the rest hear "server busy" in CONNACK.
+                context.metrics.error(ErrorKind::connection_limit).Increment();
+                boost::system::error_code ignored;
+                socket.close(ignored);
+            } else {
+                self->worker_.context().connections.fetch_add(1);
+                MqttConnection::open(self->worker_, std::move(socket), self->tls_);
+            }
+            self->accept();
+        });
 }
 
 }  // namespace citygate::gateway

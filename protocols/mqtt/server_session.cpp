@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
+#include <new>
 #include <string>
 
 #include "protocols/mqtt/encoder.hpp"
@@ -21,12 +22,7 @@ std::atomic<std::uint64_t> assigned_id_counter{0};
 }  // namespace
 
 struct server_session::state {
-    state(session_handler& h, const server_limits& l) : handler(h), limits(l) {
-        parser.maximum_packet_size = l.maximum_packet_size;
-        parser.maximum_topic_length = l.maximum_topic_length;
-        parser.maximum_user_properties = l.maximum_user_properties;
-        parser.maximum_topic_filters = l.maximum_topic_filters;
-    }
+    state(session_handler& h, const server_limits& l) : handler(h), limits(l) {}
 
     enum class phase : std::uint8_t { awaiting_connect, authenticating, connected, closed };
 
@@ -39,44 +35,66 @@ struct server_session::state {
         reason_code outcome;  // what the PUBACK or PUBREC says
     };
 
+    // What few clients use, allocated at first use so that an idle connection does not carry it.
+    struct rarely_used {
+        std::vector<std::uint16_t> awaiting_pubrel;  // QoS 2: PUBREC sent, PUBREL not yet received
+        std::vector<std::string> topic_aliases;      // v5 inbound aliases, index alias - 1
+        std::vector<std::uint8_t> held;  // complete packets received while authenticating
+    };
+
+    // Ordered by size, the flags as bits: the state is allocated per connection, and 136 bytes
+    // is what malloc serves from a 144-byte chunk.
     session_handler& handler;
-    server_limits limits;
-    parser_limits parser;
-    phase stage = phase::awaiting_connect;
-    protocol_version version = protocol_version::v3_1_1;
+    const server_limits& limits;  // the caller's, which outlive the session
     std::string client_id;
-    std::uint16_t keep_alive_s = 0;
+
+    // No parsed or encoded packet member: an idle connection would carry it (DESIGN.md).
+    // on_bytes() parses into a local packet and queue() encodes into a local buffer.
+    std::vector<std::uint8_t> outbox;  // released once sent
+
+    std::vector<pending_ack> acks;      // acks[ack_head..] are pending
+    std::unique_ptr<rarely_used> rare;  // null until needed
+    delivery_token next_token = 1;
+    std::uint32_t ack_head = 0;  // acks holds at most receive_maximum + 64 entries
+    std::uint32_t undone = 0;    // delivered, complete() not yet called
     std::uint32_t peer_maximum_packet_size = std::numeric_limits<std::uint32_t>::max();
-    bool session_expiry_zero = true;  // CONNECT asked for 0: DISCONNECT may not raise it
     // What the CONNACK needs from a CONNECT whose authentication is pending.
     std::uint32_t asked_session_expiry = 0;
-    bool client_id_assigned = false;
-    bool connect_timer_armed = false;
-    bool keep_alive_armed = false;
-    bool in_input = false;  // inside on_bytes(): sends are batched until it returns
+    std::uint16_t keep_alive_s = 0;
+    phase stage = phase::awaiting_connect;
+    protocol_version version = protocol_version::v3_1_1;
+    bool session_expiry_zero : 1 = true;  // CONNECT asked for 0: DISCONNECT may not raise it
+    bool client_id_assigned : 1 = false;
+    bool connect_timer_armed : 1 = false;
+    bool keep_alive_armed : 1 = false;
+    bool in_input : 1 = false;  // inside on_bytes(): sends are batched until it returns
 
-    // No parsed-packet member: an 800-byte packet per idle connection would eat half the
-    // 2 KiB idle budget (DESIGN.md). on_bytes() parses into a local one instead.
-    encoded_packet scratch;
-    std::vector<std::uint8_t> outbox;
+    rarely_used& extras() {
+        if (!rare) rare = std::make_unique<rarely_used>();
+        return *rare;
+    }
+    std::size_t awaiting_pubrel_count() const { return rare ? rare->awaiting_pubrel.size() : 0; }
+    std::size_t held_bytes() const { return rare ? rare->held.size() : 0; }
 
-    std::vector<pending_ack> acks;  // acks[ack_head..] are pending
-    std::size_t ack_head = 0;
-    std::size_t undone = 0;                      // delivered, complete() not yet called
-    std::vector<std::uint16_t> awaiting_pubrel;  // QoS 2: PUBREC sent, PUBREL not yet received
-    std::vector<std::string> topic_aliases;      // v5 inbound aliases, index alias - 1
-    std::vector<std::uint8_t> held;              // complete packets received while authenticating
-    delivery_token next_token = 1;
+    parser_limits parsing() const {
+        parser_limits p;
+        p.maximum_packet_size = limits.maximum_packet_size;
+        p.maximum_topic_length = limits.maximum_topic_length;
+        p.maximum_user_properties = limits.maximum_user_properties;
+        p.maximum_topic_filters = limits.maximum_topic_filters;
+        return p;
+    }
 
     bool v5() const { return version == protocol_version::v5; }
 
     // QoS 1/2 PUBLISHes not fully acknowledged: what receive maximum counts (section 4.9).
-    std::size_t unacknowledged() const { return acks.size() - ack_head + awaiting_pubrel.size(); }
+    std::size_t unacknowledged() const { return acks.size() - ack_head + awaiting_pubrel_count(); }
 
     template <typename Packet>
     void queue(const Packet& p) {
         // Our own packets always encode: reason codes are checked against each packet's table
         // before they get here, and no field comes near 65535 bytes. Nothing to report.
+        encoded_packet scratch;
         if (encode(p, version, scratch)) return;
         // MQTT-3.1.2-24: never send a packet above the client's maximum packet size.
         if (scratch.size() > peer_maximum_packet_size) return;
@@ -87,8 +105,8 @@ struct server_session::state {
     void flush() {
         if (outbox.empty()) return;
         handler.send(outbox);
-        outbox.clear();
-        if (outbox.capacity() > 4096) outbox.shrink_to_fit();  // a burst of acks is over
+        // Released: an idle connection keeps no buffer (`outbox = {}` would keep the capacity).
+        outbox = std::vector<std::uint8_t>();
     }
 
     void end(reason_code reason) {
@@ -248,6 +266,7 @@ struct server_session::state {
     std::size_t process(std::span<const std::uint8_t> bytes, bool& any) {
         std::size_t consumed = 0;
         packet current;  // reused for every packet of this call
+        const parser_limits parser = parsing();
         while (stage != phase::closed && consumed < bytes.size()) {
             const parse_result result = parse(bytes.subspan(consumed), version, parser, current);
             if (result.status == parse_status::need_more) break;
@@ -256,10 +275,11 @@ struct server_session::state {
                 break;
             }
             if (stage == phase::authenticating) {
-                if (held.size() + result.consumed > limits.maximum_held_while_authenticating) {
+                if (held_bytes() + result.consumed > limits.maximum_held_while_authenticating) {
                     end(reason_code::quota_exceeded);
                     break;
                 }
+                std::vector<std::uint8_t>& held = extras().held;
                 held.insert(
                     held.end(), bytes.begin() + static_cast<std::ptrdiff_t>(consumed),
                     bytes.begin() + static_cast<std::ptrdiff_t>(consumed + result.consumed));
@@ -293,6 +313,7 @@ struct server_session::state {
             if (alias == 0 || alias > limits.topic_alias_maximum) {
                 return disconnect(reason_code::topic_alias_invalid);
             }
+            std::vector<std::string>& topic_aliases = extras().topic_aliases;
             if (topic_aliases.size() < alias) topic_aliases.resize(alias);
             std::string& slot = topic_aliases[alias - 1];
             if (!topic.empty()) {
@@ -318,8 +339,8 @@ struct server_session::state {
         if (p.qos == qos::exactly_once) {
             // Exactly once (section 4.3.3): a re-sent id is not delivered again. While it is
             // still pending the PUBREC follows in order; after PUBREC it is simply repeated.
-            if (std::find(awaiting_pubrel.begin(), awaiting_pubrel.end(), p.packet_id) !=
-                awaiting_pubrel.end()) {
+            if (rare && std::find(rare->awaiting_pubrel.begin(), rare->awaiting_pubrel.end(),
+                                  p.packet_id) != rare->awaiting_pubrel.end()) {
                 pubrec_packet rec;
                 rec.packet_id = p.packet_id;
                 return queue(rec);
@@ -340,6 +361,7 @@ struct server_session::state {
     template <packet_type T>
     void on_packet(basic_ack_packet<T>& p) {
         if constexpr (T == packet_type::pubrel) {
+            std::vector<std::uint16_t>& awaiting_pubrel = extras().awaiting_pubrel;
             const auto it = std::find(awaiting_pubrel.begin(), awaiting_pubrel.end(), p.packet_id);
             pubcomp_packet comp;
             comp.packet_id = p.packet_id;
@@ -460,7 +482,8 @@ struct server_session::state {
                 rec.packet_id = a.packet_id;
                 rec.reason = reason;
                 queue(rec);
-                if (accepted) awaiting_pubrel.push_back(a.packet_id);  // >= 0x80 ends the flow
+                if (accepted)
+                    extras().awaiting_pubrel.push_back(a.packet_id);  // >= 0x80 ends the flow
             }
         }
         if (ack_head == acks.size()) {
@@ -474,23 +497,34 @@ struct server_session::state {
     }
 };
 
-server_session::server_session(session_handler& handler, const server_limits& limits)
-    : state_(std::make_unique<state>(handler, limits)) {
-    // An idle connection must cost well under 2 KiB (DESIGN.md); this is most of ours.
-    static_assert(sizeof(state) <= 384, "server_session::state grew: check the idle budget");
+server_session::server_session(session_handler& handler, const server_limits& limits) {
+    // An idle connection must cost at most 700 bytes in all (issue 15); this is a fifth of it.
+    static_assert(sizeof(state) <= state_size && alignof(state) <= 8,
+                  "server_session::state grew: check the idle budget");
+    new (state_) state(handler, limits);
 }
 
-server_session::~server_session() = default;
+server_session::~server_session() {
+    st().~state();
+}
+
+server_session::state& server_session::st() {
+    return *std::launder(reinterpret_cast<state*>(state_));
+}
+
+const server_session::state& server_session::st() const {
+    return *std::launder(reinterpret_cast<const state*>(state_));
+}
 
 void server_session::start() {
-    auto& s = *state_;
+    auto& s = st();
     if (s.stage != state::phase::awaiting_connect) return;
     s.handler.arm_timer(timer_kind::connect_timeout, s.limits.connect_timeout);
     s.connect_timer_armed = true;
 }
 
 std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
-    auto& s = *state_;
+    auto& s = st();
     bool any = false;
     s.in_input = true;
     const std::size_t consumed = s.process(bytes, any);
@@ -502,7 +536,7 @@ std::size_t server_session::on_bytes(std::span<const std::uint8_t> bytes) {
 }
 
 void server_session::on_timer(timer_kind kind) {
-    auto& s = *state_;
+    auto& s = st();
     if (kind == timer_kind::connect_timeout) {
         s.connect_timer_armed = false;
         if (s.stage == state::phase::awaiting_connect || s.stage == state::phase::authenticating) {
@@ -516,27 +550,27 @@ void server_session::on_timer(timer_kind kind) {
 }
 
 void server_session::on_peer_closed() {
-    state_->stage = state::phase::closed;
+    st().stage = state::phase::closed;
 }
 
 void server_session::complete(delivery_token token, bool stored) {
-    state_->complete(token, stored ? reason_code::success : reason_code::unspecified_error);
+    st().complete(token, stored ? reason_code::success : reason_code::unspecified_error);
 }
 
 void server_session::complete(delivery_token token, reason_code outcome) {
-    state_->complete(token, outcome);
+    st().complete(token, outcome);
 }
 
 void server_session::disconnect(reason_code reason) {
-    state_->disconnect(reason);
+    st().disconnect(reason);
 }
 
 void server_session::complete_authentication(reason_code verdict) {
-    auto& s = *state_;
+    auto& s = st();
     if (s.stage != state::phase::authenticating) return;
     s.stage = state::phase::awaiting_connect;
     std::vector<std::uint8_t> held;
-    held.swap(s.held);
+    if (s.rare) held.swap(s.rare->held);
     s.in_input = true;  // the CONNACK and the acks of the held packets leave in one send()
     s.answer_connect(verdict);
     bool any = false;
@@ -548,23 +582,23 @@ void server_session::complete_authentication(reason_code verdict) {
 }
 
 bool server_session::awaiting_authentication() const {
-    return state_->stage == state::phase::authenticating;
+    return st().stage == state::phase::authenticating;
 }
 
 std::size_t server_session::inflight() const {
-    return state_->undone;
+    return st().undone;
 }
 
 bool server_session::connected() const {
-    return state_->stage == state::phase::connected;
+    return st().stage == state::phase::connected;
 }
 
 protocol_version server_session::version() const {
-    return state_->version;
+    return st().version;
 }
 
 std::string_view server_session::client_id() const {
-    return state_->client_id;
+    return st().client_id;
 }
 
 }  // namespace citygate::mqtt

@@ -148,6 +148,8 @@ class session_handler {
 
 class server_session {
   public:
+    // Keeps references to both: they must outlive the session (one server_limits serves every
+    // session of a server, so a session does not carry a copy).
     server_session(session_handler& handler, const server_limits& limits);
     ~server_session();
     server_session(const server_session&) = delete;
@@ -198,7 +200,13 @@ class server_session {
 
   private:
     struct state;
-    std::unique_ptr<state> state_;
+    // Inside the session, not an allocation of its own: every connection has one, and a
+    // separate chunk costs malloc's header and rounding (issue 15). Defined with the engine,
+    // which checks that it fits.
+    static constexpr std::size_t state_size = 136;
+    state& st();
+    const state& st() const;
+    alignas(8) std::byte state_[state_size];
 };
 
 }  // namespace citygate::mqtt

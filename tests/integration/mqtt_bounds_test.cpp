@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "tests/integration/gateway_fixture.hpp"
@@ -351,4 +352,29 @@ TEST_CASE("over TLS a packet spanning many reads and packets sharing one read ar
     REQUIRE(run_command(tls + " -t city/a/air/tls-small -l < " + d + "/small.txt", &output) == 0);
     CHECK(gateway.metric(R"(citygate_messages_received_total{qos="1"})") == 51);
     CHECK(gateway.metric("citygate_samples_written_total") == 51);
+}
+
+TEST_CASE("a client silent for 1.5 x its keep-alive is closed, one that pings stays") {
+    GatewayUnderTest gateway;
+    RawClient pinging(gateway.mqtt_port());
+    pinging.connect("pinging", false, 1);
+    RawClient silent(gateway.mqtt_port());
+    auto before_connect = std::chrono::steady_clock::now();
+    silent.connect("silent", false, 1);  // keep-alive 1 s: closed 1.5 s after its CONNECT
+
+    std::optional<std::chrono::steady_clock::duration> silent_closed;
+    auto began = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - began < 4s) {
+        REQUIRE(pinging.send({0xC0, 0x00}));  // PINGREQ
+        CHECK(pinging.receive(2) == Bytes{0xD0, 0x00});
+        if (silent_closed) {
+            std::this_thread::sleep_for(400ms);
+        } else if (silent.closed_within(400ms)) {
+            silent_closed = std::chrono::steady_clock::now() - before_connect;
+        }
+    }
+    REQUIRE(silent_closed);
+    CHECK(*silent_closed >= 1500ms);  // never early
+    CHECK(*silent_closed < 3500ms);   // a tick of the timer wheel late, and a poll
+    CHECK_FALSE(pinging.closed_within(100ms));
 }
