@@ -301,6 +301,10 @@ const std::map<std::string, Setter, std::less<>>& setters() {
              c.ingest.max_new_series_per_minute =
                  integer<std::size_t>(n, o, 0, std::int64_t{1} << 40);
          }},
+        {"ingest.series_cache_slots",
+         [](auto& n, Config& c, auto o) {
+             c.ingest.series_cache_slots = integer<std::size_t>(n, o, 0, std::int64_t{1} << 24);
+         }},
         {"ingest.topic_templates",
          [](auto& n, Config& c, auto o) {
              const toml::array* array = n.as_array();

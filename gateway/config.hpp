@@ -184,6 +184,9 @@ struct Config {
         // id when anonymous) may create, new series one connection may create a minute; 0: off.
         std::size_t max_series_per_identity = 100'000;
         std::size_t max_new_series_per_minute = 10'000;
+        // Slots of each I/O thread's series reference cache (ingest::SeriesCache), rounded up to
+        // a power of two; 0: off.
+        std::size_t series_cache_slots = 65536;
     } ingest;
 
     // City aggregates for dashboards (/metrics/city, the status page): 1-minute averages per

@@ -414,6 +414,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     ingest_options.seconds_by_magnitude = config_.ingest.seconds_by_magnitude;
     ingest_options.max_series_per_identity = config_.ingest.max_series_per_identity;
     ingest_options.max_new_series_per_minute = config_.ingest.max_new_series_per_minute;
+    ingest_options.series_cache_slots = config_.ingest.series_cache_slots;
     if (config_.city.max_pairs > 0) {
         // The MQTT export publishes the city aggregates' windows, so they take its length.
         std::int64_t window_ms =

@@ -16,9 +16,7 @@ std::uint64_t fnv(std::uint64_t h, std::string_view part) {
 
 }  // namespace
 
-SeriesCache::SeriesCache(std::size_t slots) {
-    if (slots > 0) slots_.resize(std::bit_ceil(slots));
-}
+SeriesCache::SeriesCache(std::size_t slots) : capacity_(slots > 0 ? std::bit_ceil(slots) : 0) {}
 
 std::uint64_t SeriesCache::hash(const Identity& identity) {
     std::uint64_t h = 0xcbf29ce484222325ULL;
@@ -50,9 +48,12 @@ storage::SeriesRef SeriesCache::find(std::uint64_t hash, const Identity& identit
 
 void SeriesCache::insert(std::uint64_t hash, const Identity& identity, storage::SeriesRef ref) {
     // Longer parts than a u16 says are not kept (MQTT topics are at most 65535 bytes anyway).
-    if (slots_.empty() || identity.topic.size() > 0xFFFF || identity.measurement.size() > 0xFFFF) {
+    if (capacity_ == 0 || identity.topic.size() > 0xFFFF || identity.measurement.size() > 0xFFFF) {
         return;
     }
+    // The slots come with the first series: an appender that never writes (one per I/O thread
+    // whether or not it serves MQTT) costs nothing.
+    if (slots_.empty()) slots_.resize(capacity_);
     Slot& s = slots_[hash & (slots_.size() - 1)];
     s.hash = hash;
     s.ref = ref;

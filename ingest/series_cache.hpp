@@ -4,8 +4,8 @@
 // building its key, hashing it again in storage and looking it up in the shard's index.
 //
 // Direct-mapped and bounded: a slot per hash, the newest series in a slot wins, so memory is
-// fixed (slots x about 100 bytes) and nothing is ever rebuilt. Not thread safe: one per
-// Appender.
+// fixed (slots x about 100 bytes, taken at the first series kept) and nothing is ever rebuilt. Not
+// thread safe: one per Appender.
 #pragma once
 
 #include <cstddef>
@@ -40,7 +40,7 @@ class SeriesCache {
     // last call: series were deleted, and references to them would recreate them.
     void expire(std::uint64_t epoch);
 
-    std::size_t slots() const { return slots_.size(); }
+    std::size_t slots() const { return capacity_; }
 
   private:
     struct Slot {
@@ -52,7 +52,8 @@ class SeriesCache {
     };
     const Slot& slot(std::uint64_t hash) const { return slots_[hash & (slots_.size() - 1)]; }
 
-    std::vector<Slot> slots_;
+    std::size_t capacity_;
+    std::vector<Slot> slots_;  // capacity_ of them once the first series is kept
     std::uint64_t epoch_ = 0;
 };
 

@@ -30,6 +30,7 @@ TEST_CASE("a TOML document overrides only what it sets") {
         retention = "7d"
         [ingest]
         topic_templates = ["a/{x}", "b/{y}/{z}"]
+        series_cache_slots = 1000
     )",
                                  "test");
     CHECK(config.mqtt.port == 11883);
@@ -37,6 +38,7 @@ TEST_CASE("a TOML document overrides only what it sets") {
     CHECK(config.storage.fsync == citygate::storage::FsyncPolicy::batch);
     CHECK(config.storage.retention == std::chrono::hours(24 * 7));
     CHECK(config.ingest.topic_templates.size() == 2);
+    CHECK(config.ingest.series_cache_slots == 1000);
     CHECK(config.http.port == 8080);
 }
 
@@ -46,6 +48,7 @@ TEST_CASE("the example configuration file parses and validates") {
     Config defaults;
     CHECK(config.mqtt.port == defaults.mqtt.port);
     CHECK(config.storage.queue_capacity == defaults.storage.queue_capacity);
+    CHECK(config.ingest.series_cache_slots == defaults.ingest.series_cache_slots);
     CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
     CHECK(config.http.promql_rollup_min_buckets == defaults.http.promql_rollup_min_buckets);
     CHECK(config.storage.memory_budget == defaults.storage.memory_budget);
