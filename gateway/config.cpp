@@ -270,6 +270,12 @@ const std::map<std::string, Setter, std::less<>>& setters() {
                  fail(o, "must be at least 64 MiB (or \"off\", or \"auto\")");
              if (budget > (std::uint64_t{1} << 50)) fail(o, "must be at most 1 PiB");
          }},
+        {"storage.commit_delay",
+         [](auto& n, Config& c, auto o) {
+             c.storage.commit_delay = duration(n, o);
+             if (c.storage.commit_delay > std::chrono::milliseconds(100))
+                 fail(o, "must be at most 100ms: it adds to every acknowledgement's latency");
+         }},
         {"storage.head_flush_interval",
          [](auto& n, Config& c, auto o) {
              c.storage.head_flush_interval = duration(n, o);

@@ -141,6 +141,9 @@ struct Config {
             storage::EngineOptions{}.head_flush_interval;
         std::chrono::milliseconds memtable_idle_flush =
             storage::EngineOptions{}.memtable_idle_flush;
+        // fsync batch: how long a shard writer with a small queue waits for more before it
+        // fsyncs (storage::EngineOptions::commit_delay); 0: never.
+        std::chrono::milliseconds commit_delay = std::chrono::milliseconds(1);
         // How often the allocator is asked to return free memory to the system (malloc_trim),
         // when it holds more than 32 MiB free; 0: never.
         std::chrono::milliseconds memory_trim_interval = std::chrono::seconds(30);

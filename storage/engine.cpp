@@ -306,6 +306,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.max_total_series = options.max_series;
         so.head_flush_points = options.head_flush_points;
         so.head_flush_interval = options.head_flush_interval;
+        so.commit_delay = options.commit_delay;
         so.memtable_idle_flush = options.memtable_idle_flush;
         so.target_chunk_points = options.target_chunk_points;
         so.clock = options.clock;

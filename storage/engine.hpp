@@ -203,6 +203,11 @@ struct EngineOptions {
     // it waits for the flush only when a second full head is waiting behind a running one.
     std::size_t head_flush_points = 1 << 21;
     std::chrono::milliseconds head_flush_interval = std::chrono::minutes(5);
+    // FsyncPolicy::batch only: a shard writer that finds fewer than 512 points queued waits up
+    // to this long for more before it commits and fsyncs, so at moderate rates one fsync and
+    // one wake-up each way serve several messages instead of one or two (as PostgreSQL's
+    // commit_delay). It adds at most this much to an acknowledgement's latency. 0: off.
+    std::chrono::microseconds commit_delay = std::chrono::microseconds(1000);
     // A shard that took no write for this long, its head already in chunks, flushes RocksDB's
     // memtables into SST files (without waiting), so an idle gateway gives their memory back and
     // its write-ahead log files go. 0: memtables flush only when full (and at close).

@@ -64,6 +64,7 @@ struct ShardOptions {
     std::size_t head_flush_points = 0;
     std::chrono::milliseconds head_flush_interval{};
     std::chrono::milliseconds memtable_idle_flush{};
+    std::chrono::microseconds commit_delay{};  // EngineOptions::commit_delay
     std::size_t target_chunk_points = 0;
     std::function<std::int64_t()> clock;
     std::function<void(const BatchReport&)> on_batch;
@@ -265,6 +266,9 @@ class Shard {
     // Whether `point`'s series exists and is loaded, so a commit on a producer's thread may
     // take it (commit_mutex_ held).
     bool ready_series(const Point& point) const;
+    // Writer thread, queue_mutex_ held, something queued: with fsync batch, waits up to
+    // commit_delay for more, so one fsync (and one wake-up each way) serves more writes.
+    void gather(std::unique_lock<std::mutex>& lock);
     // commit_queued() on this thread; false when the writer must do it.
     bool commit_queued_here();
     // Writer thread: may `write` create one more series? Storage's limits first (shard, then the
@@ -387,6 +391,10 @@ class Shard {
     // A producer was refused room since the last commit: the next release tells
     // on_space_available.
     std::atomic<bool> room_wanted_{false};
+    // fsync batch: the writer waits up to commit_delay for this many points before committing a
+    // smaller queue (gather), and producers do not wake it meanwhile.
+    static constexpr std::size_t kGatherPoints = 512;
+    std::atomic<bool> gathering_{false};
 
     std::atomic<std::uint64_t> points_written_{0}, rejected_late_{0}, rejected_limit_{0},
         rejected_invalid_{0}, batches_{0}, flushes_{0}, windows_dropped_{0}, windows_sealed_{0},

@@ -49,7 +49,20 @@ void Shard::push(QueuedWrite write, bool wake) {
 }
 
 void Shard::commit_queued() {
-    if (!commit_queued_here()) queue_cv_.notify_one();
+    if (commit_queued_here()) return;
+    // A writer gathering a batch wakes by itself when its delay ends; waking it per write would
+    // cost the wake-ups the delay is there to save.
+    if (!gathering_.load() || reserved_.load() >= kGatherPoints) queue_cv_.notify_one();
+}
+
+void Shard::gather(std::unique_lock<std::mutex>& lock) {
+    if (options_.fsync != FsyncPolicy::batch || options_.commit_delay.count() <= 0) return;
+    if (stop_ || !tasks_.empty() || queue_.empty() || reserved_.load() >= kGatherPoints) return;
+    gathering_.store(true);
+    queue_cv_.wait_for(lock, options_.commit_delay, [&] {
+        return stop_ || !tasks_.empty() || reserved_.load() >= kGatherPoints;
+    });
+    gathering_.store(false);
 }
 
 bool Shard::ready_series(const Point& point) const {
@@ -132,6 +145,7 @@ void Shard::run() {
             queue_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
                 return stop_ || !tasks_.empty() || (!queue_.empty() && !writes_held());
             });
+            gather(lock);
         }
         // Everything below owns the shard's writer state; a producer committing on its own
         // thread (commit_queued_here) waits for none of it: it queues instead. Taken before the

@@ -27,6 +27,7 @@ TEST_CASE("a TOML document overrides only what it sets") {
         connect_timeout = "250ms"
         [storage]
         fsync = "batch"
+        commit_delay = "3ms"
         retention = "7d"
         [ingest]
         topic_templates = ["a/{x}", "b/{y}/{z}"]
@@ -36,6 +37,7 @@ TEST_CASE("a TOML document overrides only what it sets") {
     CHECK(config.mqtt.port == 11883);
     CHECK(config.mqtt.connect_timeout == 250ms);
     CHECK(config.storage.fsync == citygate::storage::FsyncPolicy::batch);
+    CHECK(config.storage.commit_delay == 3ms);
     CHECK(config.storage.retention == std::chrono::hours(24 * 7));
     CHECK(config.ingest.topic_templates.size() == 2);
     CHECK(config.ingest.series_cache_slots == 1000);

@@ -1,6 +1,7 @@
 // Writes by series reference (Engine::find_series): the same series as by key, no reference
 // before the first write is in the WAL, and a reference to a deleted series writing into its key
-// created anew.
+// created anew. And how commits group: deferred on a producer's thread, gathered by the writer
+// with fsync batch.
 #include <catch2/catch.hpp>
 
 #include "tests/storage/helpers.hpp"
@@ -110,5 +111,35 @@ TEST_CASE("writes deferred on a thread are committed together by commit_deferred
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     CHECK(done.load() == 5);
     CHECK(batches.load() - before <= 2);
+    CHECK(values_of(*engine, R"(t{device="x"})") == std::vector<double>{0, 1, 2, 3, 4, 5});
+}
+
+TEST_CASE("with fsync batch a writer waits commit_delay for more writes and fsyncs them together") {
+    TempDir dir;
+    auto o = options_for(dir, 1);
+    o.fsync = FsyncPolicy::batch;
+    o.commit_delay = std::chrono::milliseconds(200);  // long enough that five writes meet in it
+    std::atomic<std::size_t> batches{0};
+    o.on_batch = [&batches](const BatchReport&) { ++batches; };
+    auto engine = open_engine(o);
+    REQUIRE(all_accepted(write_sync(*engine, {{key("t", "x"), kT0, 0}})));
+    const std::size_t before = batches.load();
+
+    std::atomic<int> done{0};
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 1; i <= 5; ++i) {
+        std::vector<Point> points{{key("t", "x"), kT0 + i * kMinute, 1.0 * i}};
+        REQUIRE(engine->try_write(points, [&done](const WriteResult& r) {
+            CHECK(r.durable());
+            ++done;
+        }));
+    }
+    for (int i = 0; i < 1000 && done.load() < 5; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    CHECK(done.load() == 5);
+    CHECK(batches.load() - before == 1);  // one fsync for all five
+    // Not acknowledged before the delay ran out (nothing else filled the queue), nor long after.
+    const auto waited = std::chrono::steady_clock::now() - start;
+    CHECK(waited >= std::chrono::milliseconds(150));
     CHECK(values_of(*engine, R"(t{device="x"})") == std::vector<double>{0, 1, 2, 3, 4, 5});
 }
