@@ -237,7 +237,7 @@ class Appender {
     payload::PayloadDecoder decoder_;
     SeriesCache series_cache_;
     std::vector<std::pair<std::string_view, std::string_view>> topic_tags_;
-    std::vector<payload::Reading> readings_;
+    payload::Readings readings_;
     std::vector<storage::Tag> series_tags_;
     std::string detail_;  // why the last prepare refused
 };

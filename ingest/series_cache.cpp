@@ -1,13 +1,14 @@
 // The per-thread series reference cache: slots, hashing, expiry.
 #include "ingest/series_cache.hpp"
 
+#include <algorithm>
 #include <bit>
 
 namespace citygate::ingest {
 namespace {
 
 // FNV-1a over the three parts, each closed by its length, so ("ab", "c") and ("a", "bc")
-// differ; then a final mix, since slots are picked from the low bits.
+// differ; then a full mix, since slots are picked from the low bits.
 std::uint64_t fnv(std::uint64_t h, std::string_view part) {
     for (unsigned char c : part)
         h = (h ^ c) * 0x100000001b3ULL;
@@ -16,34 +17,47 @@ std::uint64_t fnv(std::uint64_t h, std::string_view part) {
 
 }  // namespace
 
-SeriesCache::SeriesCache(std::size_t slots) : capacity_(slots > 0 ? std::bit_ceil(slots) : 0) {}
+SeriesCache::SeriesCache(std::size_t slots)
+    : capacity_(slots > 0 ? std::bit_ceil(std::max<std::size_t>(slots, 2)) : 0) {}
 
 std::uint64_t SeriesCache::hash(const Identity& identity) {
     std::uint64_t h = 0xcbf29ce484222325ULL;
     h = fnv(h, identity.topic);
     h = fnv(h, identity.measurement);
     h = fnv(h, identity.tags);
+    // MurmurHash3's finaliser: FNV's multiplications carry only upwards, so its low bits (the
+    // slot) depend on the input's low bits alone; devices whose names differ in a digit or two
+    // met in the same slots and pushed each other out.
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
     return h ^ (h >> 33);
 }
 
-storage::SeriesRef SeriesCache::find(std::uint64_t hash, const Identity& identity) const {
-    if (slots_.empty()) return {};
-    const Slot& s = slot(hash);
+bool SeriesCache::holds(const Slot& s, std::uint64_t hash, const Identity& identity) {
     if (s.hash != hash || !s.ref.valid() || s.topic_size != identity.topic.size() ||
         s.measurement_size != identity.measurement.size() ||
         s.identity.size() !=
             identity.topic.size() + identity.measurement.size() + identity.tags.size()) {
-        return {};
+        return false;
     }
     std::string_view kept = s.identity;
-    if (kept.substr(0, s.topic_size) != identity.topic ||
-        kept.substr(s.topic_size, s.measurement_size) != identity.measurement ||
-        kept.substr(s.topic_size + s.measurement_size) != identity.tags) {
-        return {};
+    return kept.substr(0, s.topic_size) == identity.topic &&
+           kept.substr(s.topic_size, s.measurement_size) == identity.measurement &&
+           kept.substr(s.topic_size + s.measurement_size) == identity.tags;
+}
+
+storage::SeriesRef SeriesCache::find(std::uint64_t hash, const Identity& identity) {
+    if (slots_.empty()) return {};
+    Slot* pair = &slots_[(hash & (slots_.size() - 1)) & ~std::size_t{1}];
+    for (int way = 0; way < 2; ++way) {
+        if (!holds(pair[way], hash, identity)) continue;
+        pair[way].recent = true;
+        pair[1 - way].recent = false;
+        return pair[way].ref;
     }
-    return s.ref;
+    return {};
 }
 
 void SeriesCache::insert(std::uint64_t hash, const Identity& identity, storage::SeriesRef ref) {
@@ -54,9 +68,17 @@ void SeriesCache::insert(std::uint64_t hash, const Identity& identity, storage::
     // The slots come with the first series: an appender that never writes (one per I/O thread
     // whether or not it serves MQTT) costs nothing.
     if (slots_.empty()) slots_.resize(capacity_);
-    Slot& s = slots_[hash & (slots_.size() - 1)];
+    // Two ways per set: the one not used last gives way, so two series that share a set both
+    // stay (direct-mapped, 10,000 series in 65,536 slots missed 14% of readings).
+    Slot* pair = &slots_[(hash & (slots_.size() - 1)) & ~std::size_t{1}];
+    Slot& s = !pair[0].ref.valid()   ? pair[0]
+              : !pair[1].ref.valid() ? pair[1]
+              : pair[0].recent       ? pair[1]
+                                     : pair[0];
     s.hash = hash;
     s.ref = ref;
+    s.recent = true;
+    (&s == pair ? pair[1] : pair[0]).recent = false;
     s.topic_size = static_cast<std::uint16_t>(identity.topic.size());
     s.measurement_size = static_cast<std::uint16_t>(identity.measurement.size());
     // assign() reuses the slot's buffer when it is big enough: a full cache allocates only for

@@ -3,8 +3,9 @@
 // after its first reading is stored, each later one costs a hash and a compare here instead of
 // building its key, hashing it again in storage and looking it up in the shard's index.
 //
-// Direct-mapped and bounded: a slot per hash, the newest series in a slot wins, so memory is
-// fixed (slots x about 100 bytes, taken at the first series kept) and nothing is ever rebuilt. Not
+// Two-way set-associative and bounded: two slots per hash, the one used less recently gives way,
+// so memory is fixed (slots x about 100 bytes, taken at the first series kept) and nothing is
+// ever rebuilt. Not
 // thread safe: one per Appender.
 #pragma once
 
@@ -33,7 +34,7 @@ class SeriesCache {
 
     static std::uint64_t hash(const Identity& identity);
     // The reference kept for `identity` (whose hash is `hash`), or an invalid one.
-    storage::SeriesRef find(std::uint64_t hash, const Identity& identity) const;
+    storage::SeriesRef find(std::uint64_t hash, const Identity& identity);
     // Keeps `ref` for `identity`, in place of what its slot held.
     void insert(std::uint64_t hash, const Identity& identity, storage::SeriesRef ref);
     // Forgets everything kept when `epoch` (storage::Engine::series_epoch) moved on since the
@@ -48,9 +49,10 @@ class SeriesCache {
         storage::SeriesRef ref;
         std::uint16_t topic_size = 0;  // identity = topic, measurement, tags back to back
         std::uint16_t measurement_size = 0;
+        bool recent = false;  // of its set's two, the one found or kept last
         std::string identity;
     };
-    const Slot& slot(std::uint64_t hash) const { return slots_[hash & (slots_.size() - 1)]; }
+    static bool holds(const Slot& slot, std::uint64_t hash, const Identity& identity);
 
     std::size_t capacity_;
     std::vector<Slot> slots_;  // capacity_ of them once the first series is kept

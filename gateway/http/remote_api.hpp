@@ -77,7 +77,7 @@ class RemoteApi {
     remote::WriteRequestDecoder write_decoder_;
     payload::PayloadDecoder line_decoder_;
     std::string decoded_;
-    std::vector<payload::Reading> readings_;
+    payload::Readings readings_;
     std::vector<ingest::SeriesSamples::Sample> samples_;
     std::vector<std::pair<std::string_view, std::string_view>> tags_;
 

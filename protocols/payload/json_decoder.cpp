@@ -28,7 +28,7 @@ boost::system::error_code JsonDocument::parse(std::span<const std::uint8_t> payl
 }
 
 boost::system::error_code decode_json_object(simdjson::dom::element root, std::int64_t arrival_ms,
-                                             std::vector<Reading>& out, SkippedFields& skipped) {
+                                             Readings& out, SkippedFields& skipped) {
     simdjson::dom::object object;
     if (root.get_object().get(object)) return errc::not_an_object;
 
@@ -78,7 +78,7 @@ JsonDecoder::JsonDecoder(std::size_t max_payload)
     : max_payload_(max_payload), document_(max_payload) {}
 
 boost::system::error_code JsonDecoder::decode(std::span<const std::uint8_t> payload,
-                                              std::int64_t arrival_ms, std::vector<Reading>& out,
+                                              std::int64_t arrival_ms, Readings& out,
                                               SkippedFields& skipped) {
     if (payload.empty()) return errc::empty_payload;
     if (payload.size() > max_payload_) return errc::payload_too_large;

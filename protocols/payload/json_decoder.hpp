@@ -26,7 +26,7 @@ class JsonDecoder {
     // Appends the readings of `payload` to `out`, stamped with `ts` or else `arrival_ms`.
     // On error nothing is appended. Skipped fields are added to `skipped`.
     boost::system::error_code decode(std::span<const std::uint8_t> payload, std::int64_t arrival_ms,
-                                     std::vector<Reading>& out, SkippedFields& skipped);
+                                     Readings& out, SkippedFields& skipped);
 
   private:
     std::size_t max_payload_;

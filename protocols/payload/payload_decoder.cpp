@@ -8,7 +8,7 @@ PayloadDecoder::PayloadDecoder(PayloadLimits limits) : limits_(limits), json_(li
 boost::system::error_code PayloadDecoder::decode(Format format,
                                                  std::span<const std::uint8_t> payload,
                                                  std::string_view default_measurement,
-                                                 std::int64_t arrival_ms, std::vector<Reading>& out,
+                                                 std::int64_t arrival_ms, Readings& out,
                                                  SkippedFields& skipped, TimePrecision precision) {
     detail_.clear();
     auto ec = dispatch(format, payload, default_measurement, arrival_ms, out, skipped, precision);
@@ -18,8 +18,7 @@ boost::system::error_code PayloadDecoder::decode(Format format,
 
 boost::system::error_code PayloadDecoder::dispatch(
     Format format, std::span<const std::uint8_t> payload, std::string_view default_measurement,
-    std::int64_t arrival_ms, std::vector<Reading>& out, SkippedFields& skipped,
-    TimePrecision precision) {
+    std::int64_t arrival_ms, Readings& out, SkippedFields& skipped, TimePrecision precision) {
     if (payload.empty()) return errc::empty_payload;
     if (payload.size() > limits_.max_payload) return errc::payload_too_large;
     if (format == Format::detect) format = detect_format(payload);

@@ -74,7 +74,7 @@ class PayloadDecoder {
     // line protocol timestamps.
     boost::system::error_code decode(Format format, std::span<const std::uint8_t> payload,
                                      std::string_view default_measurement, std::int64_t arrival_ms,
-                                     std::vector<Reading>& out, SkippedFields& skipped,
+                                     Readings& out, SkippedFields& skipped,
                                      TimePrecision precision = TimePrecision::ns);
 
     // After a failed decode: where and why, for a log line ("line 2, column 9: expected '='
@@ -86,7 +86,7 @@ class PayloadDecoder {
   private:
     boost::system::error_code dispatch(Format format, std::span<const std::uint8_t> payload,
                                        std::string_view default_measurement,
-                                       std::int64_t arrival_ms, std::vector<Reading>& out,
+                                       std::int64_t arrival_ms, Readings& out,
                                        SkippedFields& skipped, TimePrecision precision);
 
     PayloadLimits limits_;

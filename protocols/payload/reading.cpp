@@ -71,4 +71,28 @@ std::size_t merge_tags(std::span<const std::pair<std::string_view, std::string_v
     return dropped;
 }
 
+Reading& Readings::emplace_back() {
+    if (size_ == items_.size()) return items_.emplace_back(), items_[size_++];
+    Reading& reading = items_[size_++];
+    reading.measurement.clear();
+    reading.value = 0;
+    reading.timestamp_ms = 0;
+    reading.tags.clear();
+    return reading;
+}
+
+void Readings::erase(Reading* at) {
+    std::rotate(at, at + 1, end());
+    --size_;
+}
+
+void Readings::resize(std::size_t n) {
+    if (n <= size_) {
+        size_ = n;
+        return;
+    }
+    while (size_ < n)
+        emplace_back();
+}
+
 }  // namespace citygate::payload

@@ -7,6 +7,7 @@
 #include <iterator>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -70,6 +71,43 @@ struct Reading {
     double value = 0;
     std::int64_t timestamp_ms = 0;
     ReadingTags tags;  // from the payload; empty for JSON objects and plain numbers
+};
+
+// The readings decoders append to, reused from payload to payload: an element past size() keeps
+// its strings' buffers, so a reading whose measurement or tags outgrow the small-string buffer
+// (a device id tag does) allocates once per element ever used, not once per payload. Holds as
+// many elements as the largest payload needed. Vector-like, for what decoders do with it.
+class Readings {
+  public:
+    Readings() = default;
+    explicit Readings(std::size_t n) { resize(n); }
+
+    // A reading as a default-constructed one, at the end.
+    Reading& emplace_back();
+    void push_back(Reading&& reading) { emplace_back() = std::move(reading); }
+    void pop_back() noexcept { --size_; }
+    // Removes the reading at `at`; the later ones move up (its buffers go to the end, kept).
+    void erase(Reading* at);
+    void resize(std::size_t n);
+    void clear() noexcept { size_ = 0; }
+
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    Reading& operator[](std::size_t i) noexcept { return items_[i]; }
+    const Reading& operator[](std::size_t i) const noexcept { return items_[i]; }
+    const Reading& at(std::size_t i) const {
+        if (i >= size_) throw std::out_of_range("Readings::at");
+        return items_[i];
+    }
+    Reading& back() noexcept { return items_[size_ - 1]; }
+    Reading* begin() noexcept { return items_.data(); }
+    Reading* end() noexcept { return items_.data() + size_; }
+    const Reading* begin() const noexcept { return items_.data(); }
+    const Reading* end() const noexcept { return items_.data() + size_; }
+
+  private:
+    std::vector<Reading> items_;  // [0, size_) in use, the rest kept for their buffers
+    std::size_t size_ = 0;
 };
 
 // Fields skipped inside an otherwise good payload, by why. Never stored.

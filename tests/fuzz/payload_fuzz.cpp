@@ -19,7 +19,7 @@ constexpr std::int64_t arrival = 1732262400000;
 
 struct Outcome {
     boost::system::error_code ec;
-    std::vector<Reading> readings;
+    Readings readings;
     SkippedFields skipped;
 };
 

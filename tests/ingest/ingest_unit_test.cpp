@@ -448,15 +448,22 @@ TEST_CASE("the series cache finds only the identity it keeps, and forgets on a n
     // A lookup under a's hash but for other parts is no hit, whatever the slot holds.
     CHECK_FALSE(cache.find(ha, shifted).valid());
     CHECK_FALSE(cache.find(ha, {"city/x/air/d1", "pm25", "\x01"}).valid());
-    // The newest identity of a slot wins.
+    // Two identities of one set both stay; a third pushes out the one found least recently.
     const ingest::SeriesCache::Identity b{"city/y/air/d2", "no2", "tags"};
+    const ingest::SeriesCache::Identity c{"city/z/air/d3", "no2", ""};
     cache.insert(ha, b, {9, 0});
-    CHECK_FALSE(cache.find(ha, a).valid());
+    CHECK(cache.find(ha, a).id == 7);
     CHECK(cache.find(ha, b).id == 9);
-    cache.expire(0);  // the epoch it started with: kept
-    CHECK(cache.find(ha, b).valid());
-    cache.expire(1);
+    CHECK(cache.find(ha, a).valid());  // a is now the recent one
+    cache.insert(ha, c, {11, 0});
+    CHECK(cache.find(ha, a).id == 7);
     CHECK_FALSE(cache.find(ha, b).valid());
+    CHECK(cache.find(ha, c).id == 11);
+    cache.expire(0);  // the epoch it started with: kept
+    CHECK(cache.find(ha, c).valid());
+    cache.expire(1);
+    CHECK_FALSE(cache.find(ha, c).valid());
+    CHECK_FALSE(cache.find(ha, a).valid());
 
     ingest::SeriesCache off(0);
     off.insert(ha, a, {7, 1});

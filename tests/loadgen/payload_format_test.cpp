@@ -19,7 +19,7 @@ TEST_CASE("a JSON payload carries ts and every reading, exactly") {
         std::string text;
         loadgen::format_json(ts, readings, text);
 
-        std::vector<payload::Reading> decoded;
+        payload::Readings decoded;
         payload::SkippedFields skipped;
         auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
         INFO(text);

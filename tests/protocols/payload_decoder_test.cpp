@@ -10,6 +10,7 @@ using citygate::payload::Format;
 using citygate::payload::PayloadDecoder;
 using citygate::payload::PayloadLimits;
 using citygate::payload::Reading;
+using citygate::payload::Readings;
 using citygate::payload::ReadingTags;
 using citygate::payload::SkippedFields;
 using citygate::payload::TimePrecision;
@@ -25,7 +26,7 @@ std::span<const std::uint8_t> bytes(std::string_view text) {
 
 struct Decoded {
     boost::system::error_code ec;
-    std::vector<Reading> readings;
+    Readings readings;
     SkippedFields skipped;
 };
 
@@ -135,7 +136,7 @@ TEST_CASE("payloads over the size limit are refused in every format before parsi
     PayloadLimits limits;
     limits.max_payload = 16;
     PayloadDecoder decoder(limits);
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     std::string big(17, ' ');
     big[16] = '1';
@@ -150,7 +151,7 @@ TEST_CASE("payloads over the size limit are refused in every format before parsi
 
 TEST_CASE("one decoder serves payloads of every format and size in turn") {
     PayloadDecoder decoder;
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     std::string big = "[";
     for (int i = 0; i < 500; ++i)

@@ -10,6 +10,7 @@ using citygate::payload::Format;
 using citygate::payload::PayloadDecoder;
 using citygate::payload::PayloadLimits;
 using citygate::payload::Reading;
+using citygate::payload::Readings;
 using citygate::payload::SkippedFields;
 using citygate::payload::TimePrecision;
 namespace payload = citygate::payload;
@@ -20,7 +21,7 @@ constexpr std::int64_t arrival = 1732262400000;
 
 struct Decoded {
     boost::system::error_code ec;
-    std::vector<Reading> readings;
+    Readings readings;
     SkippedFields skipped;
     std::string detail;
 };
@@ -194,7 +195,7 @@ TEST_CASE("bad lines are refused whole, saying which line and column") {
     for (const auto& c : cases) {
         INFO(c.text);
         PayloadDecoder decoder;
-        std::vector<Reading> out(1);
+        Readings out(1);
         SkippedFields skipped;
         std::string text = c.text;
         auto ec = decoder.decode(Format::line,

@@ -10,6 +10,7 @@ using citygate::payload::Format;
 using citygate::payload::PayloadDecoder;
 using citygate::payload::PayloadLimits;
 using citygate::payload::Reading;
+using citygate::payload::Readings;
 using citygate::payload::SkippedFields;
 namespace payload = citygate::payload;
 
@@ -19,7 +20,7 @@ constexpr std::int64_t arrival = 1732262400000;  // 2024-11-22T08:00:00Z
 
 struct Decoded {
     boost::system::error_code ec;
-    std::vector<Reading> readings;
+    Readings readings;
     SkippedFields skipped;
 };
 
@@ -248,7 +249,7 @@ TEST_CASE("SenML values beyond a double are refused, sums to infinity skipped") 
 
 TEST_CASE("malformed SenML packs are refused and append nothing") {
     PayloadDecoder decoder;
-    std::vector<Reading> out(1);
+    Readings out(1);
     SkippedFields skipped;
     auto decode = [&](std::string text) {
         return decoder.decode(Format::senml,

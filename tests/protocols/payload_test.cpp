@@ -9,6 +9,7 @@
 
 using citygate::payload::JsonDecoder;
 using citygate::payload::Reading;
+using citygate::payload::Readings;
 using citygate::payload::SkippedFields;
 using citygate::payload::TopicTemplate;
 namespace payload = citygate::payload;
@@ -56,7 +57,7 @@ TEST_CASE("malformed topic templates are refused with a reason") {
 
 TEST_CASE("each numeric field of a JSON object becomes a reading stamped with ts") {
     JsonDecoder decoder;
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     auto ec = decoder.decode(bytes(R"({"ts": 1732262400000, "pm25": 35.2, "pm10": 60})"), 5, out,
                              skipped);
@@ -72,7 +73,7 @@ TEST_CASE("each numeric field of a JSON object becomes a reading stamped with ts
 
 TEST_CASE("without ts the readings carry the arrival time") {
     JsonDecoder decoder;
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     REQUIRE_FALSE(decoder.decode(bytes(R"({"temperature": -3.5})"), 1234, out, skipped));
     REQUIRE(out.size() == 1);
@@ -82,7 +83,7 @@ TEST_CASE("without ts the readings carry the arrival time") {
 
 TEST_CASE("non-numeric fields are skipped and counted, numeric ones kept") {
     JsonDecoder decoder;
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     REQUIRE_FALSE(decoder.decode(
         bytes(
@@ -95,7 +96,7 @@ TEST_CASE("non-numeric fields are skipped and counted, numeric ones kept") {
 
 TEST_CASE("numbers beyond a double are refused, never stored as infinity") {
     JsonDecoder decoder;
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     CHECK(decoder.decode(bytes(R"({"a": 1e999, "b": 2})"), 0, out, skipped) ==
           payload::errc::invalid_number);
@@ -104,7 +105,7 @@ TEST_CASE("numbers beyond a double are refused, never stored as infinity") {
 
 TEST_CASE("bad JSON payloads are errors and append nothing") {
     JsonDecoder decoder;
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     CHECK(decoder.decode(bytes(""), 0, out, skipped) == payload::errc::empty_payload);
     CHECK(decoder.decode(bytes("{\"a\": 1"), 0, out, skipped) == payload::errc::invalid_json);
@@ -125,7 +126,7 @@ TEST_CASE("bad JSON payloads are errors and append nothing") {
 
 TEST_CASE("payloads over the limit are refused before parsing") {
     JsonDecoder decoder(16);
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     CHECK(decoder.decode(bytes(R"({"pm25": 35.2, "pm10": 60})"), 0, out, skipped) ==
           payload::errc::payload_too_large);
@@ -133,7 +134,7 @@ TEST_CASE("payloads over the limit are refused before parsing") {
 
 TEST_CASE("the decoder is reusable across payloads of different sizes") {
     JsonDecoder decoder;
-    std::vector<Reading> out;
+    Readings out;
     SkippedFields skipped;
     std::string big = "{";
     for (int i = 0; i < 200; ++i)

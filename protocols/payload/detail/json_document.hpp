@@ -35,13 +35,13 @@ class JsonDocument {
 // A JSON object: each numeric field a reading, `ts` (ms) stamping them all. Appends nothing on
 // error; adds to `skipped` only on success.
 boost::system::error_code decode_json_object(simdjson::dom::element root, std::int64_t arrival_ms,
-                                             std::vector<Reading>& out, SkippedFields& skipped);
+                                             Readings& out, SkippedFields& skipped);
 
 // An RFC 8428 SenML pack; see PayloadDecoder for the rules. Appends nothing on error; adds to
 // `skipped` only on success.
 boost::system::error_code decode_senml(simdjson::dom::element root,
                                        std::string_view default_measurement,
                                        std::size_t max_records, std::int64_t arrival_ms,
-                                       std::vector<Reading>& out, SkippedFields& skipped);
+                                       Readings& out, SkippedFields& skipped);
 
 }  // namespace citygate::payload::detail

@@ -84,7 +84,7 @@ Value parse_field_value(std::string_view token, double& number) {
 class LineParser {
   public:
     LineParser(std::string_view text, TimePrecision precision, std::int64_t arrival_ms,
-               std::vector<Reading>& out, SkippedFields& found, LineScratch& scratch)
+               Readings& out, SkippedFields& found, LineScratch& scratch)
         : text_(text),
           precision_(precision),
           arrival_ms_(arrival_ms),
@@ -285,7 +285,7 @@ class LineParser {
     std::string_view text_;
     TimePrecision precision_;
     std::int64_t arrival_ms_;
-    std::vector<Reading>& out_;
+    Readings& out_;
     SkippedFields& found_;
     LineScratch& scratch_;
     std::string* detail_ = nullptr;
@@ -298,7 +298,7 @@ class LineParser {
 
 boost::system::error_code decode_line_protocol(std::string_view text, TimePrecision precision,
                                                std::size_t max_lines, std::int64_t arrival_ms,
-                                               std::vector<Reading>& out, SkippedFields& skipped,
+                                               Readings& out, SkippedFields& skipped,
                                                LineScratch& scratch, std::string& detail) {
     const std::size_t first = out.size();
     SkippedFields found;
@@ -333,7 +333,7 @@ boost::system::error_code decode_line_protocol(std::string_view text, TimePrecis
 }
 
 boost::system::error_code decode_number(std::string_view text, std::string_view measurement,
-                                        std::int64_t arrival_ms, std::vector<Reading>& out) {
+                                        std::int64_t arrival_ms, Readings& out) {
     auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
     while (!text.empty() && is_space(text.front()))
         text.remove_prefix(1);

@@ -113,7 +113,7 @@ boost::system::error_code read_record(simdjson::dom::element element, Base& base
 boost::system::error_code decode_senml(simdjson::dom::element root,
                                        std::string_view default_measurement,
                                        std::size_t max_records, std::int64_t arrival_ms,
-                                       std::vector<Reading>& out, SkippedFields& skipped) {
+                                       Readings& out, SkippedFields& skipped) {
     simdjson::dom::array pack;
     if (root.get_array().get(pack)) return errc::invalid_senml;
     if (pack.size() > max_records) return errc::too_many_records;

@@ -32,11 +32,11 @@ constexpr std::size_t max_tag_value_length = 1024;
 // success.
 boost::system::error_code decode_line_protocol(std::string_view text, TimePrecision precision,
                                                std::size_t max_lines, std::int64_t arrival_ms,
-                                               std::vector<Reading>& out, SkippedFields& skipped,
+                                               Readings& out, SkippedFields& skipped,
                                                LineScratch& scratch, std::string& detail);
 
 // One number, whitespace around it allowed, named `measurement` (mapped like other names).
 boost::system::error_code decode_number(std::string_view text, std::string_view measurement,
-                                        std::int64_t arrival_ms, std::vector<Reading>& out);
+                                        std::int64_t arrival_ms, Readings& out);
 
 }  // namespace citygate::payload::detail
