@@ -361,11 +361,13 @@ class Server:
         self.exit_cpu = usage.ru_utime + usage.ru_stime
         return self.exit_cpu
 
-    def disk(self):
-        """(allocated, apparent) bytes of the data directory, as du reports them."""
+    def disk(self, exclude=None):
+        """(allocated, apparent) bytes of the data directory, as du reports them, without the
+        subdirectories named `exclude` when given."""
         def du(flag):
-            out = subprocess.run(["du", "-s", flag, self.data], capture_output=True, text=True,
-                                 timeout=60, check=True).stdout
+            out = subprocess.run(["du", "-s", flag, self.data] +
+                                 ([f"--exclude={exclude}"] if exclude else []),
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
             return int(out.split()[0])
         return du("-B1"), du("-b")
 
@@ -418,19 +420,27 @@ def start_victoria(work):
     return server
 
 
-def settle(server, quiet_s, most_s):
-    """Waits until the server has used under 2 % of a core for quiet_s (at most most_s s);
-    (its CPU seconds then, the s waited, whether it went quiet)."""
+def settle(server, args):
+    """Waits until the server has used under 2 % of a core for --quiet-s and its data directory
+    has not changed size for --disk-still-s (VictoriaMetrics writes its parts on timers, seconds
+    after the CPU went quiet), at most --settle-s s. Returns (its CPU seconds then, the s waited,
+    whether it settled, du then)."""
     started = time.monotonic()
     samples = [(started, server.cpu())]
-    while time.monotonic() - started < most_s:
+    disk, disk_since, disk_at = server.disk(), started, started
+    while time.monotonic() - started < args.settle_s:
         time.sleep(0.25)
         now = (time.monotonic(), server.cpu())
         samples.append(now)
-        old = [s for s in samples if s[0] <= now[0] - quiet_s]
-        if old and now[1] - old[-1][1] <= 0.02 * (now[0] - old[-1][0]) + 1.0 / TICK:
-            return now[1], now[0] - started, True
-    return samples[-1][1], samples[-1][0] - started, False
+        if now[0] - disk_at >= 1.0:
+            disk_at, latest = now[0], server.disk()
+            if latest != disk:
+                disk, disk_since = latest, now[0]
+        old = [s for s in samples if s[0] <= now[0] - args.quiet_s]
+        quiet = old and now[1] - old[-1][1] <= 0.02 * (now[0] - old[-1][0]) + 1.0 / TICK
+        if quiet and now[0] - disk_since >= args.disk_still_s:
+            return now[1], now[0] - started, True, disk
+    return samples[-1][1], samples[-1][0] - started, False, disk
 
 
 def promql_value(server, query, at_s):
@@ -494,11 +504,11 @@ def run_citygate(args, dataset, bodies, work, transport):
                 server.port, "/write?db=city&precision=ns", bodies[k], args.timeout),
                 args.connections)
             acked, retries, refused = tally(results)
-        cpu_quiet, waited, quiet = settle(server, args.quiet_s, args.settle_s)
-        live = server.disk()
+        cpu_quiet, waited, quiet, live = settle(server, args)
         found, problems = check_counts(server, dataset)
-        counters = metric_lines(server, ("citygate_errors_total", "citygate_storage_points_rejected",
-                                         "citygate_series_refused", "citygate_http_write_samples_skipped"))
+        counters = metric_lines(server, (
+            "citygate_errors_total", "citygate_storage_points_rejected", "citygate_series_refused",
+            "citygate_http_write_samples_skipped"))
         cpu_checked = server.cpu()
     finally:
         exit_cpu = server.stop()
@@ -506,9 +516,10 @@ def run_citygate(args, dataset, bodies, work, transport):
     return {
         "wall_s": wall, "acked": acked, "retries": retries, "refused": refused, "errors": errors,
         "cpu_s": cpu_quiet - cpu0, "quiet_wait_s": waited, "went_quiet": quiet,
-        "disk_quiet": live, "disk_found": flushed, "found_state": "after SIGTERM",
-        "flush_cpu_s": exit_cpu - cpu_checked, "stored": found, "problems": problems,
-        "counters": counters, "log": log_problems(server.log, (" warn ", " error ")),
+        "disk_quiet": live, "disk_found": flushed, "disk_merged": flushed,
+        "disk_stopped": flushed, "flush_cpu_s": exit_cpu - cpu_checked, "stored": found,
+        "problems": problems, "counters": counters,
+        "log": log_problems(server.log, (" warn ", " error ")),
     }
 
 
@@ -519,18 +530,17 @@ def run_victoria(args, dataset, bodies, work):
         wall, results, errors = run_senders(lambda k: http_post_all(
             server.port, "/write?precision=ns", bodies[k], args.timeout), args.connections)
         acked, retries, refused = tally(results)
-        cpu_quiet, waited, quiet = settle(server, args.quiet_s, args.settle_s)
-        live = server.disk()
+        cpu_quiet, waited, quiet, live = settle(server, args)
         before = server.cpu()
         status, body = http_get(server.url + "/internal/force_flush", timeout=300)
         if status != 200:
             fail(f"force_flush: {status} {body[:200]!r}")
-        settle(server, args.quiet_s, args.settle_s)
-        flushed = server.disk()
-        flush_cpu = server.cpu() - before
+        flush_cpu, _, _, flushed = settle(server, args)
+        flush_cpu -= before
         found, problems = check_counts(server, dataset)
         counters = metric_lines(server, ("vm_rows_invalid_total", "vm_rows_ignored_total",
-                                         "vm_too_long_lines_skipped_total", "vm_rows_inserted_total"))
+                                         "vm_too_long_lines_skipped_total",
+                                         "vm_rows_inserted_total"))
         before = server.cpu()
         status, body = http_get(server.url + "/internal/force_merge", timeout=300)
         if status != 200:
@@ -540,16 +550,18 @@ def run_victoria(args, dataset, bodies, work):
                 line.startswith("vm_active_force_merges ") and not line.endswith(" 0")
                 for line in http_get(server.url + "/metrics")[1].decode().splitlines()):
             time.sleep(0.25)
-        settle(server, args.quiet_s, args.settle_s)
-        merged = server.disk()
-        merge_cpu = server.cpu() - before
+        merge_cpu, _, _, merged = settle(server, args)
+        merge_cpu -= before
     finally:
         server.stop()
+    stopped = server.disk()
+    stopped_store = server.disk(exclude="cache")  # VictoriaMetrics saves its caches at exit
     return {
         "wall_s": wall, "acked": acked, "retries": retries, "refused": refused, "errors": errors,
         "cpu_s": cpu_quiet - cpu0, "quiet_wait_s": waited, "went_quiet": quiet,
-        "disk_quiet": live, "disk_found": flushed, "found_state": "after force_flush",
-        "disk_merged": merged, "flush_cpu_s": flush_cpu, "merge_cpu_s": merge_cpu,
+        "disk_quiet": live, "disk_found": flushed, "disk_merged": merged, "disk_stopped": stopped,
+        "disk_stopped_store": stopped_store,
+        "flush_cpu_s": flush_cpu, "merge_cpu_s": merge_cpu,
         "stored": found, "problems": problems, "counters": counters,
         "log": log_problems(server.log, ("\twarn\t", "\terror\t", "\tpanic\t", "\tfatal\t")),
     }
@@ -564,10 +576,14 @@ def tally(results):
 
 # Rows whose citygate/vm ratio means something (not the waits and the flush steps' own CPU).
 RATIO_ROWS = {"points/s (wall)", "points per server CPU-s", "server CPU s, first send..quiet",
-              "disk bytes/point, quiet after ingest",
+              "disk bytes/point, running, quiet after ingest", "  apparent bytes/point, running",
               "disk bytes/point as found (cg: SIGTERM, vm: flush)",
-              "disk bytes/point after vm's merge (cg: as found)", "  apparent bytes/point, as found",
-              "points per CPU-s incl. flush and merge", "points stored (counted back)"}
+              "disk bytes/point after vm's merge (cg: SIGTERM)",
+              "disk bytes/point after SIGTERM (vm: merged first)",
+              "  apparent bytes/point, after SIGTERM",
+              "  after SIGTERM without vm's cache/ (saved at exit)",
+              "points per CPU-s incl. flush and merge",
+              "points stored (counted back)"}
 
 
 def print_table(dataset, runs):
@@ -581,11 +597,14 @@ def print_table(dataset, runs):
             "points per server CPU-s": points / r["cpu_s"] if r["cpu_s"] > 0 else float("inf"),
             "server CPU s, first send..quiet": r["cpu_s"],
             "  s waited for quiet after the last ack": r["quiet_wait_s"],
-            "disk bytes/point, quiet after ingest": r["disk_quiet"][0] / points,
+            "disk bytes/point, running, quiet after ingest": r["disk_quiet"][0] / points,
+            "  apparent bytes/point, running": r["disk_quiet"][1] / points,
             "disk bytes/point as found (cg: SIGTERM, vm: flush)": r["disk_found"][0] / points,
-            "disk bytes/point after vm's merge (cg: as found)":
-                r.get("disk_merged", r["disk_found"])[0] / points,
-            "  apparent bytes/point, as found": r["disk_found"][1] / points,
+            "disk bytes/point after vm's merge (cg: SIGTERM)": r["disk_merged"][0] / points,
+            "disk bytes/point after SIGTERM (vm: merged first)": r["disk_stopped"][0] / points,
+            "  apparent bytes/point, after SIGTERM": r["disk_stopped"][1] / points,
+            "  after SIGTERM without vm's cache/ (saved at exit)":
+                r.get("disk_stopped_store", r["disk_stopped"])[0] / points,
             "CPU s of the flush (cg: shutdown, vm: force_flush)": r["flush_cpu_s"],
             "CPU s of vm's force_merge": r.get("merge_cpu_s", 0.0),
             "points per CPU-s incl. flush and merge":
@@ -624,6 +643,8 @@ def main():
     parser.add_argument("--http-lines", type=int, default=10_000, help="lines per request")
     parser.add_argument("--only", help="runs, comma-separated: mqtt,http,victoria")
     parser.add_argument("--quiet-s", type=float, default=2.0, help="idle time that means quiet")
+    parser.add_argument("--disk-still-s", type=float, default=5.0,
+                        help="time the data directory's size must not change to mean quiet")
     parser.add_argument("--settle-s", type=float, default=120.0, help="longest wait for quiet")
     parser.add_argument("--timeout", type=float, default=120.0, help="socket timeout, s")
     parser.add_argument("--keep", action="store_true", help="keep the data directories and logs")
