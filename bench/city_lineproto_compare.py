@@ -20,13 +20,16 @@ humidity), noise (level), traffic (count, an integer), water (level), power (kw)
 
 Figures per run: points/s (wall, first send to last acknowledgement); points per server
 CPU-second (utime + stime of /proc/<pid>/stat from the first send until the server is quiet
-again: under 2 % of a core for --quiet-s, so background work the ingest causes counts); bytes
-per point on disk (du of the data directory, allocated blocks) once quiet, and "as a user finds
-it": citygate has no flush endpoint (its admin API checkpoints and deletes), so after a clean
-shutdown (SIGTERM drains and flushes every shard's head into chunks); VictoriaMetrics after
-/internal/force_flush and, as its own figure, after /internal/force_merge. Both are checked to
-have stored every point: per measurement, count and sum over the whole hour by PromQL
-(sum(count_over_time(m[w])), sum(sum_over_time(m[w]))) against what was sent.
+again: under 2 % of a core for --quiet-s and its data directory unchanged in size for
+--disk-still-s, so the background work the ingest causes counts); bytes per point on disk (du
+of the data directory: allocated blocks, and apparent size) while running once quiet, and "as a
+user finds it": citygate has no flush endpoint (its admin API checkpoints and deletes), so after
+a clean shutdown (SIGTERM drains and flushes every shard's head into chunks);
+VictoriaMetrics after /internal/force_flush and, as its own figure, after /internal/force_merge
+(then quiet again), and after SIGTERM as well (with and without the caches it saves at exit).
+The CPU of those flushes is its own row. Both are checked to have stored every point: per
+measurement, count and sum over the whole hour by PromQL (sum(count_over_time(m[w])),
+sum(sum_over_time(m[w]))) against what was sent; a run that does not match exits 1.
 
   bench/city_lineproto_compare.py --build build [--sensors 10000 --minutes 60] [--json out.json]
 Needs Debian's victoria-metrics (deploy/install-deps.sh)."""
