@@ -423,6 +423,23 @@ def start_victoria(work):
     return server
 
 
+def machine_cpu_s():
+    """(busy CPU seconds of the whole machine, of this process) now: /proc/stat's user, nice,
+    system, irq, softirq and steal, and os.times() (the client's threads)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+    me = os.times()
+    return busy / TICK, me.user + me.system
+
+
+def others_cpu_s(machine0, server_cpu):
+    """CPU seconds the machine spent since machine0 on neither the server nor this client: other
+    work sharing the cores, which disturbs the figures (on a quiet machine a few tenths)."""
+    busy, me = machine_cpu_s()
+    return max(0.0, busy - machine0[0] - (me - machine0[1]) - server_cpu)
+
+
 def settle(server, args):
     """Waits until the server has used under 2 % of a core for --quiet-s and its data directory
     has not changed size for --disk-still-s (VictoriaMetrics writes its parts on timers, seconds
@@ -496,7 +513,7 @@ def log_problems(path, words):
 def run_citygate(args, dataset, bodies, work, transport):
     server = start_citygate(args, work)
     try:
-        cpu0 = server.cpu()
+        cpu0, machine0 = server.cpu(), machine_cpu_s()
         if transport == "mqtt":
             wall, results, errors = run_senders(lambda k: mqtt_publish_all(
                 server.mqtt_port, f"city-line-{k}", dataset.by_connection[k], args.window,
@@ -508,6 +525,7 @@ def run_citygate(args, dataset, bodies, work, transport):
                 args.connections)
             acked, retries, refused = tally(results)
         cpu_quiet, waited, quiet, live = settle(server, args)
+        others = others_cpu_s(machine0, cpu_quiet - cpu0)
         found, problems = check_counts(server, dataset)
         counters = metric_lines(server, (
             "citygate_errors_total", "citygate_storage_points_rejected", "citygate_series_refused",
@@ -519,6 +537,7 @@ def run_citygate(args, dataset, bodies, work, transport):
     return {
         "wall_s": wall, "acked": acked, "retries": retries, "refused": refused, "errors": errors,
         "cpu_s": cpu_quiet - cpu0, "quiet_wait_s": waited, "went_quiet": quiet,
+        "others_cpu_s": others,
         "disk_quiet": live, "disk_found": flushed, "disk_merged": flushed,
         "disk_stopped": flushed, "flush_cpu_s": exit_cpu - cpu_checked, "stored": found,
         "problems": problems, "counters": counters,
@@ -529,11 +548,12 @@ def run_citygate(args, dataset, bodies, work, transport):
 def run_victoria(args, dataset, bodies, work):
     server = start_victoria(work)
     try:
-        cpu0 = server.cpu()
+        cpu0, machine0 = server.cpu(), machine_cpu_s()
         wall, results, errors = run_senders(lambda k: http_post_all(
             server.port, "/write?precision=ns", bodies[k], args.timeout), args.connections)
         acked, retries, refused = tally(results)
         cpu_quiet, waited, quiet, live = settle(server, args)
+        others = others_cpu_s(machine0, cpu_quiet - cpu0)
         before = server.cpu()
         status, body = http_get(server.url + "/internal/force_flush", timeout=300)
         if status != 200:
@@ -562,6 +582,7 @@ def run_victoria(args, dataset, bodies, work):
     return {
         "wall_s": wall, "acked": acked, "retries": retries, "refused": refused, "errors": errors,
         "cpu_s": cpu_quiet - cpu0, "quiet_wait_s": waited, "went_quiet": quiet,
+        "others_cpu_s": others,
         "disk_quiet": live, "disk_found": flushed, "disk_merged": merged, "disk_stopped": stopped,
         "disk_stopped_store": stopped_store,
         "flush_cpu_s": flush_cpu, "merge_cpu_s": merge_cpu,
@@ -600,6 +621,7 @@ def print_table(dataset, runs):
             "points per server CPU-s": points / r["cpu_s"] if r["cpu_s"] > 0 else float("inf"),
             "server CPU s, first send..quiet": r["cpu_s"],
             "  s waited for quiet after the last ack": r["quiet_wait_s"],
+            "  other processes' CPU s meanwhile (disturbance)": r["others_cpu_s"],
             "disk bytes/point, running, quiet after ingest": r["disk_quiet"][0] / points,
             "  apparent bytes/point, running": r["disk_quiet"][1] / points,
             "disk bytes/point as found (cg: SIGTERM, vm: flush)": r["disk_found"][0] / points,
