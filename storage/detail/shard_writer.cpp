@@ -130,9 +130,10 @@ void Shard::fail_writes(std::deque<QueuedWrite>& work, const Status& status) {
     std::size_t total = 0;
     for (auto& w : work)
         total += w.points.size();
+    // As in commit: room first, so a producer retrying from a callback finds it.
+    release_room(total);
     for (auto& w : work)
         w.complete(WriteResult{.status = status});
-    release_room(total);
 }
 
 void Shard::run() {
