@@ -112,8 +112,10 @@ TEST_CASE("try_write refuses, untouched, when a shard queue is full, then recove
     }
     engine.reset();  // drains
     CHECK(acked == 200);
-    CHECK(space > 0);
+    // Room is announced when a producer was refused it, and only then (writes committed at once
+    // on this thread may never meet a full queue).
     INFO("refused " << refused);
+    CHECK((space > 0) == (refused > 0));
 }
 
 TEST_CASE("a write larger than the queue goes in when the queue is empty") {
