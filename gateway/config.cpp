@@ -282,6 +282,10 @@ const std::map<std::string, Setter, std::less<>>& setters() {
              if (c.storage.head_flush_interval < std::chrono::seconds(1))
                  fail(o, "must be at least 1s");
          }},
+        {"storage.minute_block_min_points",
+         [](auto& n, Config& c, auto o) {
+             c.storage.minute_block_min_points = integer<std::size_t>(n, o, 1, 1 << 20);
+         }},
         {"storage.memtable_idle_flush",
          [](auto& n, Config& c, auto o) { c.storage.memtable_idle_flush = period_or_off(n, o); }},
         {"storage.memory_trim_interval",

@@ -144,6 +144,10 @@ struct Config {
         // fsync batch: how long a shard writer with a small queue waits for more before it
         // fsyncs (storage::EngineOptions::commit_delay); 0: never.
         std::chrono::milliseconds commit_delay = std::chrono::milliseconds(1);
+        // An hour keeps a stored 1-minute rollup block when its series averages at least this
+        // many points a minute (storage::EngineOptions::minute_block_min_points); sparser
+        // series' minutes are computed from their chunks when read. 1: always a block.
+        std::size_t minute_block_min_points = storage::EngineOptions{}.minute_block_min_points;
         // How often the allocator is asked to return free memory to the system (malloc_trim),
         // when it holds more than 32 MiB free; 0: never.
         std::chrono::milliseconds memory_trim_interval = std::chrono::seconds(30);

@@ -302,6 +302,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     options.memory_budget_bytes = memory_budget_;
     options.head_flush_interval = config_.storage.head_flush_interval;
     options.commit_delay = config_.storage.commit_delay;
+    options.minute_block_min_points = config_.storage.minute_block_min_points;
     options.memtable_idle_flush = config_.storage.memtable_idle_flush;
     options.max_series = config_.storage.max_series;
     options.max_series_per_shard = config_.storage.max_series_per_shard;

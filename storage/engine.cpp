@@ -214,6 +214,9 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
     if (options.out_of_order_window.count() < 0) return invalid("negative out_of_order_window");
     if (options.queue_capacity == 0) return invalid("queue_capacity must be positive");
     if (options.target_chunk_points == 0) return invalid("target_chunk_points must be positive");
+    if (options.minute_block_min_points == 0) {
+        return invalid("minute_block_min_points must be positive");
+    }
     std::error_code ec;
     std::filesystem::create_directories(options.directory, ec);
     if (ec) return Status::error(Status::Code::io_error, "storage: " + ec.message());
@@ -301,6 +304,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
         so.out_of_order_ms = options.out_of_order_window.count();
         so.retention_ms = options.retention.count();
         so.seal_windows = options.seal_windows;
+        so.minute_block_min_points = options.minute_block_min_points;
         so.max_series = options.max_series_per_shard;
         so.total_series = impl->total_series;
         so.max_total_series = options.max_series;

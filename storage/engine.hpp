@@ -185,6 +185,13 @@ struct EngineOptions {
     // the window is compacted into RocksDB's bottommost (ZSTD) level. Points still accepted for
     // a sealed window (a series whose clock is behind) are written there as late data.
     bool seal_windows = true;
+    // 1-minute rollup blocks are kept where they pay: a flush writes an hour's block when the
+    // points it rolls up average at least this many a minute bucket (12: a reading every 5 s or
+    // more often). A sparser series' 1-minute buckets are computed from its chunks when read,
+    // as for a sealed window, with the same results: a minute of a 10 s sensor is 6 points that
+    // decode about as fast as the bucket would, and its blocks would be a third of the window's
+    // bytes. An hour keeps the choice its first flush made. 1: every hour keeps its block.
+    std::size_t minute_block_min_points = 12;
     // Series limits: a point that would create a series beyond either is refused (counted,
     // WriteResult::rejected_series_limit); existing series keep being written. max_series is
     // all shards together, 0: only the per-shard limit.

@@ -52,7 +52,8 @@ struct ShardOptions {
     std::int64_t window_ms = 0;
     std::int64_t out_of_order_ms = 0;
     std::int64_t retention_ms = 0;
-    bool seal_windows = true;  // EngineOptions::seal_windows
+    bool seal_windows = true;                 // EngineOptions::seal_windows
+    std::size_t minute_block_min_points = 1;  // EngineOptions::minute_block_min_points
     std::size_t max_series = 0;
     // Series of all shards together, shared by them; max_total_series bounds it (0: no bound).
     std::shared_ptr<std::atomic<std::uint64_t>> total_series;
@@ -293,9 +294,12 @@ class Shard {
     [[nodiscard]] Status write_job(const FlushJob& job);
     [[nodiscard]] Status flush_series(std::uint64_t id, const std::vector<Sample>& samples,
                                       bool sorted, ChunkState& state, rocksdb::WriteBatch& batch);
+    // `persisted_before`: the series' newest point on disk before this flush (append only).
     [[nodiscard]] Status write_rollups(std::uint64_t id, std::int64_t window, const CfHandle& cf,
                                        const std::vector<Sample>& raw, bool replace, bool sealed,
-                                       rocksdb::WriteBatch& batch);
+                                       std::int64_t persisted_before, rocksdb::WriteBatch& batch);
+    // Whether buckets rolling up `points` points in `buckets` minutes get a stored block.
+    bool minute_blocks_pay(std::size_t points, std::size_t buckets) const;
     // Flush thread: seals every window due (EngineOptions::seal_windows), one at a time.
     void seal_due_windows();
     [[nodiscard]] Status seal_window(std::int64_t start, const CfHandle& cf);
@@ -303,12 +307,21 @@ class Shard {
     bool window_sealed(std::int64_t start) const;
     // Loads the sealed set from the windows' markers (open_db).
     [[nodiscard]] Status load_sealed_windows();
-    // 1-minute buckets of one series with start <= bucket < end inside sealed window `ws`,
-    // computed from its chunks exactly as the dropped blocks held them (shard_seal.cpp).
+    // 1-minute buckets of one series with start <= bucket < end inside window `ws`, computed
+    // from its chunks exactly as a stored block would hold them (shard_seal.cpp): for a sealed
+    // window, and for hours that keep no block (minute_block_min_points).
     [[nodiscard]] Status derive_minutes(std::uint64_t id, std::int64_t start, std::int64_t end,
                                         std::int64_t ws, const CfHandle& cf,
                                         const rocksdb::ReadOptions& ro, QueryBudget& budget,
                                         std::vector<RollupBucket>& out) const;
+    // derive_minutes() for the hours of [start, end) in window `ws` not in `hours_stored` (the
+    // sorted starts of the hours whose blocks the reader found).
+    [[nodiscard]] Status derive_unstored_minutes(std::uint64_t id, std::int64_t start,
+                                                 std::int64_t end, std::int64_t ws,
+                                                 const CfHandle& cf, const rocksdb::ReadOptions& ro,
+                                                 const std::vector<std::int64_t>& hours_stored,
+                                                 QueryBudget& budget,
+                                                 std::vector<RollupBucket>& out) const;
     // One series' committed points in [start, end) from the chunks under `ro`'s snapshot, merged
     // with `head` (its head points, in arrival order); not counted as points.
     [[nodiscard]] Status read_series(std::uint64_t id, std::int64_t start, std::int64_t end,

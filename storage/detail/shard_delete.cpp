@@ -154,11 +154,17 @@ Status Shard::delete_series_points(std::uint64_t id, std::int64_t start, std::in
             std::vector<RollupBucket> block(minutes.begin() + static_cast<std::ptrdiff_t>(i),
                                             minutes.begin() + static_cast<std::ptrdiff_t>(j));
             i = j;
-            // A sealed window keeps no minute blocks (its minutes come from the chunks).
-            if (!sealed) {
+            // A sealed window keeps no minute blocks, nor does a sparse series: their minutes
+            // come from the chunks.
+            std::size_t points = 0;
+            for (const auto& m : block)
+                points += m.count;
+            if (!sealed && minute_blocks_pay(points, block.size())) {
                 auto p = batch.Put(cf.get(), record_key(RecordKind::rollup_1m, id, hour),
                                    encode_rollups(block, hour, kMinute));
                 if (!p.ok()) return from_rocks(p, "batch");
+            } else {
+                round_like_codec(block);
             }
             RollupBucket h;
             h.start = hour;

@@ -266,6 +266,7 @@ Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples,
         auto cf_result = ensure_window(ws);
         if (!cf_result.is_ok()) return cf_result.status();
         CfHandle cf = cf_result.value();
+        const std::int64_t persisted_before = st.persisted_max_ts;
 
         std::vector<Sample> chunk_points;  // what gets (re)written as chunks
         std::vector<Sample> rollup_points;
@@ -339,7 +340,8 @@ Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples,
             }
         }
         st.persisted_max_ts = std::max(st.persisted_max_ts, chunk_points.back().ts);
-        if (auto s = write_rollups(id, ws, cf, rollup_points, replace_rollups, sealed, batch);
+        if (auto s = write_rollups(id, ws, cf, rollup_points, replace_rollups, sealed,
+                                   persisted_before, batch);
             !s.is_ok()) {
             return s;
         }
@@ -348,15 +350,47 @@ Status Shard::flush_series(std::uint64_t id, const std::vector<Sample>& samples,
     return Status::ok();
 }
 
+namespace {
+
+std::size_t bucket_points(const std::vector<RollupBucket>& buckets) {
+    std::size_t points = 0;
+    for (const auto& b : buckets)
+        points += b.count;
+    return points;
+}
+
+}  // namespace
+
+bool Shard::minute_blocks_pay(std::size_t points, std::size_t buckets) const {
+    return points >= buckets * options_.minute_block_min_points;
+}
+
 // 1-minute buckets of each touched hour go into that hour's block (merged with what is there,
 // or replacing it when `raw` covers the hours completely); each touched hour's 1-hour bucket is
-// then recomputed from its minute block, so the two resolutions never disagree. A sealed window
+// then recomputed from its minutes, so the two resolutions never disagree. An hour gets a block
+// only where the flush that first writes it finds the series dense enough (minute_blocks_pay);
+// once written, later flushes keep it up to date, and an hour first written without one stays
+// without (a block, where there is one, covers every point of its hour). A sealed window
 // (`sealed`, with `replace`) gets no minute blocks, only its hour buckets.
 Status Shard::write_rollups(std::uint64_t id, std::int64_t window, const CfHandle& cf,
                             const std::vector<Sample>& raw, bool replace, bool sealed,
-                            rocksdb::WriteBatch& batch) {
+                            std::int64_t persisted_before, rocksdb::WriteBatch& batch) {
     if (raw.empty()) return Status::ok();
     auto minutes = bucketize(raw.data(), raw.size(), kMinute);
+    // Appended points decide by the series' rate over all of them (the first minutes of an
+    // hour may be few); points rewriting whole hours by each hour's own.
+    const bool dense = minute_blocks_pay(raw.size(), minutes.size());
+    auto window_key = record_key(RecordKind::rollup_1h, id, window);
+    std::vector<RollupBucket> window_block;
+    {
+        std::string value;
+        auto g = db_->Get(flush_reads(), cf.get(), window_key, &value);
+        if (g.ok()) {
+            if (auto s = decode_rollups(value, window, kHour, window_block); !s.is_ok()) return s;
+        } else if (!g.IsNotFound()) {
+            return from_rocks(g, "read rollup");
+        }
+    }
     std::vector<RollupBucket> hours;
     std::size_t i = 0;
     while (i < minutes.size()) {
@@ -368,7 +402,13 @@ Status Shard::write_rollups(std::uint64_t id, std::int64_t window, const CfHandl
                                         minutes.begin() + static_cast<std::ptrdiff_t>(j));
         i = j;
         auto key = record_key(RecordKind::rollup_1m, id, hour);
-        if (!replace) {
+        RollupBucket h;
+        h.start = hour;
+        // Appended points of an hour that has points on disk: its block, if it has one, takes
+        // them; else its hour bucket does.
+        const bool continued = !replace && persisted_before >= hour;
+        bool stored = false;
+        if (continued) {
             std::string value;
             auto g = db_->Get(flush_reads(), cf.get(), key, &value);
             if (g.ok()) {
@@ -376,33 +416,36 @@ Status Shard::write_rollups(std::uint64_t id, std::int64_t window, const CfHandl
                 if (auto s = decode_rollups(value, hour, kMinute, old); !s.is_ok()) return s;
                 merge_buckets(old, block, false);
                 block = std::move(old);
+                stored = true;
             } else if (!g.IsNotFound()) {
                 return from_rocks(g, "read rollup");
+            } else {
+                auto earlier = std::lower_bound(
+                    window_block.begin(), window_block.end(), hour,
+                    [](const RollupBucket& b, std::int64_t start) { return b.start < start; });
+                if (earlier != window_block.end() && earlier->start == hour) h = *earlier;
             }
+        } else if (!sealed &&
+                   (replace ? minute_blocks_pay(bucket_points(block), block.size()) : dense)) {
+            stored = true;
+        } else if (replace && !sealed) {
+            // Rewritten from all of its points: an hour that had a block and is now sparse
+            // loses it.
+            auto d = batch.Delete(cf.get(), key);
+            if (!d.ok()) return from_rocks(d, "batch");
         }
-        if (sealed) {
-            round_like_codec(block);  // what a reader computes from the chunks
-        } else {
+        if (stored && !sealed) {
             auto p = batch.Put(cf.get(), key, encode_rollups(block, hour, kMinute));
             if (!p.ok()) return from_rocks(p, "batch");
+        } else {
+            round_like_codec(block);  // what a reader computes from the chunks
         }
-        RollupBucket h;
-        h.start = hour;
         for (const auto& m : block)
             h.merge_later(m);
         hours.push_back(h);
     }
-    auto key = record_key(RecordKind::rollup_1h, id, window);
-    std::string value;
-    std::vector<RollupBucket> block;
-    auto g = db_->Get(flush_reads(), cf.get(), key, &value);
-    if (g.ok()) {
-        if (auto s = decode_rollups(value, window, kHour, block); !s.is_ok()) return s;
-    } else if (!g.IsNotFound()) {
-        return from_rocks(g, "read rollup");
-    }
-    merge_buckets(block, hours, true);
-    auto p = batch.Put(cf.get(), key, encode_rollups(block, window, kHour));
+    merge_buckets(window_block, hours, true);
+    auto p = batch.Put(cf.get(), window_key, encode_rollups(window_block, window, kHour));
     if (!p.ok()) return from_rocks(p, "batch");
     return Status::ok();
 }

@@ -332,6 +332,8 @@ Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution res
                 }
                 continue;
             }
+            const std::size_t window_begin = buckets.size();
+            std::vector<std::int64_t> hours_stored;  // minute blocks found, by hour
             std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf.get()));
             it->Seek(record_key(kind, id, floor_to(std::max(start, ws), block_width)));
             RecordKey key;
@@ -362,8 +364,22 @@ Status Shard::read_rollups(const std::vector<std::uint64_t>& ids, Resolution res
                 for (const auto& b : block) {
                     if (b.start >= start && b.start < end) buckets.push_back(b);
                 }
+                if (resolution == Resolution::minute) hours_stored.push_back(key.ts);
             }
             if (!it->status().ok()) return from_rocks(it->status(), "read rollups");
+            if (resolution == Resolution::minute) {
+                // Hours without a block (a sparse series') come from the chunks.
+                const auto stored_end = static_cast<std::ptrdiff_t>(buckets.size());
+                if (auto s = derive_unstored_minutes(id, start, end, ws, cf, ro, hours_stored,
+                                                     budget, buckets);
+                    !s.is_ok()) {
+                    return s;
+                }
+                std::inplace_merge(
+                    buckets.begin() + static_cast<std::ptrdiff_t>(window_begin),
+                    buckets.begin() + stored_end, buckets.end(),
+                    [](const RollupBucket& a, const RollupBucket& b) { return a.start < b.start; });
+            }
         }
         budget.release(block_charged * sizeof(RollupBucket));
         if (!head[i].empty()) {

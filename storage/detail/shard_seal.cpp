@@ -143,4 +143,31 @@ Status Shard::derive_minutes(std::uint64_t id, std::int64_t start, std::int64_t 
     return Status::ok();
 }
 
+Status Shard::derive_unstored_minutes(std::uint64_t id, std::int64_t start, std::int64_t end,
+                                      std::int64_t ws, const CfHandle& cf,
+                                      const rocksdb::ReadOptions& ro,
+                                      const std::vector<std::int64_t>& hours_stored,
+                                      QueryBudget& budget, std::vector<RollupBucket>& out) const {
+    const std::int64_t lo = std::max(start, ws);
+    const std::int64_t hi = std::min(end, ws + options_.window_ms);
+    // Runs of consecutive hours with no stored block, each read in one go.
+    std::size_t next_stored = 0;
+    std::int64_t run = INT64_MIN;
+    for (std::int64_t hour = floor_to(lo, kHour); hour < hi; hour += kHour) {
+        while (next_stored < hours_stored.size() && hours_stored[next_stored] < hour)
+            ++next_stored;
+        const bool stored = next_stored < hours_stored.size() && hours_stored[next_stored] == hour;
+        if (!stored && run == INT64_MIN) run = hour;
+        if (stored && run != INT64_MIN) {
+            if (auto s = derive_minutes(id, std::max(lo, run), hour, ws, cf, ro, budget, out);
+                !s.is_ok()) {
+                return s;
+            }
+            run = INT64_MIN;
+        }
+    }
+    if (run == INT64_MIN) return Status::ok();
+    return derive_minutes(id, std::max(lo, run), hi, ws, cf, ro, budget, out);
+}
+
 }  // namespace citygate::storage::detail

@@ -170,6 +170,14 @@ TEST_CASE("the head, memtable and allocator intervals of [storage] parse and are
                Catch::Contains("storage.memory_trim_interval"));
 }
 
+TEST_CASE("storage.minute_block_min_points parses and is checked") {
+    CHECK(Config{}.storage.minute_block_min_points == 12);
+    Config c = parse_config("[storage]\nminute_block_min_points = 1", "test");
+    CHECK(c.storage.minute_block_min_points == 1);
+    CHECK_THROWS_WITH(parse_config("[storage]\nminute_block_min_points = 0", "test"),
+                      Catch::Contains("storage.minute_block_min_points"));
+}
+
 TEST_CASE("[[upstream]] sections configure consumer mode") {
     Config config = parse_config(R"(
 [[upstream]]

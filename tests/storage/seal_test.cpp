@@ -11,6 +11,8 @@
 #include <random>
 #include <thread>
 
+#include <rocksdb/db.h>
+
 #include "tests/storage/helpers.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -142,6 +144,45 @@ void check_same(const Answers& before, const Answers& after) {
     }
 }
 
+// Readings every second (decimals) from `devices` devices named f-<n>.
+std::vector<Point> fast_readings(int devices, std::int64_t from, std::int64_t to) {
+    std::vector<Point> out;
+    for (int d = 0; d < devices; ++d) {
+        for (std::int64_t t = from + 500; t < to; t += 1000) {
+            double v = std::round((40 + d + 5 * std::sin(static_cast<double>(t) / 1e6)) * 10) / 10;
+            out.push_back({key("pm25", "f-" + std::to_string(d)), t, v});
+        }
+    }
+    return out;
+}
+
+// 1-minute blocks in the data directory (the engine closed): every shard, every window.
+std::size_t minute_blocks(const std::filesystem::path& directory) {
+    std::size_t blocks = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+        if (!entry.is_directory()) continue;
+        std::vector<std::string> names;
+        if (!rocksdb::DB::ListColumnFamilies({}, entry.path().string(), &names).ok()) continue;
+        std::vector<rocksdb::ColumnFamilyDescriptor> families;
+        for (const auto& name : names)
+            families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+        std::vector<rocksdb::ColumnFamilyHandle*> handles;
+        rocksdb::DB* raw = nullptr;
+        REQUIRE(
+            rocksdb::DB::OpenForReadOnly({}, entry.path().string(), families, &handles, &raw).ok());
+        std::unique_ptr<rocksdb::DB> db(raw);
+        for (std::size_t i = 0; i < handles.size(); ++i) {
+            if (names[i].rfind("window-", 0) != 0) continue;
+            std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, handles[i]));
+            for (it->Seek("m"); it->Valid() && it->key()[0] == 'm'; it->Next())
+                ++blocks;
+        }
+        for (auto* handle : handles)
+            REQUIRE(db->DestroyColumnFamilyHandle(handle).ok());
+    }
+    return blocks;
+}
+
 void wait_sealed(const Engine& engine, std::uint64_t windows) {
     for (int i = 0; i < 200 && engine.stats().windows_sealed < windows; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -152,9 +193,15 @@ void wait_sealed(const Engine& engine, std::uint64_t windows) {
 
 TEST_CASE("queries answer the same before and after a window is sealed, and after a reopen") {
     Fixture fx;
+    // Before the seal, from stored 1-minute blocks (1) or computed ones (the default, for 10 s
+    // readings).
+    const std::size_t min_points =
+        GENERATE(std::size_t{1}, EngineOptions{}.minute_block_min_points);
+    auto options = fx.options();
+    options.minute_block_min_points = min_points;
     Answers before;
     {
-        auto engine = open_engine(fx.options());
+        auto engine = open_engine(options);
         // Three head flushes cut the hours, so live 1-minute blocks were merged across flushes.
         for (auto [from, to] : {std::pair{kT0, kT0 + 70 * kMin},
                                 {kT0 + 70 * kMin, kT0 + 150 * kMin},
@@ -176,7 +223,7 @@ TEST_CASE("queries answer the same before and after a window is sealed, and afte
         CHECK(engine->stats().windows_sealed == 2);
         check_same(before, ask(*engine));
     }
-    auto engine = open_engine(fx.options());  // the seal is on disk
+    auto engine = open_engine(options);  // the seal is on disk
     CHECK(engine->stats().windows_sealed == 2);
     check_same(before, ask(*engine));
 }
@@ -262,4 +309,79 @@ TEST_CASE("deleting points of a sealed window keeps its buckets right") {
             CHECK(rolled.value()[s].values == raw.value()[s].values);
         }
     }
+}
+
+TEST_CASE("an hour keeps a 1-minute block only where its series is dense, and answers the same") {
+    // The same writes into three engines: every hour with a block, none, and the default (the
+    // 1 s devices' hours with one, the 10 s devices' without).
+    const std::size_t settings[] = {1, 1'000'000, EngineOptions{}.minute_block_min_points};
+    std::vector<Answers> answers;
+    std::vector<std::size_t> blocks;
+    Answers flushed;
+    for (std::size_t min_points : settings) {
+        Fixture fx;
+        auto options = fx.options();
+        options.minute_block_min_points = min_points;
+        {
+            auto engine = open_engine(options);
+            auto write = [&](std::vector<Point> points) {
+                REQUIRE(all_accepted(write_sync(*engine, std::move(points))));
+            };
+            // c-0 and c-1 report every 10 s until minute 70, then every second: their hour 1
+            // was first written sparse and keeps no block, hour 2 starts dense.
+            auto changing = [&](std::int64_t from, std::int64_t to, std::int64_t every) {
+                std::vector<Point> out;
+                for (const char* device : {"c-0", "c-1"}) {
+                    for (std::int64_t t = from + 250; t < to; t += every)
+                        out.push_back(
+                            {key("pm25", device), t, static_cast<double>(t / every % 97)});
+                }
+                return out;
+            };
+            for (auto [from, to] : {std::pair{kT0, kT0 + 70 * kMin},
+                                    {kT0 + 70 * kMin, kT0 + 150 * kMin},
+                                    {kT0 + 150 * kMin, kT0 + kWindow + 30 * kMin}}) {
+                fx.now->store(to);
+                write(readings(6, from, to, 11));
+                write(fast_readings(2, from, to));
+                write(changing(from, to, from < kT0 + 70 * kMin ? 10'000 : 1000));
+                REQUIRE(engine->flush().is_ok());
+                if (to != kT0 + 150 * kMin) continue;
+                // Late points and duplicates into flushed hours with and without blocks (c-1's
+                // hour 1 is rewritten from all its points, now dense: it gets a block).
+                write({{key("pm25", "d-0", "pudong"), kT0 + 100 * kMin + 5, 99.5},
+                       {key("pm25", "d-1", "xuhui"), kT0 + 130 * kMin + 1, 12.25},
+                       {key("pm25", "f-0"), kT0 + 110 * kMin + 500, -3.5},
+                       {key("pm25", "f-1"), kT0 + 2 * kHour + 7, 1234.5},
+                       {key("pm25", "c-0"), kT0 + 125 * kMin + 3, 7},
+                       {key("pm25", "c-1"), kT0 + 95 * kMin + 3, 7}});
+                REQUIRE(engine->flush().is_ok());
+            }
+            // A deleted stretch rewrites the window of every series but c-0 (whose hour 1 is
+            // left as its flushes wrote it) from all of its points.
+            auto deleted = engine->delete_points(sel(R"(pm25{device!="c-0"})"), kT0 + 190 * kMin,
+                                                 kT0 + 193 * kMin + 30'000);
+            REQUIRE(deleted.is_ok());
+            CHECK(deleted.value().points > 0);
+            // Points still in the head are bucketed with those on disk.
+            write(fast_readings(2, kT0 + kWindow + 30 * kMin, kT0 + kWindow + 33 * kMin));
+            write(readings(6, kT0 + kWindow + 30 * kMin, kT0 + kWindow + 33 * kMin, 12));
+            answers.push_back(ask(*engine));
+            REQUIRE(engine->stats().windows_sealed == 0);
+            // Flushed (sums of the head's points are then rounded as stored ones are).
+            REQUIRE(engine->flush().is_ok());
+            flushed = ask(*engine);
+        }
+        blocks.push_back(minute_blocks(options.directory));
+        auto engine = open_engine(options);
+        check_same(flushed, ask(*engine));
+    }
+    check_same(answers[0], answers[1]);
+    check_same(answers[0], answers[2]);
+    // Per series-hour: 12 series over 5 hours with blocks, none, and the dense ones': f-0 and
+    // f-1 every hour; c-0 from hour 2; c-1 from hour 1, rewritten from all of its points by
+    // the late one.
+    CHECK(blocks[0] > blocks[2]);
+    CHECK(blocks[1] == 0);
+    CHECK(blocks[2] == 2 * 5 + 3 + 4);
 }
