@@ -221,6 +221,16 @@ Verdict Appender::prepare(const Message& message, Write& write) {
     return Verdict::stored;
 }
 
+Verdict Appender::prepare(payload::Reading& reading, std::int64_t now, Write& write) {
+    if (!plausible_time(reading.timestamp_ms, reading.measurement, now)) {
+        return Verdict::timestamp_invalid;
+    }
+    topic_tags_.clear();  // no topic: the reading's own tags make its series
+    series_cache_.expire(unit_.engine_.series_epoch());
+    append_point({}, reading, write);
+    return Verdict::stored;
+}
+
 Verdict Appender::prepare(const SeriesSamples& series, Write& write) {
     if (!storage::is_valid_name(series.measurement)) {
         unit_.metrics_.payload_invalid.Increment();

@@ -218,6 +218,11 @@ class Appender {
     // tag that is not a valid name, leaving `write` unchanged.
     Verdict prepare(const SeriesSamples& series, Write& write);
 
+    // Appends one reading a payload decoder made outside MQTT (line protocol over HTTP), arrived
+    // at `now`: its time checked as an MQTT reading's, its series resolved through the same
+    // cache (so a known series costs no key). `write` is unchanged when it is refused.
+    Verdict prepare(payload::Reading& reading, std::int64_t now, Write& write);
+
     // After prepare refused with payload_invalid or timestamp_invalid: where and why, for a log
     // line.
     std::string_view error_detail() const { return detail_; }

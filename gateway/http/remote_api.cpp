@@ -394,13 +394,8 @@ void RemoteApi::line_protocol(const HttpCall& call, HttpRespond respond, Endpoin
             unit_.metrics().field_skipped.Increment(static_cast<double>(skipped_fields));
         }
         for (std::size_t i = 0; i < readings_.size(); ++i) {
-            const payload::Reading& reading = readings_[i];
-            tags_.clear();
-            for (auto tag : reading.tags)
-                tags_.push_back(tag);
-            ingest::SeriesSamples::Sample sample{reading.timestamp_ms, reading.value};
-            ingest::SeriesSamples input{reading.measurement, tags_, {&sample, 1}, now};
-            if (auto verdict = appender_.prepare(input, write);
+            payload::Reading& reading = readings_[i];
+            if (auto verdict = appender_.prepare(reading, now, write);
                 verdict != ingest::Verdict::stored) {
                 return fail(http::status::bad_request,
                             "reading " + std::to_string(i + 1) + " (" + reading.measurement +
