@@ -3,16 +3,27 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 
 namespace citygate::ingest {
 namespace {
 
-// FNV-1a over the three parts, each closed by its length, so ("ab", "c") and ("a", "bc")
-// differ; then a full mix, since slots are picked from the low bits.
-std::uint64_t fnv(std::uint64_t h, std::string_view part) {
-    for (unsigned char c : part)
-        h = (h ^ c) * 0x100000001b3ULL;
-    return (h ^ part.size()) * 0x100000001b3ULL;
+// Eight bytes a step (a byte-wise FNV over topic, measurement and tags was 4% of the server's
+// CPU on batched line protocol), each part closed by its length, so ("ab", "c") and ("a", "bc")
+// differ; the full mix comes at the end.
+std::uint64_t mix(std::uint64_t h, std::string_view part) {
+    constexpr std::uint64_t k = 0x9e3779b97f4a7c15ULL;
+    const char* p = part.data();
+    std::size_t n = part.size();
+    for (; n >= 8; p += 8, n -= 8) {
+        std::uint64_t word;
+        std::memcpy(&word, p, 8);
+        h = std::rotl((h ^ word) * k, 29);
+    }
+    std::uint64_t word = 0;
+    if (n > 0) std::memcpy(&word, p, n);  // an empty part may have no data at all
+    h = std::rotl((h ^ word) * k, 29);
+    return (h ^ part.size()) * k;
 }
 
 }  // namespace
@@ -22,12 +33,12 @@ SeriesCache::SeriesCache(std::size_t slots)
 
 std::uint64_t SeriesCache::hash(const Identity& identity) {
     std::uint64_t h = 0xcbf29ce484222325ULL;
-    h = fnv(h, identity.topic);
-    h = fnv(h, identity.measurement);
-    h = fnv(h, identity.tags);
-    // MurmurHash3's finaliser: FNV's multiplications carry only upwards, so its low bits (the
-    // slot) depend on the input's low bits alone; devices whose names differ in a digit or two
-    // met in the same slots and pushed each other out.
+    h = mix(h, identity.topic);
+    h = mix(h, identity.measurement);
+    h = mix(h, identity.tags);
+    // MurmurHash3's finaliser: multiplications carry only upwards, so without it the low bits
+    // (the slot) would depend on few of the input's bits; devices whose names differ in a digit
+    // or two met in the same slots and pushed each other out.
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;

@@ -1,5 +1,6 @@
 // InfluxDB line protocol: measurement[,tag=value...] field=value[,field=value...] [timestamp],
 // one point per line, parsed in one pass without copying the payload.
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -24,6 +25,10 @@ bool is_boolean(std::string_view token) {
 // character in `special` (always including the backslash) stands for that character; before
 // any other character it is itself.
 void unescape(std::string_view raw, std::string_view special, std::string& out) {
+    if (raw.find('\\') == std::string_view::npos) {
+        out.assign(raw);  // most names and values have no escapes
+        return;
+    }
     out.clear();
     for (std::size_t i = 0; i < raw.size(); ++i) {
         if (raw[i] == '\\' && i + 1 < raw.size() &&
@@ -48,6 +53,24 @@ std::optional<std::int64_t> to_ms(std::int64_t stamp, TimePrecision precision) {
     }
     return std::nullopt;
 }
+
+// A set of characters by table: the parser asks one for every character of a line.
+struct CharSet {
+    constexpr explicit CharSet(std::string_view chars) {
+        for (char c : chars)
+            bits[static_cast<unsigned char>(c)] = true;
+    }
+    constexpr bool contains(char c) const { return bits[static_cast<unsigned char>(c)]; }
+    std::array<bool, 256> bits{};
+};
+
+// Where tokens end, and what a backslash escapes in them.
+constexpr CharSet key_stops("=, \n\r");  // tag keys and values, field keys
+constexpr CharSet key_escapes(",= ");
+constexpr CharSet measurement_stops(", \n\r");  // the measurement, field values
+constexpr CharSet measurement_escapes(", ");
+constexpr CharSet stamp_stops(" \n\r");
+constexpr CharSet no_escapes("");
 
 enum class Value { number, non_numeric, out_of_range, invalid };
 
@@ -95,7 +118,7 @@ class LineParser {
     // Parses one line starting at `pos_` (not blank, not a comment).
     boost::system::error_code line() {
         const std::size_t first = out_.size();
-        std::string_view measurement = token(", \n\r", ", ");
+        std::string_view measurement = token(measurement_stops, measurement_escapes);
         if (measurement.empty()) return fail("expected a measurement");
         unescape(measurement, ", ", scratch_.unescaped);
         scratch_.measurement.clear();
@@ -121,7 +144,7 @@ class LineParser {
             skip_spaces();
             if (!at_line_end()) {
                 std::size_t at = pos_;
-                std::string_view stamp = token(" \n\r", {});
+                std::string_view stamp = token(stamp_stops, no_escapes);
                 std::int64_t value = 0;
                 auto result = std::from_chars(stamp.data(), stamp.data() + stamp.size(), value);
                 if (result.ptr != stamp.data() + stamp.size() || stamp.empty()) {
@@ -187,29 +210,28 @@ class LineParser {
 
     // The raw text up to the first unescaped character of `stops` (or a newline or the end).
     // A backslash escapes the next character when it is in `escapable` or is a backslash.
-    std::string_view token(std::string_view stops, std::string_view escapable) {
+    std::string_view token(const CharSet& stops, const CharSet& escapable) {
         std::size_t begin = pos_;
         while (!done()) {
             char c = text_[pos_];
             if (c == '\\' && pos_ + 1 < text_.size() && text_[pos_ + 1] != '\n' &&
-                (text_[pos_ + 1] == '\\' ||
-                 escapable.find(text_[pos_ + 1]) != std::string_view::npos)) {
+                (text_[pos_ + 1] == '\\' || escapable.contains(text_[pos_ + 1]))) {
                 pos_ += 2;
                 continue;
             }
-            if (c == '\n' || stops.find(c) != std::string_view::npos) break;
+            if (c == '\n' || stops.contains(c)) break;
             ++pos_;
         }
         return text_.substr(begin, pos_ - begin);
     }
 
     boost::system::error_code tag(std::size_t& tag_count) {
-        std::string_view key = token("=, \n\r", ",= ");
+        std::string_view key = token(key_stops, key_escapes);
         if (key.empty()) return fail("expected a tag key");
         if (peek() != '=') return fail("expected '=' after the tag key");
         ++pos_;
         std::size_t value_at = pos_;
-        std::string_view value = token("=, \n\r", ",= ");
+        std::string_view value = token(key_stops, key_escapes);
         if (value.empty()) return fail("expected a tag value");
         if (peek() == '=') return fail("unescaped '=' in a tag value");
         if (++tag_count > max_line_tags) return fail("too many tags");
@@ -230,7 +252,7 @@ class LineParser {
     }
 
     boost::system::error_code field() {
-        std::string_view key = token("=, \n\r", ",= ");
+        std::string_view key = token(key_stops, key_escapes);
         if (key.empty()) return fail("expected a field key");
         if (peek() != '=') return fail("expected '=' after the field key");
         ++pos_;
@@ -246,7 +268,7 @@ class LineParser {
             return {};
         }
         std::size_t value_at = pos_;
-        std::string_view token_text = token(", \n\r", {});
+        std::string_view token_text = token(measurement_stops, no_escapes);
         double number = 0;
         switch (parse_field_value(token_text, number)) {
             case Value::invalid:
