@@ -5,6 +5,7 @@
 // is within a few percent of the entropy, where a byte-aligned varint spends at least 8 bits.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -123,26 +124,69 @@ class BitReader {
 constexpr int kRiceEscape = 24;
 constexpr int kRiceMaxK = 31;
 
-// The k that codes `values` in the fewest bits.
-inline int rice_parameter(std::span<const std::uint64_t> values) {
-    int best = 0;
-    std::uint64_t best_bits = ~std::uint64_t{0};
-    for (int k = 0; k <= kRiceMaxK; ++k) {
-        std::uint64_t bits = 0;
-        for (std::uint64_t v : values) {
-            std::uint64_t q = v >> k;
-            bits += q >= kRiceEscape ? kRiceEscape + 64 : q + 1 + static_cast<std::uint64_t>(k);
+// Bits of `values` as a Rice run with parameter k, its 5 bits of k included.
+inline std::uint64_t rice_size(std::span<const std::uint64_t> values, int k) {
+    std::uint64_t bits = 5;
+    for (std::uint64_t v : values) {
+        std::uint64_t q = v >> k;
+        bits += q >= kRiceEscape ? kRiceEscape + 64 : q + 1 + static_cast<std::uint64_t>(k);
+    }
+    return bits;
+}
+
+struct RiceChoice {
+    int k = 0;
+    std::uint64_t bits = 0;
+};
+
+// The k that codes `values` in the fewest bits, and that many bits. Trying every k costs 32
+// passes over the run (most of the head flush's chunk encoding went there). The cost falls
+// towards a minimum near the k of the values' median bit width and rises past it; escaped
+// outliers only add small bumps, so a long run starts there and walks downhill, a few steps
+// past the last gain (about eight passes). A short run, where a few outliers can outweigh the
+// rest, tries every k.
+inline RiceChoice rice_choice(std::span<const std::uint64_t> values) {
+    constexpr std::size_t every_k_up_to = 32;
+    RiceChoice best{0, rice_size(values, 0)};
+    if (values.size() <= every_k_up_to) {
+        for (int k = 1; k <= kRiceMaxK; ++k) {
+            std::uint64_t bits = rice_size(values, k);
+            if (bits < best.bits) best = {k, bits};
         }
-        if (bits < best_bits) {
-            best_bits = bits;
-            best = k;
+        return best;
+    }
+    std::size_t widths[65] = {};
+    for (std::uint64_t v : values)
+        ++widths[std::bit_width(v)];
+    int median = 0;
+    for (std::size_t seen = 0; seen + widths[median] <= values.size() / 2; ++median)
+        seen += widths[median];
+    const int start = std::clamp(median - 1, 0, kRiceMaxK);
+    best = {start, rice_size(values, start)};
+    for (int step : {-1, 1}) {
+        // A few steps past the last gain: outliers leaving the escape make small bumps.
+        int patience = 3;
+        for (int next = best.k + step; next >= 0 && next <= kRiceMaxK && patience > 0;
+             next += step) {
+            std::uint64_t bits = rice_size(values, next);
+            // Ties go to the smaller k, as trying every k from 0 up chose.
+            if (step < 0 ? bits <= best.bits : bits < best.bits) {
+                best = {next, bits};
+                patience = 3;
+            } else {
+                --patience;
+            }
         }
     }
     return best;
 }
 
-inline void put_rice(BitWriter& out, std::span<const std::uint64_t> values) {
-    int k = rice_parameter(values);
+inline int rice_parameter(std::span<const std::uint64_t> values) {
+    return rice_choice(values).k;
+}
+
+// A Rice run of `values` with parameter k (rice_choice's).
+inline void put_rice(BitWriter& out, std::span<const std::uint64_t> values, int k) {
     out.put(static_cast<std::uint64_t>(k), 5);
     for (std::uint64_t v : values) {
         std::uint64_t q = v >> k;
@@ -155,6 +199,10 @@ inline void put_rice(BitWriter& out, std::span<const std::uint64_t> values) {
         out.put(((std::uint64_t{1} << q) - 1) << 1, static_cast<int>(q) + 1);
         if (k > 0) out.put(v, k);
     }
+}
+
+inline void put_rice(BitWriter& out, std::span<const std::uint64_t> values) {
+    put_rice(out, values, rice_parameter(values));
 }
 
 // Reads `count` values written by put_rice into `out` (count slots), or fails.

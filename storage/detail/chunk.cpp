@@ -47,17 +47,6 @@ std::int64_t median_delta(const Sample* samples, std::size_t count) {
     return *middle;
 }
 
-// Bits of a Rice run with its best parameter.
-std::uint64_t rice_bits(const std::vector<std::uint64_t>& values) {
-    int k = rice_parameter(values);
-    std::uint64_t bits = 5;
-    for (std::uint64_t v : values) {
-        std::uint64_t q = v >> k;
-        bits += q >= kRiceEscape ? kRiceEscape + 64 : q + 1 + static_cast<std::uint64_t>(k);
-    }
-    return bits;
-}
-
 void encode_packed(const Sample* samples, std::size_t count, int k, std::string& out) {
     std::int64_t period = median_delta(samples, count);
     put_svarint(out, period);
@@ -85,10 +74,12 @@ void encode_packed(const Sample* samples, std::size_t count, int k, std::string&
         // The first delta as is, then changes of the delta.
         second[i - 1] = i == 1 ? deltas[0] : zigzag((m[i] - m[i - 1]) - (m[i - 1] - m[i - 2]));
     }
-    bool dod = rice_bits(second) < rice_bits(deltas);
+    const RiceChoice by_second = rice_choice(second);
+    const RiceChoice by_delta = rice_choice(deltas);
+    const bool dod = by_second.bits < by_delta.bits;
     BitWriter bits(out);
     bits.put(dod ? 1 : 0, 1);
-    put_rice(bits, dod ? second : deltas);
+    put_rice(bits, dod ? second : deltas, dod ? by_second.k : by_delta.k);
 }
 
 Status decode_packed(Reader& in, std::size_t count, Sample* s) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/detail/bits.hpp"
 #include "storage/detail/chunk.hpp"
 
 using namespace citygate::storage::detail;
@@ -246,5 +247,33 @@ TEST_CASE("truncated or damaged packed chunks fail cleanly") {
         junk[3] = 0x02;
         out.clear();
         (void)decode_chunk(junk, out);
+    }
+}
+
+TEST_CASE("the Rice parameter search finds the fewest bits trying every k would") {
+    std::mt19937_64 rng(99);
+    for (int round = 0; round < 300; ++round) {
+        std::vector<std::uint64_t> run(1 + rng() % 400);
+        const double mean = std::ldexp(1.0, static_cast<int>(rng() % 40));
+        std::exponential_distribution<double> geometric(1 / mean);
+        std::uniform_real_distribution<double> uniform(0, 2 * mean);
+        for (auto& v : run)
+            v = static_cast<std::uint64_t>(round % 2 ? geometric(rng) : uniform(rng));
+        // Some runs carry outliers, up to a full 64-bit value.
+        for (int o = 0; o < round % 4; ++o)
+            run[rng() % run.size()] = rng() >> (rng() % 64);
+        std::uint64_t fewest = ~std::uint64_t{0};
+        int best = 0;
+        for (int k = 0; k <= kRiceMaxK; ++k) {
+            if (rice_size(run, k) < fewest) {
+                fewest = rice_size(run, k);
+                best = k;
+            }
+        }
+        INFO("round " << round << ", " << run.size() << " values, mean " << mean);
+        const RiceChoice choice = rice_choice(run);
+        CHECK(choice.bits == fewest);
+        CHECK(choice.k == best);
+        CHECK(rice_size(run, choice.k) == choice.bits);
     }
 }
