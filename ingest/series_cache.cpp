@@ -29,7 +29,9 @@ std::uint64_t mix(std::uint64_t h, std::string_view part) {
 }  // namespace
 
 SeriesCache::SeriesCache(std::size_t slots)
-    : capacity_(slots > 0 ? std::bit_ceil(std::max<std::size_t>(slots, 2)) : 0) {}
+    : capacity_(slots > 0 ? std::bit_ceil(std::max<std::size_t>(slots, 2)) : 0) {
+    static_assert(sizeof(Slot) == 128, "a slot is two cache lines");
+}
 
 std::uint64_t SeriesCache::hash(const Identity& identity) {
     std::uint64_t h = 0xcbf29ce484222325ULL;
@@ -49,11 +51,11 @@ std::uint64_t SeriesCache::hash(const Identity& identity) {
 bool SeriesCache::holds(const Slot& s, std::uint64_t hash, const Identity& identity) {
     if (s.hash != hash || !s.ref.valid() || s.topic_size != identity.topic.size() ||
         s.measurement_size != identity.measurement.size() ||
-        s.identity.size() !=
+        s.identity_size !=
             identity.topic.size() + identity.measurement.size() + identity.tags.size()) {
         return false;
     }
-    std::string_view kept = s.identity;
+    std::string_view kept = s.kept();
     return kept.substr(0, s.topic_size) == identity.topic &&
            kept.substr(s.topic_size, s.measurement_size) == identity.measurement &&
            kept.substr(s.topic_size + s.measurement_size) == identity.tags;
@@ -73,7 +75,10 @@ storage::SeriesRef SeriesCache::find(std::uint64_t hash, const Identity& identit
 
 void SeriesCache::insert(std::uint64_t hash, const Identity& identity, storage::SeriesRef ref) {
     // Longer parts than a u16 says are not kept (MQTT topics are at most 65535 bytes anyway).
-    if (capacity_ == 0 || identity.topic.size() > 0xFFFF || identity.measurement.size() > 0xFFFF) {
+    const std::size_t size =
+        identity.topic.size() + identity.measurement.size() + identity.tags.size();
+    if (capacity_ == 0 || identity.topic.size() > 0xFFFF || identity.measurement.size() > 0xFFFF ||
+        size > 0xFFFFFFFF) {
         return;
     }
     // The slots come with the first series: an appender that never writes (one per I/O thread
@@ -92,11 +97,18 @@ void SeriesCache::insert(std::uint64_t hash, const Identity& identity, storage::
     (&s == pair ? pair[1] : pair[0]).recent = false;
     s.topic_size = static_cast<std::uint16_t>(identity.topic.size());
     s.measurement_size = static_cast<std::uint16_t>(identity.measurement.size());
+    s.identity_size = static_cast<std::uint32_t>(size);
+    if (size <= kept_inline) {
+        char* to = std::copy(identity.topic.begin(), identity.topic.end(), s.identity);
+        to = std::copy(identity.measurement.begin(), identity.measurement.end(), to);
+        std::copy(identity.tags.begin(), identity.tags.end(), to);
+        return;
+    }
     // assign() reuses the slot's buffer when it is big enough: a full cache allocates only for
     // an identity longer than the one it replaces.
-    s.identity.assign(identity.topic);
-    s.identity.append(identity.measurement);
-    s.identity.append(identity.tags);
+    s.long_identity.assign(identity.topic);
+    s.long_identity.append(identity.measurement);
+    s.long_identity.append(identity.tags);
 }
 
 void SeriesCache::expire(std::uint64_t epoch) {

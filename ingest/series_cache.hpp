@@ -4,9 +4,8 @@
 // building its key, hashing it again in storage and looking it up in the shard's index.
 //
 // Two-way set-associative and bounded: two slots per hash, the one used less recently gives way,
-// so memory is fixed (slots x about 100 bytes, taken at the first series kept) and nothing is
-// ever rebuilt. Not
-// thread safe: one per Appender.
+// so memory is fixed (slots x 128 bytes, taken at the first series kept, and the identities
+// longer than 56 bytes) and nothing is ever rebuilt. Not thread safe: one per Appender.
 #pragma once
 
 #include <cstddef>
@@ -44,13 +43,24 @@ class SeriesCache {
     std::size_t slots() const { return capacity_; }
 
   private:
-    struct Slot {
+    // An identity of up to this many bytes is kept in its slot, so a lookup reads one 128-byte
+    // slot and no other memory (a heap string cost the lookup a second cache miss: the cache
+    // was 13% of the server's CPU on batched line protocol); a longer one lives on the heap.
+    static constexpr std::size_t kept_inline = 56;
+    struct alignas(64) Slot {
         std::uint64_t hash = 0;
         storage::SeriesRef ref;
         std::uint16_t topic_size = 0;  // identity = topic, measurement, tags back to back
         std::uint16_t measurement_size = 0;
-        bool recent = false;  // of its set's two, the one found or kept last
-        std::string identity;
+        std::uint32_t identity_size = 0;
+        bool recent = false;        // of its set's two, the one found or kept last
+        std::string long_identity;  // when identity_size > kept_inline
+        char identity[kept_inline];
+
+        std::string_view kept() const {
+            return identity_size > kept_inline ? std::string_view(long_identity)
+                                               : std::string_view(identity, identity_size);
+        }
     };
     static bool holds(const Slot& slot, std::uint64_t hash, const Identity& identity);
 

@@ -469,3 +469,27 @@ TEST_CASE("the series cache finds only the identity it keeps, and forgets on a n
     off.insert(ha, a, {7, 1});
     CHECK_FALSE(off.find(ha, a).valid());
 }
+
+TEST_CASE("the series cache keeps identities longer than a slot holds, and replaces either kind") {
+    ingest::SeriesCache cache(2);
+    const std::string tags(80, 't');
+    const ingest::SeriesCache::Identity long_one{"city/long/topic", "pm25", tags};
+    const std::string other_tags = tags.substr(0, 79) + "u";  // same sizes, last byte differs
+    const ingest::SeriesCache::Identity long_other{"city/long/topic", "pm25", other_tags};
+    const ingest::SeriesCache::Identity short_one{"city/x", "no2", ""};
+    const auto h = ingest::SeriesCache::hash(long_one);
+    cache.insert(h, long_one, {3, 0});
+    CHECK(cache.find(h, long_one).id == 3);
+    CHECK_FALSE(cache.find(h, long_other).valid());
+    // Short and long identities take each other's slots and are compared as what they are.
+    cache.insert(h, short_one, {4, 0});
+    cache.insert(h, long_other, {5, 0});  // pushes out long_one, found least recently
+    CHECK(cache.find(h, short_one).id == 4);
+    CHECK(cache.find(h, long_other).id == 5);
+    CHECK_FALSE(cache.find(h, long_one).valid());
+    CHECK(cache.find(h, short_one).valid());   // long_other is now the least recent
+    cache.insert(h, {"a", "b", "c"}, {6, 0});  // a short one into long_other's slot
+    CHECK(cache.find(h, {"a", "b", "c"}).id == 6);
+    CHECK_FALSE(cache.find(h, long_other).valid());
+    CHECK(cache.find(h, short_one).id == 4);
+}
