@@ -110,6 +110,18 @@ std::int64_t jitter(const Args& args, std::size_t sensor, std::int64_t t) {
     return static_cast<std::int64_t>(h % span) - args.jitter_ms;
 }
 
+// Avg PM2.5 by district over the dataset's first hour, at `step_ms` steps.
+storage::AggregateQuery avg_pm25_by_district(std::int64_t step_ms) {
+    storage::AggregateQuery q;
+    q.selector = storage::Selector::parse("pm25").value();
+    q.start_ms = kStart;
+    q.end_ms = kStart + 3'600'000;
+    q.step_ms = step_ms;
+    q.function = storage::Aggregation::avg;
+    q.group_by = std::vector<std::string>{"district"};
+    return q;
+}
+
 std::unique_ptr<storage::Engine> open_engine(const Args& args, const std::filesystem::path& dir,
                                              storage::FsyncPolicy fsync) {
     storage::EngineOptions o;
@@ -398,13 +410,7 @@ int main(int argc, char** argv) {
     });
     // Avg PM2.5 by district over the hour at 5-minute steps, from 1-minute buckets: stored
     // blocks, or computed from chunks for series under --minute-block-min-points.
-    storage::AggregateQuery by_district;
-    by_district.selector = storage::Selector::parse("pm25").value();
-    by_district.start_ms = kStart;
-    by_district.end_ms = kStart + 3'600'000;
-    by_district.step_ms = 300'000;
-    by_district.function = storage::Aggregation::avg;
-    by_district.group_by = std::vector<std::string>{"district"};
+    const storage::AggregateQuery by_district = avg_pm25_by_district(300'000);
     double by_district_5m_live_ms = median_ms(args.quick ? 3 : 10, [&] {
         check(engine->query_aggregate(by_district).status(), "query_aggregate");
     });
@@ -465,13 +471,7 @@ int main(int argc, char** argv) {
         check(r.status(), "query_raw");
         one_points = r.value().empty() ? 0 : r.value()[0].values.size();
     });
-    storage::AggregateQuery q;
-    q.selector = storage::Selector::parse("pm25").value();
-    q.start_ms = kStart;
-    q.end_ms = kStart + 3'600'000;
-    q.step_ms = 3'600'000;
-    q.function = storage::Aggregation::avg;
-    q.group_by = std::vector<std::string>{"district"};
+    storage::AggregateQuery q = avg_pm25_by_district(3'600'000);
     std::size_t groups = 0;
     double by_district_ms = median_ms(args.quick ? 3 : 10, [&] {
         auto r = engine->query_aggregate(q);
