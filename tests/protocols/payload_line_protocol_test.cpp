@@ -165,6 +165,9 @@ TEST_CASE("negative, overflowing and malformed timestamps are refused") {
     CHECK(line("m v=1 -5").ec == payload::errc::bad_timestamp);
     CHECK(line("m v=1 99999999999999999999").ec == payload::errc::bad_timestamp);
     CHECK(line("m v=1 9223372036854775807", TimePrecision::s).ec == payload::errc::bad_timestamp);
+    // Found by payload_fuzz: refused, not scaled first (that overflowed, undefined behaviour).
+    CHECK(line("m v=1 -1732262400500000000", TimePrecision::s).ec == payload::errc::bad_timestamp);
+    CHECK(line("m v=1 -9223372036854775807", TimePrecision::s).ec == payload::errc::bad_timestamp);
     CHECK(line("m v=1 12abc").ec == payload::errc::invalid_line);
     CHECK(line("m v=1 1.5").ec == payload::errc::invalid_line);
 }

@@ -38,7 +38,7 @@ void unescape(std::string_view raw, std::string_view special, std::string& out) 
     }
 }
 
-// ms since the epoch from a timestamp in `precision`; nothing when it would overflow.
+// ms since the epoch from a timestamp (>= 0) in `precision`; nothing when it would overflow.
 std::optional<std::int64_t> to_ms(std::int64_t stamp, TimePrecision precision) {
     switch (precision) {
         case TimePrecision::ns:
@@ -151,8 +151,11 @@ class LineParser {
                     pos_ = at;
                     return fail("invalid timestamp");
                 }
-                std::optional<std::int64_t> ms = to_ms(value, precision_);
-                if (result.ec != std::errc() || value < 0 || !ms) {
+                // Negative stamps are refused before they are scaled (a large one in seconds
+                // would overflow on the way).
+                std::optional<std::int64_t> ms;
+                if (result.ec == std::errc() && value >= 0) ms = to_ms(value, precision_);
+                if (!ms) {
                     pos_ = at;
                     return fail(errc::bad_timestamp, "timestamp negative or out of range");
                 }
