@@ -162,7 +162,6 @@ class UpstreamConnection final : public std::enable_shared_from_this<UpstreamCon
                        ingest::IngestUnit& ingest)
         : worker_(worker),
           settings_(std::move(settings)),
-          index_(index),
           client_id_(std::move(client_id)),
           metrics_(metrics),
           lag_(metrics.lag.Add(
@@ -588,7 +587,6 @@ class UpstreamConnection final : public std::enable_shared_from_this<UpstreamCon
 
     UpstreamWorker& worker_;
     std::shared_ptr<const UpstreamSettings> settings_;
-    unsigned index_;
     std::string client_id_;
     UpstreamMetrics& metrics_;
     prometheus::Gauge& lag_;
