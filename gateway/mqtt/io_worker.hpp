@@ -127,6 +127,7 @@ class IoWorker {
 
     std::mutex inbox_mutex_;
     std::vector<Completion> inbox_;
+    std::vector<Completion> delivering_;  // the I/O thread's, while deliver_completions() runs
     bool drain_posted_ = false;
     bool grouping_ = false;  // group_writes() posted its commit
     std::atomic<bool> retry_posted_{false};

@@ -514,11 +514,11 @@ void MqttConnection::refuse(const mqtt::inbound_publish& message, ingest::Verdic
 bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
                             std::chrono::steady_clock::time_point received) {
     IoWorker* worker = &worker_;
-    ingest::Completion done = [worker, self = share(), token,
-                               received](const ingest::Outcome& outcome) mutable {
+    auto done = [worker, self = share(), token, received](const ingest::Outcome& outcome) mutable {
         // Moving the connection out keeps its last reference off the writer thread.
         worker->post_completion({std::move(self), token, outcome, received});
     };
+    static_assert(ingest::Completion::stores_inline<decltype(done)>);  // no allocation a message
     GatewayContext& context = worker_.context();
     if (!series_asked_) {
         // At the first write, not at CONNECT: a connection that never publishes holds none.
