@@ -88,9 +88,10 @@ void SeriesCache::insert(std::uint64_t hash, const Identity& identity, storage::
         slots_.resize(capacity_);
         tags_.resize(capacity_ / ways);
     }
-    // Four ways per set: an empty one, else the one used longest ago gives way. With two ways,
-    // 10,000 series in 65,536 slots still missed 6% of readings: a set that three series met in
-    // kept pushing one of them out (direct-mapped missed 14%).
+    // Eight ways per set: an empty one, else the one used longest ago gives way. The city's
+    // 10,000 series in 65,536 slots missed 3.4% of lookups two-way and 0.6% four-way (none
+    // eight-way): the series of a set that more met in than it has ways, read in turn, push each
+    // other out every time (direct-mapped missed 14%).
     const std::size_t set = set_of(hash);
     SetTags& tags = tags_[set];
     std::size_t way = 0;

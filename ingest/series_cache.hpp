@@ -3,7 +3,7 @@
 // after its first reading is stored, each later one costs a hash and a compare here instead of
 // building its key, hashing it again in storage and looking it up in the shard's index.
 //
-// Four-way set-associative and bounded: four slots per hash, the one used least recently gives
+// Eight-way set-associative and bounded: eight slots per hash, the one used least recently gives
 // way, so memory is fixed (slots x 136 bytes, taken at the first series kept, and the
 // identities longer than 56 bytes) and nothing is ever rebuilt. Not thread safe: one per
 // Appender.
@@ -64,10 +64,10 @@ class SeriesCache {
     };
     static bool holds(const Slot& slot, std::uint64_t hash, const Identity& identity);
 
-    // A set's four slots are told apart by a line of their own, so a lookup reads that line and
-    // the one slot whose hash matches, not all four slots.
-    static constexpr std::size_t ways = 4;
-    struct alignas(32) SetTags {
+    // A set's eight slots are told apart by a cache line of their own, so a lookup reads that
+    // line and the one slot whose hash matches, not all eight slots.
+    static constexpr std::size_t ways = 8;
+    struct alignas(64) SetTags {
         std::uint32_t check[ways] = {};  // the hash's upper half with its lowest bit set; 0: empty
         std::uint32_t used[ways] = {};   // when each was last found or kept (tick_)
     };
