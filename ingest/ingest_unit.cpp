@@ -47,8 +47,7 @@ std::int64_t IngestUnit::now_ms() const {
 
 bool IngestUnit::try_submit(Write& write, Completion done,
                             std::shared_ptr<storage::SeriesAdmission> series) {
-    storage::WriteCallback stored = [this,
-                                     done = std::move(done)](const storage::WriteResult& result) {
+    auto stored = [this, done = std::move(done)](const storage::WriteResult& result) {
         if (result.rejected() > 0) metrics_.storage_rejected.Increment();
         if (!result.durable()) metrics_.storage_failed.Increment();
         if (!result.durable()) {
@@ -72,6 +71,7 @@ bool IngestUnit::try_submit(Write& write, Completion done,
         }
         done(outcome);
     };
+    static_assert(storage::WriteCallback::stores_inline<decltype(stored)>);
     return engine_.try_write(write.points_, std::move(stored), std::move(series));
 }
 

@@ -66,7 +66,9 @@ struct Outcome {
     storage::SeriesLimit series_limit = storage::SeriesLimit::none;
     std::size_t series_refused = 0;
 };
-using Completion = std::function<void(const Outcome&)>;
+// Held inline up to 40 bytes (an MQTT connection's: its worker, itself, the token and the time
+// received), and within storage::WriteCallback's room once wrapped.
+using Completion = storage::InplaceFunction<void(const Outcome&), 40>;
 
 // A reading as an MQTT-style message: a topic (mapped to tags by the templates) and a payload.
 struct Message {

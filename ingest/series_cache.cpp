@@ -29,7 +29,7 @@ std::uint64_t mix(std::uint64_t h, std::string_view part) {
 }  // namespace
 
 SeriesCache::SeriesCache(std::size_t slots)
-    : capacity_(slots > 0 ? std::bit_ceil(std::max<std::size_t>(slots, 2)) : 0) {
+    : capacity_(slots > 0 ? std::bit_ceil(std::max<std::size_t>(slots, ways)) : 0) {
     static_assert(sizeof(Slot) == 128, "a slot is two cache lines");
 }
 
@@ -63,12 +63,13 @@ bool SeriesCache::holds(const Slot& s, std::uint64_t hash, const Identity& ident
 
 storage::SeriesRef SeriesCache::find(std::uint64_t hash, const Identity& identity) {
     if (slots_.empty()) return {};
-    Slot* pair = &slots_[(hash & (slots_.size() - 1)) & ~std::size_t{1}];
-    for (int way = 0; way < 2; ++way) {
-        if (!holds(pair[way], hash, identity)) continue;
-        pair[way].recent = true;
-        pair[1 - way].recent = false;
-        return pair[way].ref;
+    const std::size_t set = set_of(hash);
+    SetTags& tags = tags_[set];
+    const std::uint32_t check = check_of(hash);
+    for (std::size_t way = 0; way < ways; ++way) {
+        if (tags.check[way] != check || !holds(slots_[set * ways + way], hash, identity)) continue;
+        tags.used[way] = ++tick_;
+        return slots_[set * ways + way].ref;
     }
     return {};
 }
@@ -83,18 +84,25 @@ void SeriesCache::insert(std::uint64_t hash, const Identity& identity, storage::
     }
     // The slots come with the first series: an appender that never writes (one per I/O thread
     // whether or not it serves MQTT) costs nothing.
-    if (slots_.empty()) slots_.resize(capacity_);
-    // Two ways per set: the one not used last gives way, so two series that share a set both
-    // stay (direct-mapped, 10,000 series in 65,536 slots missed 14% of readings).
-    Slot* pair = &slots_[(hash & (slots_.size() - 1)) & ~std::size_t{1}];
-    Slot& s = !pair[0].ref.valid()   ? pair[0]
-              : !pair[1].ref.valid() ? pair[1]
-              : pair[0].recent       ? pair[1]
-                                     : pair[0];
+    if (slots_.empty()) {
+        slots_.resize(capacity_);
+        tags_.resize(capacity_ / ways);
+    }
+    // Eight ways per set: an empty one, else the one used longest ago gives way. The city's
+    // 10,000 series in 65,536 slots missed 3.4% of lookups two-way and 0.6% four-way (none
+    // eight-way): the series of a set that more met in than it has ways, read in turn, push each
+    // other out every time (direct-mapped missed 14%).
+    const std::size_t set = set_of(hash);
+    SetTags& tags = tags_[set];
+    std::size_t way = 0;
+    for (std::size_t w = 1; w < ways && tags.check[way] != 0; ++w) {
+        if (tags.check[w] == 0 || tags.used[w] < tags.used[way]) way = w;
+    }
+    tags.check[way] = check_of(hash);
+    tags.used[way] = ++tick_;
+    Slot& s = slots_[set * ways + way];
     s.hash = hash;
     s.ref = ref;
-    s.recent = true;
-    (&s == pair ? pair[1] : pair[0]).recent = false;
     s.topic_size = static_cast<std::uint16_t>(identity.topic.size());
     s.measurement_size = static_cast<std::uint16_t>(identity.measurement.size());
     s.identity_size = static_cast<std::uint32_t>(size);
@@ -116,6 +124,7 @@ void SeriesCache::expire(std::uint64_t epoch) {
     epoch_ = epoch;
     for (Slot& s : slots_)
         s.ref = {};
+    std::fill(tags_.begin(), tags_.end(), SetTags{});
 }
 
 }  // namespace citygate::ingest

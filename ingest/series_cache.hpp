@@ -3,9 +3,10 @@
 // after its first reading is stored, each later one costs a hash and a compare here instead of
 // building its key, hashing it again in storage and looking it up in the shard's index.
 //
-// Two-way set-associative and bounded: two slots per hash, the one used less recently gives way,
-// so memory is fixed (slots x 128 bytes, taken at the first series kept, and the identities
-// longer than 56 bytes) and nothing is ever rebuilt. Not thread safe: one per Appender.
+// Eight-way set-associative and bounded: eight slots per hash, the one used least recently gives
+// way, so memory is fixed (slots x 136 bytes, taken at the first series kept, and the
+// identities longer than 56 bytes) and nothing is ever rebuilt. Not thread safe: one per
+// Appender.
 #pragma once
 
 #include <cstddef>
@@ -53,7 +54,6 @@ class SeriesCache {
         std::uint16_t topic_size = 0;  // identity = topic, measurement, tags back to back
         std::uint16_t measurement_size = 0;
         std::uint32_t identity_size = 0;
-        bool recent = false;        // of its set's two, the one found or kept last
         std::string long_identity;  // when identity_size > kept_inline
         char identity[kept_inline];
 
@@ -64,8 +64,22 @@ class SeriesCache {
     };
     static bool holds(const Slot& slot, std::uint64_t hash, const Identity& identity);
 
+    // A set's eight slots are told apart by a cache line of their own, so a lookup reads that
+    // line and the one slot whose hash matches, not all eight slots.
+    static constexpr std::size_t ways = 8;
+    struct alignas(64) SetTags {
+        std::uint32_t check[ways] = {};  // the hash's upper half with its lowest bit set; 0: empty
+        std::uint32_t used[ways] = {};   // when each was last found or kept (tick_)
+    };
+    static std::uint32_t check_of(std::uint64_t hash) {
+        return static_cast<std::uint32_t>(hash >> 32) | 1u;
+    }
+    std::size_t set_of(std::uint64_t hash) const { return hash & (tags_.size() - 1); }
+
     std::size_t capacity_;
-    std::vector<Slot> slots_;  // capacity_ of them once the first series is kept
+    std::vector<Slot> slots_;    // capacity_ of them once the first series is kept
+    std::vector<SetTags> tags_;  // capacity_ / ways
+    std::uint32_t tick_ = 0;     // wraps: then recency is wrong for a while, never a hit
     std::uint64_t epoch_ = 0;
 };
 

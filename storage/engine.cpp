@@ -401,6 +401,28 @@ struct DeferredWrites {
 };
 thread_local DeferredWrites deferred_writes;
 
+// The tables of a write split across shards, kept from one write to the next on each thread. A
+// write borrows them (a callback fired by its commit may write again on the same thread, and
+// then finds none and makes its own) and gives them back when it returns.
+struct SplitTables {
+    std::vector<unsigned> placement;  // each point's shard
+    std::vector<std::size_t> per_shard;
+    std::vector<std::vector<Point>> split;
+};
+thread_local SplitTables split_tables;
+
+class BorrowedSplitTables {
+  public:
+    BorrowedSplitTables() : tables_(std::move(split_tables)) {}
+    ~BorrowedSplitTables() { split_tables = std::move(tables_); }
+    BorrowedSplitTables(const BorrowedSplitTables&) = delete;
+    BorrowedSplitTables& operator=(const BorrowedSplitTables&) = delete;
+    SplitTables* operator->() { return &tables_; }
+
+  private:
+    SplitTables tables_;
+};
+
 }  // namespace
 
 void Engine::defer_commits() {
@@ -430,8 +452,9 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
         return p.ref.valid() ? p.ref.shard : shard_of(p.series);
     };
     const bool defer = deferred_writes.engine == this;
-    auto hand_over = [&](unsigned s, detail::QueuedWrite write) {
-        shards[s]->push(std::move(write), false);
+    // `refill` gets a spare vector of the shard's in return (see Shard::push).
+    auto hand_over = [&](unsigned s, detail::QueuedWrite write, std::vector<Point>& refill) {
+        shards[s]->push(std::move(write), false, &refill);
         if (!defer) return shards[s]->commit_queued();
         auto& touched = deferred_writes.shards;
         if (std::find(touched.begin(), touched.end(), s) == touched.end()) touched.push_back(s);
@@ -445,12 +468,18 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
     if (one_shard) {
         auto& shard = *shards[first];
         if (shard.read_only() || !shard.try_reserve(points.size())) return false;
-        hand_over(first, {std::move(points), nullptr, std::move(done), std::move(admission)});
+        std::vector<Point> taken = std::move(points);
         points.clear();
+        hand_over(first, {std::move(taken), nullptr, std::move(done), std::move(admission)},
+                  points);
         return true;
     }
-    std::vector<unsigned> placement(points.size());
-    std::vector<std::size_t> per_shard(n, 0);
+    BorrowedSplitTables tables;
+    auto& placement = tables->placement;
+    auto& per_shard = tables->per_shard;
+    auto& split = tables->split;
+    placement.resize(points.size());
+    per_shard.assign(n, 0);
     for (std::size_t i = 0; i < points.size(); ++i) {
         placement[i] = shard_of_point(points[i]);
         ++per_shard[placement[i]];
@@ -474,14 +503,17 @@ bool Engine::try_write(std::vector<Point>& points, WriteCallback done,
     for (auto c : per_shard)
         parts += c > 0 ? 1 : 0;
     auto join = std::make_shared<detail::WriteJoin>(parts, std::move(done));
-    std::vector<std::vector<Point>> split(n);
+    split.resize(n);
     for (std::size_t s = 0; s < n; ++s)
         split[s].reserve(per_shard[s]);
     for (std::size_t i = 0; i < points.size(); ++i) {
         split[placement[i]].push_back(std::move(points[i]));
     }
     for (unsigned s = 0; s < n; ++s) {
-        if (!split[s].empty()) hand_over(s, {std::move(split[s]), join, nullptr, admission});
+        if (split[s].empty()) continue;
+        std::vector<Point> part = std::move(split[s]);
+        split[s].clear();
+        hand_over(s, {std::move(part), join, nullptr, admission}, split[s]);
     }
     points.clear();
     return true;

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "storage/inplace_function.hpp"
 #include "storage/query_budget.hpp"
 #include "storage/selector.hpp"
 #include "storage/status.hpp"
@@ -357,7 +358,9 @@ struct WriteResult {
 // retrying rejected points will not help, except those over the series limit once retention frees
 // series. When the write is not durable every count is 0: the caller cannot know which points
 // reached the WAL.
-using WriteCallback = std::function<void(const WriteResult&)>;
+// Held inline up to 56 bytes (the ingest unit's wrapper of its completion), so a write makes no
+// allocation for its callback.
+using WriteCallback = InplaceFunction<void(const WriteResult&), 56>;
 
 struct RawSeries {
     std::string series;

@@ -61,15 +61,16 @@ void IoWorker::post_completion(Completion completion) {
 }
 
 void IoWorker::deliver_completions() {
-    std::vector<Completion> batch;
     {
+        // Swapped, not moved out: both vectors keep their capacity from one batch to the next.
         std::lock_guard lock(inbox_mutex_);
-        batch.swap(inbox_);
+        delivering_.swap(inbox_);
         drain_posted_ = false;
     }
-    for (const Completion& completion : batch)
+    for (const Completion& completion : delivering_)
         completion.connection->complete(completion);
-    context_.pending_writes.fetch_sub(static_cast<std::int64_t>(batch.size()));
+    context_.pending_writes.fetch_sub(static_cast<std::int64_t>(delivering_.size()));
+    delivering_.clear();
 }
 
 void IoWorker::group_writes() {

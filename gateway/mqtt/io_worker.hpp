@@ -75,6 +75,9 @@ class IoWorker {
     GatewayContext& context() { return context_; }
     std::vector<std::uint8_t>& read_buffer() { return read_buffer_; }
     ingest::Appender& appender() { return appender_; }
+    // A write to prepare a message into: one per thread, so its points vector (given a spare
+    // one back by storage at each submit) is not allocated per message. Empty it first.
+    ingest::Write& scratch_write() { return scratch_write_; }
 
     // Any thread. Queues a completion; the worker delivers queued completions in one batch, so a
     // busy writer costs one post per drain, not one per message.
@@ -124,9 +127,11 @@ class IoWorker {
     boost::asio::io_context io_{1};
     std::vector<std::uint8_t> read_buffer_;
     ingest::Appender appender_;
+    ingest::Write scratch_write_;
 
     std::mutex inbox_mutex_;
     std::vector<Completion> inbox_;
+    std::vector<Completion> delivering_;  // the I/O thread's, while deliver_completions() runs
     bool drain_posted_ = false;
     bool grouping_ = false;  // group_writes() posted its commit
     std::atomic<bool> retry_posted_{false};

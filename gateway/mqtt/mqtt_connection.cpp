@@ -359,18 +359,33 @@ void MqttConnection::on_deadline(std::chrono::steady_clock::time_point now) {
     watch_deadline();
 }
 
+thread_local std::vector<std::unique_ptr<MqttConnection::ActiveState>>
+    MqttConnection::spare_active_states_;
+
 MqttConnection::ActiveState& MqttConnection::active() {
-    if (!active_) active_ = std::make_unique<ActiveState>();
+    if (active_) return *active_;
+    if (spare_active_states_.empty()) {
+        active_ = std::make_unique<ActiveState>();
+    } else {
+        active_ = std::move(spare_active_states_.back());
+        spare_active_states_.pop_back();
+    }
     return *active_;
 }
 
 void MqttConnection::settle() {
     // Not while a write is in flight (it uses the buffer) or blocked (its deadline is here).
     if (!active_ || writing_now_ || send_blocked_) return;
-    const ActiveState& a = *active_;
-    if (a.partial.empty() && a.outbox.empty() && a.writing.empty() && a.stalled.empty()) {
-        active_.reset();
+    ActiveState& a = *active_;
+    if (!a.partial.empty() || !a.outbox.empty() || !a.writing.empty() || !a.stalled.empty()) {
+        return;
     }
+    if (spare_active_states_.size() >= kSpareActiveStates) return active_.reset();
+    if (a.outbox.capacity() > kSpareBufferBytes) a.outbox = std::vector<std::uint8_t>();
+    if (a.writing.capacity() > kSpareBufferBytes) a.writing = std::vector<std::uint8_t>();
+    a.stalled = std::vector<StalledWrite>();
+    a.partial_since = a.blocked_since = {};
+    spare_active_states_.push_back(std::move(active_));
 }
 
 void MqttConnection::on_packet(mqtt::packet_direction direction, mqtt::packet_type type) {
@@ -422,9 +437,9 @@ void MqttConnection::on_written(const boost::system::error_code& ec) {
         active_.reset();  // the buffer teardown() left to this write
         return;
     }
-    // Released, so that an idle connection keeps no buffer (the next answer allocates one). Not
-    // `writing = {}`, which assigns an empty initializer list and keeps the capacity.
-    active_->writing = std::vector<std::uint8_t>();
+    // Emptied; its capacity goes with the active state to the thread's spares when the
+    // connection settles, so an idle connection keeps no buffer.
+    active_->writing.clear();
     if (ec) {
         CG_LOG(debug) << "mqtt write failed: " << ec.message();
         session_.on_peer_closed();
@@ -457,7 +472,8 @@ void MqttConnection::deliver(const mqtt::inbound_publish& message) {
             break;
     }
 
-    ingest::Write write;
+    ingest::Write& write = worker_.scratch_write();
+    write.clear();  // of a message refused before
     ingest::Verdict verdict = worker_.appender().prepare(
         {identity_, session_.client_id(), message.topic, message.payload}, write);
     if (verdict != ingest::Verdict::stored) return refuse(message, verdict);
@@ -514,11 +530,11 @@ void MqttConnection::refuse(const mqtt::inbound_publish& message, ingest::Verdic
 bool MqttConnection::submit(ingest::Write& write, mqtt::delivery_token token,
                             std::chrono::steady_clock::time_point received) {
     IoWorker* worker = &worker_;
-    ingest::Completion done = [worker, self = share(), token,
-                               received](const ingest::Outcome& outcome) mutable {
+    auto done = [worker, self = share(), token, received](const ingest::Outcome& outcome) mutable {
         // Moving the connection out keeps its last reference off the writer thread.
         worker->post_completion({std::move(self), token, outcome, received});
     };
+    static_assert(ingest::Completion::stores_inline<decltype(done)>);  // no allocation a message
     GatewayContext& context = worker_.context();
     if (!series_asked_) {
         // At the first write, not at CONNECT: a connection that never publishes holds none.

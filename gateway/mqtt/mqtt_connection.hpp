@@ -162,7 +162,12 @@ class MqttConnection : public TimerWheel::Hook, private mqtt::session_handler {
         std::vector<StalledWrite> stalled;  // refused by a full shard queue, in arrival order
     };
     ActiveState& active();
-    // Drops active_ if nothing is in it and no write is in flight or blocked.
+    // Active states that connections of this I/O thread gave back, with their buffers: a
+    // connection that answers a message and goes quiet again took one (and an outbox, and a
+    // write buffer) from the heap per message. Bounded in number and in the buffers each keeps.
+    static constexpr std::size_t kSpareActiveStates = 64, kSpareBufferBytes = 2048;
+    static thread_local std::vector<std::unique_ptr<ActiveState>> spare_active_states_;
+    // Gives active_ back to the spares if nothing is in it and no write is in flight or blocked.
     void settle();
 
     // Every idle connection carries these, its session's state among them (and besides them

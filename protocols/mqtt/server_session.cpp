@@ -94,7 +94,9 @@ struct server_session::state {
     void queue(const Packet& p) {
         // Our own packets always encode: reason codes are checked against each packet's table
         // before they get here, and no field comes near 65535 bytes. Nothing to report.
-        encoded_packet scratch;
+        // Per thread, not per packet: it keeps its buffer's capacity (a PUBACK encoded into a
+        // fresh one allocated twice). Used only between here and append_to below.
+        thread_local encoded_packet scratch;
         if (encode(p, version, scratch)) return;
         // MQTT-3.1.2-24: never send a packet above the client's maximum packet size.
         if (scratch.size() > peer_maximum_packet_size) return;

@@ -123,7 +123,10 @@ class Shard {
     void unreserve(std::size_t n);
     // Only after a successful try_reserve() for write.points.size(). `wake` false: the writer
     // is not told; the producer calls commit_queued() (at once or at the end of its batch).
-    void push(QueuedWrite write, bool wake = true);
+    // `refill`, when given, receives an empty points vector with the capacity of one committed
+    // before, if the shard has one spare, so a producer that fills a vector per message does
+    // not allocate one each time.
+    void push(QueuedWrite write, bool wake = true, std::vector<Point>* refill = nullptr);
     // Commits what is queued on the calling thread, whose callbacks then have fired, when
     // nothing there can block: fsync none (a WAL append is a write to the page cache), the
     // shard writable, nobody committing, every point of a series that exists and is loaded,
@@ -250,7 +253,10 @@ class Shard {
     // Gives back `n` points of queue room; tells on_space_available if a producer was refused.
     void release_room(std::size_t n);
     // Writer thread: fails every queued write with `status`, writing nothing.
-    void fail_writes(std::deque<QueuedWrite>& work, const Status& status);
+    void fail_writes(std::vector<QueuedWrite>& work, const Status& status);
+    // Empties `work`, keeping the points vectors (up to kSpareVectors, none larger than
+    // kSpareVectorPoints) for push() to hand back, and not more than kKeptWrites of capacity.
+    void recycle(std::vector<QueuedWrite>& work);
     // Before RocksDB replays the WAL: scans it, fills wal_recovery_, and fails (corruption,
     // naming the shard, the damage and the choice) when it is damaged and the policy refuses.
     [[nodiscard]] Status check_wal(const std::filesystem::path& path);
@@ -263,7 +269,7 @@ class Shard {
     void run();
     // Commits `work` and fires its callbacks (the commit_mutex_ held). `here`: on a producer's
     // thread (try_commit_here); false, with nothing changed, when RocksDB would stall.
-    bool commit(std::deque<QueuedWrite>& work, bool here = false);
+    bool commit(std::vector<QueuedWrite>& work, bool here = false);
     // Whether `point`'s series exists and is loaded, so a commit on a producer's thread may
     // take it (commit_mutex_ held).
     bool ready_series(const Point& point) const;
@@ -389,7 +395,8 @@ class Shard {
     std::vector<SeriesAdmission*> commit_admissions_;  // of each new series of the batch
     // A commit on a producer's thread: each series' max_ts before it, to undo a stalled write.
     std::vector<std::pair<std::uint64_t, std::int64_t>> commit_undo_;
-    std::deque<QueuedWrite> here_work_;
+    std::vector<WriteResult> commit_parts_;  // each queued write's part of the outcome
+    std::vector<QueuedWrite> here_work_;
     // Owns what the comments call writer-only state (index mutation, states_' writer fields,
     // head_points_, the commit buffers): the writer thread holds it for each turn of its loop, a
     // producer for a commit on its own thread. Taken before queue_mutex_, never after.
@@ -397,7 +404,11 @@ class Shard {
 
     std::mutex queue_mutex_;
     std::condition_variable queue_cv_;
-    std::deque<QueuedWrite> queue_;
+    // A vector, not a deque: taken whole by swapping with the committer's, so neither side
+    // allocates once both have grown to a batch.
+    std::vector<QueuedWrite> queue_;
+    std::vector<std::vector<Point>> spare_points_;  // emptied, with their capacity; see push()
+    static constexpr std::size_t kSpareVectors = 256, kSpareVectorPoints = 4096, kKeptWrites = 4096;
     std::deque<std::function<void()>> tasks_;  // writer-thread jobs (flush_now, tests)
     bool stop_ = false;
     std::atomic<std::size_t> reserved_{0};

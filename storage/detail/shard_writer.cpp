@@ -40,12 +40,32 @@ void Shard::unreserve(std::size_t n) {
     reserved_.fetch_sub(n);
 }
 
-void Shard::push(QueuedWrite write, bool wake) {
+void Shard::push(QueuedWrite write, bool wake, std::vector<Point>* refill) {
     {
         std::lock_guard lock(queue_mutex_);
         queue_.push_back(std::move(write));
+        if (refill && !spare_points_.empty()) {
+            *refill = std::move(spare_points_.back());
+            spare_points_.pop_back();
+        }
     }
     if (wake) queue_cv_.notify_one();
+}
+
+void Shard::recycle(std::vector<QueuedWrite>& work) {
+    {
+        std::lock_guard lock(queue_mutex_);
+        for (auto& write : work) {
+            if (spare_points_.size() >= kSpareVectors) break;
+            if (write.points.capacity() > kSpareVectorPoints) continue;
+            write.points.clear();
+            spare_points_.push_back(std::move(write.points));
+        }
+    }
+    // Callbacks and admissions go here, outside the lock.
+    work.clear();
+    // A burst of small writes grows the vector to queue_capacity entries; that is not kept.
+    if (work.capacity() > kKeptWrites) std::vector<QueuedWrite>().swap(work);
 }
 
 void Shard::commit_queued() {
@@ -105,7 +125,7 @@ bool Shard::commit_queued_here() {
         here_work_.clear();
         return false;
     }
-    here_work_.clear();
+    recycle(here_work_);
     last_write_ = std::chrono::steady_clock::now();
     memtables_dirty_ = true;
     return true;
@@ -126,7 +146,7 @@ bool Shard::writes_held() const {
     return read_only() || (options_.disk && options_.disk->full());
 }
 
-void Shard::fail_writes(std::deque<QueuedWrite>& work, const Status& status) {
+void Shard::fail_writes(std::vector<QueuedWrite>& work, const Status& status) {
     std::size_t total = 0;
     for (auto& w : work)
         total += w.points.size();
@@ -137,7 +157,7 @@ void Shard::fail_writes(std::deque<QueuedWrite>& work, const Status& status) {
 }
 
 void Shard::run() {
-    std::deque<QueuedWrite> work;
+    std::vector<QueuedWrite> work;
     std::deque<std::function<void()>> tasks;
     for (;;) {
         bool stopping, held;
@@ -175,7 +195,7 @@ void Shard::run() {
                 last_write_ = std::chrono::steady_clock::now();
                 memtables_dirty_ = true;
             }
-            work.clear();
+            recycle(work);
         }
         for (auto& task : tasks)
             task();
@@ -258,9 +278,10 @@ Status Shard::flush_memtables() {
     return from_rocks(db_->Flush(options, families), "flush at close");
 }
 
-bool Shard::commit(std::deque<QueuedWrite>& work, bool here) {
+bool Shard::commit(std::vector<QueuedWrite>& work, bool here) {
     // Each queued write's part of the outcome; its status is the batch's.
-    std::vector<WriteResult> parts(work.size());
+    auto& parts = commit_parts_;
+    parts.assign(work.size(), WriteResult{});
     auto& staged = commit_staged_;
     staged.clear();
     std::size_t total = 0;

@@ -434,8 +434,8 @@ TEST_CASE("a series stored once is written by reference from then on, into the s
 }
 
 TEST_CASE("the series cache finds only the identity it keeps, and forgets on a new epoch") {
-    ingest::SeriesCache cache(3);  // rounded up to 4 slots
-    CHECK(cache.slots() == 4);
+    ingest::SeriesCache cache(3);  // one set: rounded up to its eight ways
+    CHECK(cache.slots() == 8);
     const ingest::SeriesCache::Identity a{"city/x/air/d1", "pm25", ""};
     const auto ha = ingest::SeriesCache::hash(a);
     CHECK_FALSE(cache.find(ha, a).valid());
@@ -448,22 +448,33 @@ TEST_CASE("the series cache finds only the identity it keeps, and forgets on a n
     // A lookup under a's hash but for other parts is no hit, whatever the slot holds.
     CHECK_FALSE(cache.find(ha, shifted).valid());
     CHECK_FALSE(cache.find(ha, {"city/x/air/d1", "pm25", "\x01"}).valid());
-    // Two identities of one set both stay; a third pushes out the one found least recently.
-    const ingest::SeriesCache::Identity b{"city/y/air/d2", "no2", "tags"};
-    const ingest::SeriesCache::Identity c{"city/z/air/d3", "no2", ""};
-    cache.insert(ha, b, {9, 0});
+    // Eight identities of one set all stay; a ninth pushes out the one found least recently.
+    std::vector<std::string> topics;
+    for (int i = 0; i < 8; ++i)
+        topics.push_back("city/y/air/d" + std::to_string(i));
+    auto other = [&](int i) { return ingest::SeriesCache::Identity{topics[i], "no2", ""}; };
+    for (int i = 0; i < 7; ++i)
+        cache.insert(ha, other(i), {100u + i, 0});
+    for (int i = 6; i >= 0; --i)  // other(6) first: other(0) is found last, a before it
+        CHECK(cache.find(ha, other(i)).id == 100u + i);
     CHECK(cache.find(ha, a).id == 7);
-    CHECK(cache.find(ha, b).id == 9);
-    CHECK(cache.find(ha, a).valid());  // a is now the recent one
-    cache.insert(ha, c, {11, 0});
+    CHECK(cache.find(ha, other(0)).id == 100);  // least recent now: other(6)
+    cache.insert(ha, other(7), {107, 0});
+    CHECK_FALSE(cache.find(ha, other(6)).valid());
     CHECK(cache.find(ha, a).id == 7);
-    CHECK_FALSE(cache.find(ha, b).valid());
-    CHECK(cache.find(ha, c).id == 11);
+    for (int i = 0; i < 6; ++i)
+        CHECK(cache.find(ha, other(i)).id == 100u + i);
+    CHECK(cache.find(ha, other(7)).id == 107);
     cache.expire(0);  // the epoch it started with: kept
-    CHECK(cache.find(ha, c).valid());
+    CHECK(cache.find(ha, other(7)).valid());
     cache.expire(1);
-    CHECK_FALSE(cache.find(ha, c).valid());
+    CHECK_FALSE(cache.find(ha, other(7)).valid());
     CHECK_FALSE(cache.find(ha, a).valid());
+    // What expired takes no way: eight new ones fit again.
+    for (int i = 0; i < 8; ++i)
+        cache.insert(ha, other(i), {200u + i, 0});
+    for (int i = 0; i < 8; ++i)
+        CHECK(cache.find(ha, other(i)).id == 200u + i);
 
     ingest::SeriesCache off(0);
     off.insert(ha, a, {7, 1});
@@ -471,23 +482,30 @@ TEST_CASE("the series cache finds only the identity it keeps, and forgets on a n
 }
 
 TEST_CASE("the series cache keeps identities longer than a slot holds, and replaces either kind") {
-    ingest::SeriesCache cache(2);
+    ingest::SeriesCache cache(2);  // one set: rounded up to its eight ways
+    CHECK(cache.slots() == 8);
     const std::string tags(80, 't');
     const ingest::SeriesCache::Identity long_one{"city/long/topic", "pm25", tags};
     const std::string other_tags = tags.substr(0, 79) + "u";  // same sizes, last byte differs
     const ingest::SeriesCache::Identity long_other{"city/long/topic", "pm25", other_tags};
     const ingest::SeriesCache::Identity short_one{"city/x", "no2", ""};
+    std::vector<std::string> fillers;
+    for (int i = 0; i < 6; ++i)
+        fillers.push_back("city/fill/" + std::to_string(i));
     const auto h = ingest::SeriesCache::hash(long_one);
     cache.insert(h, long_one, {3, 0});
     CHECK(cache.find(h, long_one).id == 3);
     CHECK_FALSE(cache.find(h, long_other).valid());
     // Short and long identities take each other's slots and are compared as what they are.
     cache.insert(h, short_one, {4, 0});
+    for (int i = 0; i < 6; ++i)
+        cache.insert(h, {fillers[i], "no2", ""}, {10u + i, 0});
     cache.insert(h, long_other, {5, 0});  // pushes out long_one, found least recently
-    CHECK(cache.find(h, short_one).id == 4);
     CHECK(cache.find(h, long_other).id == 5);
     CHECK_FALSE(cache.find(h, long_one).valid());
-    CHECK(cache.find(h, short_one).valid());   // long_other is now the least recent
+    for (int i = 0; i < 6; ++i)
+        CHECK(cache.find(h, {fillers[i], "no2", ""}).id == 10u + i);
+    CHECK(cache.find(h, short_one).id == 4);   // long_other is now the least recent
     cache.insert(h, {"a", "b", "c"}, {6, 0});  // a short one into long_other's slot
     CHECK(cache.find(h, {"a", "b", "c"}).id == 6);
     CHECK_FALSE(cache.find(h, long_other).valid());
