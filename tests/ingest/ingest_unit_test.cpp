@@ -24,7 +24,11 @@ std::span<const std::uint8_t> bytes(std::string_view text) {
 
 // An engine in a temp dir and a unit over it, with a fixed arrival clock.
 struct Fixture {
-    // `write_delay`: the writer sleeps this long per batch (a slow disk).
+    // `write_delay`: each commit sleeps this long (a slow disk), and with fsync batch every
+    // commit is the writer's: with fsync none a producer commits on its own thread whenever the
+    // writer is idle, so a slow commit would hold the producer rather than fill the queue (a
+    // loaded machine descheduling the producer during the writer's one commit, the first, made
+    // the full-queue test find no full queue).
     explicit Fixture(std::filesystem::path acl_file = {}, std::size_t queue_capacity = 65536,
                      std::chrono::milliseconds write_delay = {})
         : access({ingest::AnonymousPolicy::always, {}, std::move(acl_file)}),
@@ -34,6 +38,7 @@ struct Fixture {
         engine_options.directory = dir.path() / "data";
         engine_options.shards = 1;
         engine_options.queue_capacity = queue_capacity;
+        if (write_delay.count() > 0) engine_options.fsync = storage::FsyncPolicy::batch;
         engine_options.clock = [] { return arrival_ms; };
         engine_options.on_batch = [write_delay](const storage::BatchReport&) {
             std::this_thread::sleep_for(write_delay);
