@@ -407,8 +407,10 @@ class Shard {
     // A vector, not a deque: taken whole by swapping with the committer's, so neither side
     // allocates once both have grown to a batch.
     std::vector<QueuedWrite> queue_;
-    std::vector<std::vector<Point>> spare_points_;  // emptied, with their capacity; see push()
-    static constexpr std::size_t kSpareVectors = 256, kSpareVectorPoints = 4096, kKeptWrites = 4096;
+    // Emptied, with their capacity; see push(). At most 64 x 1024 points (4 MiB) a shard: a
+    // point is 64 bytes, and 256 of 4096 would have been 64 MiB a shard kept for large writes.
+    std::vector<std::vector<Point>> spare_points_;
+    static constexpr std::size_t kSpareVectors = 64, kSpareVectorPoints = 1024, kKeptWrites = 4096;
     std::deque<std::function<void()>> tasks_;  // writer-thread jobs (flush_now, tests)
     bool stop_ = false;
     std::atomic<std::size_t> reserved_{0};
