@@ -379,6 +379,12 @@ struct RemoteWriteSender::Impl {
             if (!sleep(delay)) return Sent::stopped;
             std::int64_t now = now_ms();
             update_lag(s, batch_start, now);
+            // The other stream waits behind this one, so its lag grows too: an outage that
+            // began while a minute's rollup batch was going out left the raw lag where it was.
+            for (const Stream& other : streams) {
+                if (&other == &s) continue;
+                if (const auto& at = cursor_of(other)) update_lag(other, *at, now);
+            }
             if (batch_start < now - options.max_backlog.count()) return Sent::expired;
         }
     }

@@ -323,6 +323,47 @@ TEST_CASE("an unreachable receiver costs retries, not data: it all arrives once 
     CHECK(total(receiver.samples()) == written);
 }
 
+// citygate_remote_write_lag_seconds{source=...} as the registry holds it now.
+double lag_of(prometheus::Registry& registry, const std::string& source) {
+    for (const auto& family : registry.Collect()) {
+        if (family.name != "citygate_remote_write_lag_seconds") continue;
+        for (const auto& metric : family.metric) {
+            for (const auto& label : metric.label) {
+                if (label.name == "source" && label.value == source) return metric.gauge.value;
+            }
+        }
+    }
+    return -1;
+}
+
+TEST_CASE("while one stream's batch is retried, the other stream's lag grows too") {
+    test::TempDir dir;
+    auto engine = open_engine(dir);
+    write_city(*engine, kNow, 2, 30);
+    Receiver receiver([](int) { return Receiver::Answer{500, ""}; });
+    std::atomic<std::int64_t> now{kNow};
+    auto options = options_for(receiver, dir, kNow);
+    options.rollup_1m = true;  // raw and rollup_1m: one sender, one stream at a time
+    options.clock = [&now] { return now.load(); };
+    prometheus::Registry registry;
+    exports::RemoteWriteSender sender(options, *engine, &registry);
+    sender.start();
+    REQUIRE(eventually([&] { return sender.figures().retries >= 2; }));
+    const double raw_before = lag_of(registry, "raw");
+    const double rollup_before = lag_of(registry, "rollup_1m");
+    REQUIRE(raw_before >= 0);
+    REQUIRE(rollup_before >= 0);
+    // Ten minutes of outage: the stream whose batch is out lags ten minutes more, and so does
+    // the one waiting behind it (its lag had stayed where the outage found it).
+    now = kNow + 600'000;
+    CHECK(eventually([&] {
+        return lag_of(registry, "raw") >= raw_before + 600 &&
+               lag_of(registry, "rollup_1m") >= rollup_before + 600;
+    }));
+    sender.stop();
+    CHECK(sender.figures().samples_sent == 0);
+}
+
 TEST_CASE("stop() abandons a request the receiver never answers") {
     test::TempDir dir;
     auto engine = open_engine(dir);
